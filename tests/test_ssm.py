@@ -1,0 +1,152 @@
+"""Selective scan: every backend against the per-step reference (outputs and all gradients)."""
+
+import pytest
+import torch
+
+from usm.ssm import BACKENDS, resolve_backend, selective_scan
+from usm.ssm.fast_torch import selective_scan_torch
+from usm.ssm.reference import selective_scan_reference
+
+# mamba_ssm's own fp32 parity tolerances (DESIGN.md section 3).
+RTOL, ATOL, GRAD_TOL = 6e-4, 2e-3, 1e-3
+
+
+def make_inputs(batch, channels, length, state, form, groups=2, with_d=True, with_z=True, with_bias=True,
+                dtype=torch.float32, device="cpu", seed=0):
+    gen = torch.Generator().manual_seed(seed)
+
+    def randn(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=gen) * scale).to(device=device, dtype=dtype)
+
+    bc_shape = {"variable": (batch, state, length), "grouped": (batch, groups, state, length),
+                "fixed": (channels, state)}[form]
+    inputs = dict(
+        u=randn(batch, channels, length),
+        delta=randn(batch, channels, length, scale=0.5),
+        A=-torch.rand(channels, state, generator=gen).to(device) * 2 - 0.1,
+        B=randn(*bc_shape),
+        C=randn(*bc_shape),
+        D=randn(channels) if with_d else None,
+        z=randn(batch, channels, length) if with_z else None,
+        delta_bias=randn(channels, scale=0.1) if with_bias else None,
+    )
+    return {k: None if v is None else v.requires_grad_() for k, v in inputs.items()}
+
+
+def run_with_grads(fn, inputs, softplus=True, **kwargs):
+    y, last = fn(**inputs, delta_softplus=softplus, return_last_state=True, **kwargs)
+    gen = torch.Generator().manual_seed(123)
+    gy = torch.randn(y.shape, generator=gen).to(y)
+    glast = torch.randn(last.shape, generator=gen).to(last)
+    names = [k for k, v in inputs.items() if v is not None]
+    grads = torch.autograd.grad((y * gy).sum() + (last * glast).sum(), [inputs[k] for k in names])
+    return y, last, dict(zip(names, grads))
+
+
+def assert_close_grads(expected, actual, tol):
+    for name in expected:
+        scale = expected[name].abs().max().clamp_min(1.0)
+        torch.testing.assert_close(actual[name] / scale, expected[name] / scale, rtol=tol, atol=tol,
+                                   msg=lambda m: f"gradient of {name}: {m}")
+
+
+@pytest.mark.parametrize("form", ["variable", "grouped", "fixed"])
+@pytest.mark.parametrize("length", [1, 2, 7, 33])
+@pytest.mark.parametrize("optional", [True, False], ids=["D-z-bias", "bare"])
+@pytest.mark.parametrize("chunk", [None, 1, 3])
+def test_torch_matches_reference(form, length, optional, chunk):
+    inputs = make_inputs(2, 6, length, 4, form, with_d=optional, with_z=optional, with_bias=optional)
+    y_ref, last_ref, g_ref = run_with_grads(selective_scan_reference, inputs, softplus=optional)
+    y, last, g = run_with_grads(selective_scan_torch, inputs, softplus=optional, chunk=chunk)
+    torch.testing.assert_close(y, y_ref, rtol=RTOL, atol=ATOL)
+    torch.testing.assert_close(last, last_ref, rtol=RTOL, atol=ATOL)
+    assert_close_grads(g_ref, g, GRAD_TOL)
+
+
+def test_torch_matches_reference_without_last_state_and_in_bf16():
+    inputs = make_inputs(1, 8, 9, 4, "variable", dtype=torch.bfloat16)
+    y_ref = selective_scan_reference(**inputs, delta_softplus=True)
+    y = selective_scan_torch(**inputs, delta_softplus=True)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), y_ref.float(), rtol=3e-2, atol=5e-2)
+    y.float().sum().backward()
+    assert inputs["u"].grad.dtype == torch.bfloat16
+
+
+def test_grouped_with_one_group_equals_variable():
+    inputs = make_inputs(2, 6, 5, 4, "variable")
+    grouped = dict(inputs, B=inputs["B"][:, None], C=inputs["C"][:, None])
+    torch.testing.assert_close(selective_scan(**grouped, backend="torch"), selective_scan(**inputs, backend="torch"))
+
+
+def test_reference_backward_is_linear_in_length():
+    """The reference must stay usable for training: its graph grows with L, not L^2."""
+    import time
+
+    def seconds(length):
+        inputs = make_inputs(1, 4, length, 2, "variable", with_z=False)
+        start = time.perf_counter()
+        selective_scan_reference(**inputs).sum().backward()
+        return time.perf_counter() - start
+
+    seconds(8)
+    ratio = seconds(512) / seconds(128)
+    assert ratio < 8, f"4x longer sequence took {ratio:.1f}x the time (quadratic backward?)"
+
+
+def test_known_values_single_channel():
+    """Closed form for constant inputs: h_t = sum_{s<=t} a^(t-s) * dt*u*b."""
+    length, a_log, dt, b, c = 5, -0.5, 0.3, 2.0, 1.5
+    u = torch.ones(1, 1, length)
+    out = selective_scan(u, torch.full_like(u, dt), torch.tensor([[a_log]]), torch.full((1, 1, length), b),
+                         torch.full((1, 1, length), c), backend="torch")
+    decay = torch.exp(torch.tensor(dt * a_log))
+    expected = torch.tensor([sum(decay ** (t - s) for s in range(t + 1)) * dt * b * c for t in range(length)])
+    torch.testing.assert_close(out.flatten(), expected)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(u=torch.zeros(2, 6)), "u must be"),
+    (dict(delta=torch.zeros(2, 6, 4)), "delta has shape"),
+    (dict(A=torch.zeros(5, 4)), "A must be"),
+    (dict(B=torch.zeros(2, 3, 5)), "B has shape"),
+    (dict(C=torch.zeros(2, 4, 4, 5)), "4 groups, which does not divide"),
+    (dict(D=torch.zeros(5)), "D must be"),
+    (dict(z=torch.zeros(2, 6, 4)), "z has shape"),
+])
+def test_bad_shapes_raise_clear_errors(bad, message):
+    inputs = {k: None if v is None else v.detach() for k, v in make_inputs(2, 6, 5, 4, "variable").items()}
+    inputs.update(bad)
+    for backend in ("reference", "torch"):
+        with pytest.raises(ValueError, match=message):
+            selective_scan(**inputs, backend=backend)
+
+
+def test_backend_resolution():
+    assert set(BACKENDS) == {"reference", "torch", "mamba_ssm"}
+    assert resolve_backend("auto", torch.device("cpu")) == "torch"
+    with pytest.raises(ValueError, match="unknown scan backend 'fast'"):
+        resolve_backend("fast", torch.device("cpu"))
+
+
+def test_explicit_mamba_ssm_off_cuda_says_how_to_fix():
+    inputs = {k: None if v is None else v.detach() for k, v in make_inputs(1, 4, 3, 2, "variable").items()}
+    with pytest.raises(RuntimeError, match="mamba_ssm"):
+        selective_scan(**inputs, backend="mamba_ssm")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("backend", ["torch", "mamba_ssm"])
+@pytest.mark.parametrize("form", ["variable", "grouped"])
+def test_cuda_backends_match_reference(backend, form):
+    from usm.ssm import mamba_ssm_status
+
+    if backend == "mamba_ssm" and not mamba_ssm_status()[0]:
+        pytest.skip(mamba_ssm_status()[1])
+    inputs = make_inputs(2, 64, 129, 16, form, device="cuda")
+    y_ref, last_ref, g_ref = run_with_grads(selective_scan_reference, inputs)
+    y, last, g = run_with_grads(BACKENDS[backend], inputs)
+    torch.testing.assert_close(y, y_ref, rtol=RTOL, atol=ATOL)
+    torch.testing.assert_close(last, last_ref, rtol=RTOL, atol=ATOL)
+    assert_close_grads(g_ref, g, GRAD_TOL)

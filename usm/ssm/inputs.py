@@ -1,0 +1,86 @@
+"""Validation and layout of selective-scan inputs, shared by every backend.
+
+    >>> import torch
+    >>> from usm.ssm.inputs import check_inputs
+    >>> u = torch.randn(2, 8, 5); A = -torch.rand(8, 4); B = torch.randn(2, 4, 5)
+    >>> check_inputs(u, u, A, B, B, None, None, None).bc_groups
+    1
+
+The three forms of B and C (DESIGN.md section 3):
+
+- ``variable``: (batch, N, L), one B_t per sequence position, shared by all channels;
+- ``grouped``:  (batch, G, N, L), channel d uses group d // (D / G);
+- ``fixed``:    (D, N), no dependence on the input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class ScanShape:
+    batch: int
+    channels: int  # D
+    length: int  # L
+    state: int  # N
+    b_form: str
+    c_form: str
+    bc_groups: int  # G used by the work layout: 1 unless B or C is grouped
+
+
+def bc_form(x: torch.Tensor, name: str, batch: int, channels: int, state: int, length: int) -> tuple[str, int]:
+    """Return (form, groups) of a B or C tensor, or raise naming the bad shape."""
+    shape = tuple(x.shape)
+    if x.dim() == 2 and shape == (channels, state):
+        return "fixed", 1
+    if x.dim() == 3 and shape == (batch, state, length):
+        return "variable", 1
+    if x.dim() == 4 and shape[0] == batch and shape[2:] == (state, length) and shape[1] >= 1:
+        groups = shape[1]
+        if channels % groups:
+            raise ValueError(f"{name} has {groups} groups, which does not divide D={channels} channels")
+        return "grouped", groups
+    raise ValueError(
+        f"{name} has shape {shape}; expected (D, N)={(channels, state)}, (batch, N, L)={(batch, state, length)} "
+        f"or (batch, G, N, L) with G dividing D"
+    )
+
+
+def check_inputs(u, delta, A, B, C, D, z, delta_bias) -> ScanShape:
+    """Check shapes and devices of a selective-scan call; return its dimensions."""
+    if u.dim() != 3:
+        raise ValueError(f"u must be (batch, D, L), got shape {tuple(u.shape)}")
+    batch, channels, length = u.shape
+    if tuple(delta.shape) != tuple(u.shape):
+        raise ValueError(f"delta has shape {tuple(delta.shape)}, expected u's shape {tuple(u.shape)}")
+    if A.dim() != 2 or A.shape[0] != channels:
+        raise ValueError(f"A must be (D, N) with D={channels}, got shape {tuple(A.shape)}")
+    if A.is_complex():
+        raise ValueError("complex A is not supported: USM and ZigMa use real A")
+    state = A.shape[1]
+    b_form, b_groups = bc_form(B, "B", batch, channels, state, length)
+    c_form, c_groups = bc_form(C, "C", batch, channels, state, length)
+    if b_groups > 1 and c_groups > 1 and b_groups != c_groups:
+        raise ValueError(f"B has {b_groups} groups and C has {c_groups}; grouped B and C must agree")
+    for name, vec in (("D", D), ("delta_bias", delta_bias)):
+        if vec is not None and tuple(vec.shape) != (channels,):
+            raise ValueError(f"{name} must be ({channels},), got shape {tuple(vec.shape)}")
+    if z is not None and tuple(z.shape) != tuple(u.shape):
+        raise ValueError(f"z has shape {tuple(z.shape)}, expected u's shape {tuple(u.shape)}")
+    devices = {t.device for t in (u, delta, A, B, C, D, z, delta_bias) if t is not None}
+    if len(devices) > 1:
+        raise ValueError(f"selective_scan inputs are on several devices: {sorted(map(str, devices))}")
+    return ScanShape(batch, channels, length, state, b_form, c_form, max(b_groups, c_groups))
+
+
+def expand_bc(x: torch.Tensor, form: str, channels: int, length: int) -> torch.Tensor:
+    """B or C as a float32 tensor broadcastable to (batch, D, N, L), indexable by position."""
+    x = x.float()
+    if form == "fixed":
+        return x[None, :, :, None].expand(-1, -1, -1, length)
+    if form == "variable":
+        return x[:, None]
+    return x.repeat_interleave(channels // x.shape[1], dim=1)
