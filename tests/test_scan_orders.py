@@ -80,3 +80,9 @@ def test_bad_path_and_grid_raise():
     with pytest.raises(ValueError, match="at least 1 x 1"):
         scan_order(0, 0, 4)
     assert path_name(9) == USM_SCHEMES[1]
+
+
+def test_orders_built_under_meta_device_stay_on_cpu():
+    with torch.device("meta"):
+        scan_order("col-snake-BR", 3, 7)
+    assert scan_order("col-snake-BR", 3, 7).device.type == "cpu"

@@ -33,14 +33,16 @@ class Snake:
     reverse: bool = False
 
     def coordinates(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(rows, cols) of the tokens in visiting order."""
+        """(rows, cols) of the tokens in visiting order, on the CPU (whatever the default device is:
+        orders are cached, and one built under ``torch.device("meta")`` would poison the cache)."""
+        arange = functools.partial(torch.arange, device="cpu")
         if self.major == "row":  # rows top to bottom; even rows left to right, odd rows back
-            rows = torch.arange(height).repeat_interleave(width)
-            cols = torch.arange(width).repeat(height)
+            rows = arange(height).repeat_interleave(width)
+            cols = arange(width).repeat(height)
             cols = torch.where(rows % 2 == 0, cols, width - 1 - cols)
         else:  # columns left to right; even columns downwards, odd columns upwards
-            cols = torch.arange(width).repeat_interleave(height)
-            rows = torch.arange(height).repeat(width)
+            cols = arange(width).repeat_interleave(height)
+            rows = arange(height).repeat(width)
             rows = torch.where(cols % 2 == 0, rows, height - 1 - rows)
         if self.corner in ("TR", "BR"):  # mirror left-right
             cols = width - 1 - cols

@@ -1,0 +1,1 @@
+"""Measurement and analysis: metrics, benchmarks, result collection, tables and plots."""

@@ -1,0 +1,167 @@
+"""USM: every ablation flag builds and trains, zero-init, conditioning modes, checkpointing, errors."""
+
+import itertools
+
+import pytest
+import torch
+
+from usm.models import USM
+from usm.models.usm import PixelShuffleUp
+from usm.registry import MODELS, build_model
+
+TINY = dict(input_size=32, patch_size=2, in_channels=3, hidden_size=16, depth=7, d_state=4)
+FLAGS = ["skip_conn", "use_convtranspose", "learn_pos_emb", "skip_gate"]
+
+
+def perturb(model, seed=0):
+    """Move every parameter off its (partly zero) initialisation, so outputs depend on all of them."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+    return model
+
+
+@pytest.mark.parametrize("flags", list(itertools.product([False, True], repeat=len(FLAGS))),
+                         ids=lambda f: "-".join(n for n, v in zip(FLAGS, f) if v) or "none")
+def test_every_flag_combination_runs_forward_and_backward(flags):
+    torch.manual_seed(0)
+    model = perturb(USM(**TINY, **dict(zip(FLAGS, flags))))
+    x = torch.randn(2, 3, 32, 32)
+    out = model(x, torch.rand(2))
+    assert out.shape == x.shape
+    out.square().mean().backward()
+    no_grad = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]
+    assert not no_grad, f"parameters without gradient: {no_grad}"
+
+
+def test_flags_change_the_architecture():
+    base = USM(**TINY)
+    assert isinstance(USM(**TINY, use_convtranspose=False).decoder[0].up, PixelShuffleUp)
+    assert all(b.skip_proj is None for b in USM(**TINY, skip_conn=False).blocks)
+    gated = USM(**TINY, skip_gate=True)
+    assert all(b.mixer.skip_gate for b in gated.blocks)  # the middle block too (a reference bug)
+    assert gated.middle.mixer.in_proj.out_features == base.middle.mixer.in_proj.out_features // 2
+    assert not USM(**TINY, learn_pos_emb=False).pos_embed.requires_grad
+    assert base.pos_embed.requires_grad and base.pos_embed.abs().sum() == 0  # learned, from zeros
+
+
+def test_skip_connections_carry_information():
+    torch.manual_seed(0)
+    model = perturb(USM(**TINY))
+    x, t = torch.randn(1, 3, 32, 32), torch.rand(1)
+    with torch.no_grad():
+        ref = model(x, t)
+        for block in model.decoder[2].blocks:
+            block.skip_proj.weight[:, 16:].zero_()  # ignore the skip half of the concatenation
+        assert not torch.allclose(model(x, t), ref)
+
+
+def test_zero_init_gives_zero_output():
+    out = USM(**TINY)(torch.randn(2, 3, 32, 32), torch.rand(2))
+    assert torch.count_nonzero(out) == 0
+
+
+def test_learn_sigma_doubles_output_channels():
+    assert USM(**TINY, learn_sigma=True)(torch.randn(1, 3, 32, 32), torch.rand(1)).shape == (1, 6, 32, 32)
+
+
+def test_scan_schemes_follow_block_numbers():
+    model = USM(**{**TINY, "depth": 13})
+    from usm.scan_orders import USM_SCHEMES
+    numbers = list(range(6)) + [6] + [7 + i for i in range(6)]
+    assert [b.mixer.path for b in model.blocks] == [USM_SCHEMES[n % 8] for n in numbers]
+
+
+def test_class_conditioning_and_label_dropout():
+    torch.manual_seed(0)
+    model = perturb(USM(**TINY, num_classes=5, class_dropout_prob=0.5))
+    x, t = torch.randn(2, 3, 32, 32), torch.rand(2)
+    model.eval()
+    a, b = model(x, t, torch.tensor([0, 1])), model(x, t, torch.tensor([2, 3]))
+    assert not torch.allclose(a, b)
+    null = model(x, t, model.conditioner.null_cond(torch.tensor([0, 1])))
+    assert null.shape == x.shape
+    model.train()
+    model(x, t, torch.tensor([4, 4])).sum().backward()
+    with pytest.raises(ValueError, match=r"class ids must lie in \[0, 5\]"):
+        model(x, t, torch.tensor([0, 6]))
+    with pytest.raises(ValueError, match="class-conditional: pass cond"):
+        model(x, t)
+
+
+def test_text_conditioning_uses_cross_attention():
+    torch.manual_seed(0)
+    model = perturb(USM(**TINY, has_text=True, d_context=12))
+    x, t = torch.randn(2, 3, 32, 32), torch.rand(2)
+    context = torch.randn(2, 5, 12)
+    model.eval()
+    out = model(x, t, context)
+    assert out.shape == x.shape
+    assert not torch.allclose(out, model(x, t, context.flip(1) + 1))
+    assert all(hasattr(b, "cross_attn") for b in model.blocks)
+    assert model.blocks[0].adaLN_modulation[1].out_features == 6 * 16
+    # Each caption conditions its own sample (the reference used one caption for the whole batch).
+    alone = model(x[:1], t[:1], context[:1])
+    torch.testing.assert_close(out[:1], alone, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match=r"\(batch, tokens, 12\)"):
+        model(x, t, torch.randn(2, 5, 7))
+
+
+def test_unconditional_model_rejects_cond():
+    with pytest.raises(ValueError, match="unconditional"):
+        USM(**TINY)(torch.randn(1, 3, 32, 32), torch.rand(1), torch.tensor([1]))
+
+
+def test_gradient_checkpointing_gives_identical_gradients():
+    torch.manual_seed(0)
+    plain = perturb(USM(**TINY))
+    ckpt = USM(**TINY, use_checkpoint=True)
+    ckpt.load_state_dict(plain.state_dict())
+    x, t = torch.randn(2, 3, 32, 32), torch.rand(2)
+    for model in (plain, ckpt):
+        model(x, t).square().mean().backward()
+    for (name, a), b in zip(plain.named_parameters(), ckpt.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, msg=name)
+
+
+def test_bad_configurations_raise():
+    with pytest.raises(ValueError, match="depth must be 6k \\+ 1.*got 57"):
+        USM(**{**TINY, "depth": 57})
+    with pytest.raises(ValueError, match="divisible by 8"):
+        USM(**{**TINY, "input_size": 24})
+    with pytest.raises(ValueError, match="does not match the model's input_size"):
+        USM(**TINY)(torch.randn(1, 3, 64, 64), torch.rand(1))
+
+
+def test_tiny_registry_model_is_fast_enough_for_cpu_training():
+    import time
+
+    model = build_model("USM-T/2", in_channels=3)
+    x, t = torch.randn(8, 3, 32, 32), torch.rand(8)
+    model(x, t).square().mean().backward()  # warm-up
+    start = time.perf_counter()
+    model(x, t).square().mean().backward()
+    # A behaviour guard with a wide margin (measured ~0.2 s here), not a benchmark.
+    assert time.perf_counter() - start < 2.0
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(MODELS) if n.startswith("USM")])
+def test_registered_usm_sizes_build(name):
+    with torch.device("meta"):
+        model = build_model(name)
+    spec = MODELS[name]
+    assert model.config["hidden_size"] == spec.defaults["hidden_size"]
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_usm_xl_builds_and_runs():
+    with torch.device("meta"):
+        model = build_model("USM-XL/1")
+        out = model(torch.empty(1, 4, 32, 32), torch.empty(1))
+    assert model.config["depth"] == 55 and out.shape == (1, 4, 32, 32)
+
+
+def test_unknown_model_lists_valid_names():
+    with pytest.raises(ValueError, match="unknown model 'USM-Z/9'; registered models: .*USM-B/1"):
+        build_model("USM-Z/9")

@@ -1,0 +1,1 @@
+"""Building blocks shared by USM, ZigMa and DiT (one implementation of each)."""

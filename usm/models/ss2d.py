@@ -1,0 +1,56 @@
+"""USM's mixer: a one-direction 2D selective scan ("SS2D") over a token grid.
+
+    >>> import torch
+    >>> from usm.models.ss2d import SS2D
+    >>> SS2D(32, scheme=3, grid=(4, 4))(torch.randn(2, 4, 4, 32)).shape
+    torch.Size([2, 4, 4, 32])
+
+in_proj D -> 2E (x, z; no bias) -> depthwise 3x3 conv on x in image space + SiLU -> selective scan
+along the block's scan path -> LayerNorm(E) -> * silu(z) (dropped with ``skip_gate``) -> out_proj.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from usm.layers.selective_ssm import SelectiveSSM
+from usm.scan_orders import inverse_order, path_name, scan_order
+
+
+class SS2D(nn.Module):
+    def __init__(self, hidden: int, scheme: int | str, grid: tuple[int, int], d_state: int = 16, expand: int = 2,
+                 skip_gate: bool = False, scan_backend: str = "auto"):
+        super().__init__()
+        inner = expand * hidden
+        self.path, self.grid, self.skip_gate = path_name(scheme), tuple(grid), skip_gate
+        # With skip_gate there is no z branch, so in_proj produces x only (no unused weights).
+        self.in_proj = nn.Linear(hidden, inner if skip_gate else 2 * inner, bias=False)
+        self.conv2d = nn.Conv2d(inner, inner, kernel_size=3, padding=1, groups=inner)
+        self.ssm = SelectiveSSM(inner, d_state, dt_rank=math.ceil(hidden / 16), scan_backend=scan_backend)
+        self.out_norm = nn.LayerNorm(inner)
+        self.out_proj = nn.Linear(inner, hidden, bias=False)
+        self.register_buffer("order", scan_order(self.path, *self.grid), persistent=False)
+        self.register_buffer("inverse", inverse_order(self.path, *self.grid), persistent=False)
+
+    def orders(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if (height, width) == self.grid:
+            return self.order, self.inverse
+        device = self.order.device
+        return scan_order(self.path, height, width).to(device), inverse_order(self.path, height, width).to(device)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, D) -> (B, H, W, D)."""
+        batch, height, width, _ = h.shape
+        xz = self.in_proj(h)
+        x, z = (xz, None) if self.skip_gate else xz.chunk(2, dim=-1)
+        x = F.silu(self.conv2d(x.permute(0, 3, 1, 2)))  # (B, E, H, W)
+        order, inverse = self.orders(height, width)
+        y = self.ssm(x.flatten(2)[:, :, order])[:, :, inverse]  # scan along the path, back to row-major
+        y = self.out_norm(y.transpose(1, 2).reshape(batch, height, width, -1))
+        if z is not None:
+            y = y * F.silu(z)
+        return self.out_proj(y)
