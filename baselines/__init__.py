@@ -1,3 +1,6 @@
 """Baseline models (ZigMa, DiT) built from the shared core in ``usm``; their registry tables."""
 
-BASELINE_MODELS: dict = {}
+from baselines.dit import DIT_MODELS
+from baselines.zigma import ZIGMA_MODELS
+
+BASELINE_MODELS = {**ZIGMA_MODELS, **DIT_MODELS}

@@ -12,13 +12,12 @@ from usm.convert import (ReferenceCheckpointError, infer_config, load_reference_
                          to_reference_state_dict)
 from usm.models import USM
 
-MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "reference" / "usm_reference_state_dict.json"
+# A copy of shared/reference/usm_reference_state_dict.json: keys and shapes of the real reference.
+MANIFEST = Path(__file__).parent / "data" / "usm_reference_state_dict.json"
 SIZES = {"USM-S/1": (384, 13), "USM-B/1": (768, 25)}
 
 
 def manifest():
-    if not MANIFEST.exists():
-        pytest.skip(f"reference manifest not found at {MANIFEST}")
     return json.loads(MANIFEST.read_text())
 
 

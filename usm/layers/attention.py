@@ -12,6 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from usm.layers.adaln import gated, modulate
+
 
 class CrossAttention(nn.Module):
     """Queries from tokens x (B, L, D), keys/values from context (B, T, D_ctx)."""
@@ -28,6 +30,21 @@ class CrossAttention(nn.Module):
         q = split_heads(self.to_q(x), self.heads)
         k, v = (split_heads(t, self.heads) for t in self.to_kv(context).chunk(2, dim=-1))
         return self.to_out(merge_heads(F.scaled_dot_product_attention(q, k, v)))
+
+
+class TextBranch(nn.Module):
+    """The text-conditioning branch every model shares, placed after its token mixer:
+    ``x + gate * CrossAttention(modulate(LayerNorm(x), shift, scale), context)`` (8 heads x 64)."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        self.attn = CrossAttention(hidden, heads=8, head_dim=64)
+
+    def forward(self, x, context, shift, scale, gate):
+        """x (B, ..., D) tokens in any layout, context (B, T, D)."""
+        h = modulate(self.norm(x), shift, scale)
+        return x + gated(self.attn(h.flatten(1, -2), context).reshape(x.shape), gate)
 
 
 class SelfAttention(nn.Module):

@@ -21,12 +21,16 @@ XL/1 builds (see ``usm.registry``).
 
 from __future__ import annotations
 
+import math
+from collections import Counter
+
 import torch
 import torch.nn as nn
-from torch.utils.checkpoint import checkpoint
 
+import usm.flops as mac
 from usm.layers.adaln import FinalLayer, adaln_modulation, gated, modulate
-from usm.layers.attention import CrossAttention
+from usm.layers.attention import TextBranch
+from usm.layers.backbone import add_positions, run_block
 from usm.layers.conditioning import Conditioner
 from usm.layers.embeddings import PatchEmbed, sincos_2d, unpatchify
 from usm.models.ss2d import SS2D
@@ -61,21 +65,17 @@ class USMBlock(nn.Module):
         self.norm1 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
         self.mixer = SS2D(hidden, scheme, grid, **mixer_kwargs)
         self.skip_scale = nn.Parameter(torch.ones(hidden))
-        if text:
-            self.norm2 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
-            self.cross_attn = CrossAttention(hidden, heads=8, head_dim=64)
-        self.text = text
+        self.text_branch = TextBranch(hidden) if text else None
         self.adaLN_modulation = adaln_modulation(hidden, 6 if text else 3)
 
     def forward(self, x, c, context=None, skip=None):
         if self.skip_proj is not None:
             x = self.skip_proj(torch.cat([x, skip], dim=-1))
-        mods = self.adaLN_modulation(c).chunk(6 if self.text else 3, dim=-1)
+        mods = self.adaLN_modulation(c).chunk(3 if self.text_branch is None else 6, dim=-1)
         h = modulate(self.norm1(x), mods[0], mods[1])
         x = x + gated(self.skip_scale * h + self.mixer(h), mods[2])
-        if self.text:
-            h = modulate(self.norm2(x), mods[3], mods[4]).flatten(1, 2)
-            x = x + gated(self.cross_attn(h, context).reshape(x.shape), mods[5])
+        if self.text_branch is not None:
+            x = self.text_branch(x, context, *mods[3:])
         return x
 
 
@@ -149,30 +149,53 @@ class USM(nn.Module):
         return ([b for s in self.encoder for b in s.blocks] + [self.middle]
                 + [b for s in self.decoder for b in s.blocks])
 
-    def _run(self, block, *args):
-        if self.use_checkpoint and torch.is_grad_enabled():
-            return checkpoint(block, *args, use_reentrant=False)
-        return block(*args)
+    def flop_formula(self, batch: int = 1, context_tokens: int = 77) -> dict[str, int]:
+        """Analytic multiply-adds of one forward pass by category, plus 'total' (see usm.flops)."""
+        cfg, flops = self.config, Counter()
+        hidden, grid = cfg["hidden_size"], cfg["input_size"] // cfg["patch_size"]
+        inner, state, rank = cfg["expand"] * hidden, cfg["d_state"], math.ceil(hidden / 16)
+        text = cfg["has_text"]
+        ctx = context_tokens if text else 0
+        flops += mac.conv(batch * grid * grid, cfg["in_channels"], hidden, cfg["patch_size"] ** 2)
+        flops += mac.conditioning(batch, hidden, cfg["d_context"] if text else 0, ctx)
+        for blk in self.blocks:
+            tokens = batch * blk.mixer.grid[0] * blk.mixer.grid[1]
+            flops += mac.linear(batch, hidden, (6 if text else 3) * hidden) + mac.norm(tokens, hidden, affine=False)
+            if blk.skip_proj is not None:
+                flops += mac.linear(tokens, 2 * hidden, hidden)
+            flops += mac.linear(tokens, hidden, inner if cfg["skip_gate"] else 2 * inner)
+            flops += mac.conv(tokens, inner, inner, 9, groups=inner)
+            flops += mac.selective_ssm(tokens, inner, state, rank)
+            flops += mac.norm(tokens, inner, affine=True) + mac.linear(tokens, inner, hidden)
+            if text:
+                flops += mac.text_branch(batch, tokens // batch, ctx, hidden)
+        for level in range(self.STAGES):  # the resolution each down/upsampler reads
+            side = grid // 2 ** level
+            flops += mac.conv(batch * (side // 2) ** 2, hidden, hidden, 4)  # downsample: 2x2 stride 2
+            if cfg["use_convtranspose"]:
+                flops += mac.conv(batch * (side // 2) ** 2, hidden, hidden, 4)  # counted on its input positions
+            else:
+                flops += mac.conv(batch * (side // 2) ** 2, hidden, 4 * hidden, 9)
+        flops += mac.norm(batch * grid * grid, hidden, affine=False) + mac.linear(batch, hidden, 2 * hidden)
+        flops += mac.linear(batch * grid * grid, hidden, cfg["patch_size"] ** 2 * self.out_channels)
+        return mac.with_total(flops)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
         """x (B, C, H, W), t (B,) in [0, 1] (0 = noise, 1 = data), cond: None / class ids / context tokens."""
         c, context = self.conditioner(t, cond)
-        h = self.patch_embed(x)
-        if h.shape[1] * h.shape[2] != self.pos_embed.shape[1]:
-            raise ValueError(f"input {tuple(x.shape[-2:])} does not match the model's input_size "
-                             f"{self.config['input_size']}")
-        h = h + self.pos_embed.reshape(h.shape[1:]).to(h.dtype)
+        grid = self.patch_embed(x)
+        h = add_positions(grid.flatten(1, 2), self.pos_embed, self.config["input_size"]).reshape(grid.shape)
         skips = []
         for stage in self.encoder:
             for blk in stage.blocks:
-                h = self._run(blk, h, c, context)
+                h = run_block(blk, self.use_checkpoint, h, c, context)
                 skips.append(h)
             h = channels_first(stage.down, h)
-        h = self._run(self.middle, h, c, context)
+        h = run_block(self.middle, self.use_checkpoint, h, c, context)
         for stage in self.decoder:
             h = channels_first(stage.up, h)
             for blk in stage.blocks:
-                h = self._run(blk, h, c, context, skips.pop())
+                h = run_block(blk, self.use_checkpoint, h, c, context, skips.pop())
         return unpatchify(self.final_layer(h, c), self.patch_size, self.out_channels)
 
 

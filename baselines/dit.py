@@ -1,0 +1,116 @@
+"""DiT (Peebles & Xie, ICCV 2023): the adaLN-Zero transformer baseline.
+
+    >>> import torch
+    >>> from baselines.dit import DiT
+    >>> model = DiT(input_size=8, patch_size=2, in_channels=3, hidden_size=32, depth=2, num_heads=2)
+    >>> model(torch.randn(2, 3, 8, 8), torch.rand(2)).shape
+    torch.Size([2, 3, 8, 8])
+
+DESIGN.md section 7: frozen 2D sin-cos positions, blocks of adaLN-Zero self-attention (torch's
+scaled_dot_product_attention) and a GELU(tanh) MLP of ratio 4, the shared final layer. With
+``learn_sigma`` the output has 2C channels (the rectified-flow trainer uses the first C).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+import torch.nn as nn
+
+import usm.flops as mac
+from usm.layers.adaln import FinalLayer, adaln_modulation, gated, modulate
+from usm.layers.attention import SelfAttention, TextBranch
+from usm.layers.backbone import TokenStack
+from usm.layers.conditioning import Conditioner
+from usm.layers.embeddings import PatchEmbed, sincos_2d
+from usm.model_spec import ModelSpec
+
+
+class DiTBlock(nn.Module):
+    def __init__(self, hidden: int, heads: int, mlp_ratio: float = 4.0, text: bool = False):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        self.attn = SelfAttention(hidden, heads)
+        self.norm2 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        mlp_hidden = int(hidden * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(hidden, mlp_hidden), nn.GELU(approximate="tanh"),
+                                 nn.Linear(mlp_hidden, hidden))
+        self.text_branch = TextBranch(hidden) if text else None
+        self.adaLN_modulation = adaln_modulation(hidden, 9 if text else 6)
+
+    def forward(self, x, c, context=None):
+        mods = self.adaLN_modulation(c).chunk(6 if self.text_branch is None else 9, dim=-1)
+        x = x + gated(self.attn(modulate(self.norm1(x), mods[0], mods[1])), mods[2])
+        if self.text_branch is not None:
+            x = self.text_branch(x, context, *mods[6:])
+        return x + gated(self.mlp(modulate(self.norm2(x), mods[3], mods[4])), mods[5])
+
+
+class DiT(TokenStack):
+    def __init__(self, input_size: int = 32, patch_size: int = 2, in_channels: int = 4, hidden_size: int = 1152,
+                 depth: int = 28, num_heads: int = 16, mlp_ratio: float = 4.0, num_classes: int = 0,
+                 learn_sigma: bool = False, has_text: bool = False, d_context: int = 768,
+                 use_checkpoint: bool = False, class_dropout_prob: float = 0.1):
+        super().__init__()
+        if input_size % patch_size:
+            raise ValueError(f"input_size {input_size} is not divisible by patch_size {patch_size}")
+        grid = input_size // patch_size
+        self.config = dict(input_size=input_size, patch_size=patch_size, in_channels=in_channels,
+                           hidden_size=hidden_size, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
+                           num_classes=num_classes, learn_sigma=learn_sigma, has_text=has_text, d_context=d_context,
+                           class_dropout_prob=class_dropout_prob)
+        self.patch_size, self.out_channels = patch_size, (2 if learn_sigma else 1) * in_channels
+        self.use_checkpoint = use_checkpoint
+        self.patch_embed = PatchEmbed(patch_size, in_channels, hidden_size)
+        self.pos_embed = nn.Parameter(sincos_2d(hidden_size, grid, grid)[None], requires_grad=False)
+        self.conditioner = Conditioner(hidden_size, num_classes, class_dropout_prob, d_context if has_text else 0)
+        self.blocks = nn.ModuleList(DiTBlock(hidden_size, num_heads, mlp_ratio, has_text) for _ in range(depth))
+        self.final_layer = FinalLayer(hidden_size, patch_size * patch_size * self.out_channels)
+        for block in self.blocks:  # DiT's basic init: xavier-uniform Linear weights, zero biases
+            for module in [*block.attn.modules(), *block.mlp.modules()]:
+                if isinstance(module, nn.Linear):
+                    nn.init.xavier_uniform_(module.weight)
+                    nn.init.zeros_(module.bias)
+
+    def head(self, h, c):
+        return self.final_layer(h, c)
+
+    def flop_formula(self, batch: int = 1, context_tokens: int = 77) -> dict[str, int]:
+        """Analytic multiply-adds of one forward pass by category, plus 'total' (see usm.flops)."""
+        cfg, flops = self.config, Counter()
+        hidden, per_sample = cfg["hidden_size"], (cfg["input_size"] // cfg["patch_size"]) ** 2
+        tokens, text, mlp = batch * per_sample, cfg["has_text"], int(cfg["hidden_size"] * cfg["mlp_ratio"])
+        ctx = context_tokens if text else 0
+        flops += mac.conv(tokens, cfg["in_channels"], hidden, cfg["patch_size"] ** 2)
+        flops += mac.conditioning(batch, hidden, cfg["d_context"] if text else 0, ctx)
+        per_block = (mac.linear(batch, hidden, (9 if text else 6) * hidden) + mac.norm(2 * tokens, hidden, affine=False)
+                     + mac.linear(tokens, hidden, 3 * hidden) + mac.attention(tokens, per_sample, hidden)
+                     + mac.linear(tokens, hidden, hidden)
+                     + mac.linear(tokens, hidden, mlp) + mac.linear(tokens, mlp, hidden))
+        if text:
+            per_block += mac.text_branch(batch, per_sample, ctx, hidden)
+        for _ in range(cfg["depth"]):
+            flops += per_block
+        flops += mac.norm(tokens, hidden, affine=False) + mac.linear(batch, hidden, 2 * hidden)
+        flops += mac.linear(tokens, hidden, cfg["patch_size"] ** 2 * self.out_channels)
+        return mac.with_total(flops)
+
+
+# --------------------------------------------------------------------------------------------------
+# Sizes (DESIGN.md section 7): hidden x depth (heads); patches 2, 4, 8. Defaults: a 32x32x4 latent,
+# unconditional; DiT's ImageNet setting is build_model("DiT-XL/2", num_classes=1000, learn_sigma=True).
+
+DIT_SIZES = {"S": (384, 12, 6), "B": (768, 12, 12), "L": (1024, 24, 16), "XL": (1152, 28, 16)}
+
+
+def _spec(name, description, **sizes):
+    return name, ModelSpec(name, DiT, dict(input_size=32, in_channels=4, **sizes), description)
+
+
+DIT_MODELS = dict([
+    _spec("DiT-T/2", "tiny CPU variant: D=64, 4 layers, 4 heads", patch_size=2, hidden_size=64, depth=4, num_heads=4),
+    *[_spec(f"DiT-{size}/{patch}", f"D={hidden}, {depth} layers, {heads} heads, patch {patch}",
+            patch_size=patch, hidden_size=hidden, depth=depth, num_heads=heads)
+      for size, (hidden, depth, heads) in DIT_SIZES.items() for patch in (2, 4, 8)],
+])

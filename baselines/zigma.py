@@ -1,0 +1,153 @@
+"""ZigMa (Hu et al., ECCV 2024): a DiT-style stack of Mamba blocks scanning zigzag paths.
+
+    >>> import torch
+    >>> from baselines.zigma import ZigMa
+    >>> model = ZigMa(input_size=8, patch_size=2, in_channels=3, hidden_size=32, depth=4)
+    >>> model(torch.randn(2, 3, 8, 8), torch.rand(2)).shape
+    torch.Size([2, 3, 8, 8])
+
+DESIGN.md section 6. Tokens stay a flat sequence (no U shape, no MLP). Layer i reads the grid
+along ZigMa's zigzag path i % 8: tokens are gathered into path order before the mixer and put
+back after it (everything else is token-wise). Mamba's "add then norm" residual
+(``residual += hidden; hidden = mixer(norm(residual))``) is computed in its equivalent pre-norm
+form ``x = x + gate * mixer(modulate(RMSNorm(x)))``, closed by a final RMSNorm. The mixer:
+in_proj D -> 2E (no bias), causal depthwise conv1d (kernel 4) along the path, SiLU, the selective
+SSM with z gating, out_proj (no bias). Final: RMSNorm -> LayerNorm -> Linear (no modulation).
+
+Not reproduced from the reference code: gradient clipping applied after the optimizer step (the
+trainer clips before it), the per-layer positional list that was never registered as parameters,
+ImportError fallbacks that fail, and ``device="cuda"`` at construction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import usm.flops as mac
+from usm.layers.adaln import adaln_modulation, gated, modulate
+from usm.layers.attention import TextBranch
+from usm.layers.backbone import TokenStack
+from usm.layers.conditioning import Conditioner
+from usm.layers.embeddings import PatchEmbed, sincos_2d
+from usm.layers.selective_ssm import SelectiveSSM
+from usm.model_spec import ModelSpec
+from usm.scan_orders import ZIGMA_PATHS, inverse_order, scan_order
+
+
+class MambaMixer(nn.Module):
+    """Mamba-1 mixer on a (B, L, D) sequence already in scan order."""
+
+    def __init__(self, hidden: int, d_state: int = 16, expand: int = 2, d_conv: int = 4, scan_backend: str = "auto"):
+        super().__init__()
+        inner = expand * hidden
+        self.in_proj = nn.Linear(hidden, 2 * inner, bias=False)
+        self.conv1d = nn.Conv1d(inner, inner, kernel_size=d_conv, groups=inner, padding=d_conv - 1)
+        self.ssm = SelectiveSSM(inner, d_state, dt_rank=math.ceil(hidden / 16), scan_backend=scan_backend)
+        self.out_proj = nn.Linear(inner, hidden, bias=False)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        x, z = self.in_proj(h).transpose(1, 2).chunk(2, dim=1)  # (B, E, L) each
+        x = F.silu(self.conv1d(x)[..., : h.shape[1]])  # causal: keep the first L outputs
+        return self.out_proj(self.ssm(x, z).transpose(1, 2))
+
+
+class ZigMaBlock(nn.Module):
+    def __init__(self, hidden: int, path: str, grid: tuple[int, int], text: bool = False, **mixer_kwargs):
+        super().__init__()
+        self.path, self.grid = path, grid
+        self.norm = nn.RMSNorm(hidden, eps=1e-5)
+        self.mixer = MambaMixer(hidden, **mixer_kwargs)
+        self.text_branch = TextBranch(hidden) if text else None
+        self.adaLN_modulation = adaln_modulation(hidden, 6 if text else 3)
+        self.register_buffer("order", scan_order(path, *grid), persistent=False)
+        self.register_buffer("inverse", inverse_order(path, *grid), persistent=False)
+
+    def forward(self, x, c, context=None):
+        """x: (B, L, D) tokens in row-major grid order."""
+        mods = self.adaLN_modulation(c).chunk(3 if self.text_branch is None else 6, dim=-1)
+        h = modulate(self.norm(x), mods[0], mods[1])
+        x = x + gated(self.mixer(h[:, self.order])[:, self.inverse], mods[2])
+        if self.text_branch is not None:
+            x = self.text_branch(x, context, *mods[3:])
+        return x
+
+
+class ZigMa(TokenStack):
+    def __init__(self, input_size: int = 32, patch_size: int = 1, in_channels: int = 4, hidden_size: int = 768,
+                 depth: int = 24, num_classes: int = 0, learn_sigma: bool = False, pos_embed: str = "learned",
+                 has_text: bool = False, d_context: int = 768, use_checkpoint: bool = False,
+                 class_dropout_prob: float = 0.1, d_state: int = 16, expand: int = 2, d_conv: int = 4,
+                 scan_backend: str = "auto"):
+        super().__init__()
+        if pos_embed not in ("learned", "sincos", "none"):
+            raise ValueError(f"pos_embed must be 'learned', 'sincos' or 'none', got {pos_embed!r}")
+        if input_size % patch_size:
+            raise ValueError(f"input_size {input_size} is not divisible by patch_size {patch_size}")
+        grid = input_size // patch_size
+        self.config = dict(input_size=input_size, patch_size=patch_size, in_channels=in_channels,
+                           hidden_size=hidden_size, depth=depth, num_classes=num_classes, learn_sigma=learn_sigma,
+                           pos_embed=pos_embed, has_text=has_text, d_context=d_context,
+                           class_dropout_prob=class_dropout_prob, d_state=d_state, expand=expand, d_conv=d_conv)
+        self.patch_size, self.out_channels = patch_size, (2 if learn_sigma else 1) * in_channels
+        self.use_checkpoint = use_checkpoint
+        self.patch_embed = PatchEmbed(patch_size, in_channels, hidden_size)
+        if pos_embed == "learned":  # from zeros, as ZigMa
+            self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid, hidden_size))
+        elif pos_embed == "sincos":
+            self.pos_embed = nn.Parameter(sincos_2d(hidden_size, grid, grid)[None], requires_grad=False)
+        else:
+            self.pos_embed = None
+        self.conditioner = Conditioner(hidden_size, num_classes, class_dropout_prob, d_context if has_text else 0)
+        self.blocks = nn.ModuleList(
+            ZigMaBlock(hidden_size, ZIGMA_PATHS[i % len(ZIGMA_PATHS)], (grid, grid), text=has_text, d_state=d_state,
+                       expand=expand, d_conv=d_conv, scan_backend=scan_backend)
+            for i in range(depth))
+        self.norm_f = nn.RMSNorm(hidden_size, eps=1e-5)
+        self.norm_final = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.linear = nn.Linear(hidden_size, patch_size * patch_size * self.out_channels)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def head(self, h, c):  # the final residual's RMSNorm, then LayerNorm -> Linear
+        return self.linear(self.norm_final(self.norm_f(h)))
+
+    def flop_formula(self, batch: int = 1, context_tokens: int = 77) -> dict[str, int]:
+        """Analytic multiply-adds of one forward pass by category, plus 'total' (see usm.flops)."""
+        cfg, flops = self.config, Counter()
+        hidden, tokens = cfg["hidden_size"], batch * (cfg["input_size"] // cfg["patch_size"]) ** 2
+        inner, text = cfg["expand"] * hidden, cfg["has_text"]
+        ctx = context_tokens if text else 0
+        flops += mac.conv(tokens, cfg["in_channels"], hidden, cfg["patch_size"] ** 2)
+        flops += mac.conditioning(batch, hidden, cfg["d_context"] if text else 0, ctx)
+        per_block = (mac.linear(batch, hidden, (6 if text else 3) * hidden) + mac.norm(tokens, hidden, affine=True)
+                     + mac.linear(tokens, hidden, 2 * inner) + mac.conv(tokens, inner, inner, cfg["d_conv"], inner)
+                     + mac.selective_ssm(tokens, inner, cfg["d_state"], math.ceil(hidden / 16))
+                     + mac.linear(tokens, inner, hidden))
+        if text:
+            per_block += mac.text_branch(batch, tokens // batch, ctx, hidden)
+        for _ in range(cfg["depth"]):
+            flops += per_block
+        flops += mac.norm(tokens, hidden, affine=True) + mac.norm(tokens, hidden, affine=False)
+        flops += mac.linear(tokens, hidden, cfg["patch_size"] ** 2 * self.out_channels)
+        return mac.with_total(flops)
+
+
+# --------------------------------------------------------------------------------------------------
+# Sizes (DESIGN.md section 6): d_state 16, expand 2, d_conv 4; defaults a 32x32x4 latent, unconditional.
+
+def _spec(name, description, **sizes):
+    return name, ModelSpec(name, ZigMa, dict(input_size=32, in_channels=4, **sizes), description)
+
+
+ZIGMA_MODELS = dict([
+    _spec("ZigMa-T/2", "tiny CPU variant: D=64, 4 layers", patch_size=2, hidden_size=64, depth=4),
+    *[_spec(f"ZigMa-{size}/{patch}", f"D={hidden}, {depth} layers, patch {patch}",
+            patch_size=patch, hidden_size=hidden, depth=depth)
+      for size, hidden, depth in (("S", 368, 24), ("B", 768, 24), ("L", 1024, 48))
+      for patch in (1, 2, 4)],
+])
