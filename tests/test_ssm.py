@@ -85,13 +85,16 @@ def test_reference_backward_is_linear_in_length():
 
     def seconds(length):
         inputs = make_inputs(1, 4, length, 2, "variable", with_z=False)
-        start = time.perf_counter()
-        selective_scan_reference(**inputs).sum().backward()
-        return time.perf_counter() - start
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            selective_scan_reference(**inputs).sum().backward()
+            best = min(best, time.perf_counter() - start)
+        return best
 
     seconds(8)
     ratio = seconds(512) / seconds(128)
-    assert ratio < 8, f"4x longer sequence took {ratio:.1f}x the time (quadratic backward?)"
+    assert ratio < 8, f"4x longer sequence took {ratio:.1f}x the time (quadratic would be ~16x)"
 
 
 def test_known_values_single_channel():

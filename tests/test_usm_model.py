@@ -134,16 +134,14 @@ def test_bad_configurations_raise():
         USM(**TINY)(torch.randn(1, 3, 64, 64), torch.rand(1))
 
 
-def test_tiny_registry_model_is_fast_enough_for_cpu_training():
-    import time
-
+def test_tiny_registry_model_is_tiny():
+    """USM-T/2 must train on a 2-core CPU (measured ~0.2 s per fwd+bwd at batch 8, 32x32x3):
+    bound its size and work deterministically instead of timing it."""
     model = build_model("USM-T/2", in_channels=3)
-    x, t = torch.randn(8, 3, 32, 32), torch.rand(8)
-    model(x, t).square().mean().backward()  # warm-up
-    start = time.perf_counter()
-    model(x, t).square().mean().backward()
-    # A behaviour guard with a wide margin (measured ~0.2 s here), not a benchmark.
-    assert time.perf_counter() - start < 2.0
+    assert sum(p.numel() for p in model.parameters()) < 1_000_000
+    assert model.flop_formula(batch=8)["total"] < 2e9
+    x = torch.randn(8, 3, 32, 32)
+    model(x, torch.rand(8)).square().mean().backward()
 
 
 @pytest.mark.parametrize("name", [n for n in sorted(MODELS) if n.startswith("USM")])

@@ -45,9 +45,3 @@ class SelectiveSSM(nn.Module):
             x, dt, -torch.exp(self.A_log.float()), B.transpose(1, 2), C.transpose(1, 2), self.D.float(), z,
             delta_bias=self.dt_proj.bias.float(), delta_softplus=True, backend=self.scan_backend,
         )
-
-    def flops(self, batch: int, length: int) -> int:
-        """Multiply-adds: x_proj, dt_proj and the scan (9 * B * L * D * N, + B * D * L for the D term)."""
-        projections = batch * length * self.d_inner * (self.dt_rank + 2 * self.d_state + self.dt_rank)
-        scan = 9 * batch * length * self.d_inner * self.d_state + batch * self.d_inner * length
-        return projections + scan
