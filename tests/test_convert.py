@@ -99,7 +99,7 @@ def test_infer_config_and_cli(tmp_path):
     ref, model = twin_and_model()
     sd = ref.state_dict()
     config = infer_config(sd)
-    assert config | {} == config and (config["hidden_size"], config["depth"], config["input_size"]) == (32, 7, 8)
+    assert (config["hidden_size"], config["depth"], config["input_size"], config["patch_size"]) == (32, 7, 8, 1)
     assert config["skip_conn"] and config["use_convtranspose"] and not config["skip_gate"]
     src, dst = tmp_path / "ref.pt", tmp_path / "ours.pt"
     torch.save({"model": sd, "ema": sd}, src)

@@ -23,6 +23,7 @@ shape raises an error naming the keys. The only keys dropped are the reference's
 from __future__ import annotations
 
 import argparse
+import inspect
 import re
 from dataclasses import dataclass, field
 
@@ -211,7 +212,7 @@ def main(argv=None) -> None:
     config = infer_config(state_dict)
     for item in args.set:
         name, _, value = item.partition("=")
-        if name not in config and name not in USM.__init__.__code__.co_varnames:
+        if name not in inspect.signature(USM).parameters:
             raise SystemExit(f"--set {item}: {name!r} is not a USM argument")
         config[name] = _parse_value(value)
     model = USM(**config)

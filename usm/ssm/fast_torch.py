@@ -71,6 +71,11 @@ def _bc_broadcast(x: torch.Tensor, form: str) -> torch.Tensor:
     return x[None, None]
 
 
+def _at(x: torch.Tensor, form: str, sl: slice) -> torch.Tensor:
+    """The positions ``sl`` of B or C in work form (a fixed B or C has no position axis)."""
+    return x if form == "fixed" else x[sl]
+
+
 def chunk_length(shape, budget: int = CHUNK_ELEMENTS) -> int:
     """Positions per chunk so that one (chunk, batch, D, N) buffer holds about ``budget`` floats."""
     return max(1, min(shape.length, budget // (shape.batch * shape.channels * shape.state)))
@@ -86,14 +91,11 @@ class _Chunks:
     def slices(self):
         return [slice(s, min(s + self.chunk, self.length)) for s in range(0, self.length, self.chunk)]
 
-    def b_at(self, sl):
-        return self.B if self.b_form == "fixed" else self.B[sl]
-
     def decay_and_states(self, sl, h0):
         """exp(dt A) and h for the positions of ``sl``, starting from state ``h0`` (None = zero)."""
         dt = self.dt[sl]
         decay = (dt[..., None] * self.A).exp_()
-        states = (dt * self.u[sl])[..., None] * _bc_broadcast(self.b_at(sl), self.b_form)
+        states = (dt * self.u[sl])[..., None] * _bc_broadcast(_at(self.B, self.b_form, sl), self.b_form)
         if h0 is not None:
             states[0].addcmul_(decay[0], h0)
         for t in range(1, states.shape[0]):  # h_t = decay_t * h_{t-1} + dt_t u_t B_t, in place
@@ -121,7 +123,7 @@ class _SelectiveScan(torch.autograd.Function):
         for sl in chunks.slices():
             entry_states.append(h)
             _, states = chunks.decay_and_states(sl, h)
-            y[sl] = torch.einsum(f"lbgdn,{c_sub}->lbgd", states, C_w if shape.c_form == "fixed" else C_w[sl])
+            y[sl] = torch.einsum(f"lbgdn,{c_sub}->lbgd", states, _at(C_w, shape.c_form, sl))
             h = states[-1].clone()
         if D is not None:
             y += u_w * D.float().reshape(groups, -1)
@@ -157,7 +159,7 @@ class _SelectiveScan(torch.autograd.Function):
         carry = None if grad_last is None else grad_last.float().reshape(u_w.shape[1:] + (shape.state,))
         for sl, h0 in reversed(list(zip(chunks.slices(), ctx.entry_states))):
             decay, states = chunks.decay_and_states(sl, h0)
-            C_sl, dy_sl, dt_sl = (C_w if fixed_c else C_w[sl]), dy[sl], dt[sl]
+            C_sl, dy_sl, dt_sl = _at(C_w, shape.c_form, sl), dy[sl], dt[sl]
             (grad_C.add_ if fixed_c else grad_C[sl].copy_)(torch.einsum(f"lbgdn,lbgd->{c_sub}", states, dy_sl))
             dh = dy_sl[..., None] * _bc_broadcast(C_sl, shape.c_form)  # direct part of dL/dh_t
             if carry is not None:
@@ -167,7 +169,7 @@ class _SelectiveScan(torch.autograd.Function):
             carry = decay[0] * dh[0]
 
             # h_t = decay_t h_{t-1} + (dt u)_t B_t: gradients of the input term ...
-            B_sl = chunks.b_at(sl)
+            B_sl = _at(B_w, shape.b_form, sl)
             grad_b = torch.einsum(f"lbgdn,lbgd->{b_sub}", dh, dt_sl * u_w[sl])
             (grad_B.add_ if fixed_b else grad_B[sl].copy_)(grad_b)
             grad_dtu = torch.einsum(f"lbgdn,{b_sub}->lbgd", dh, B_sl)
