@@ -169,6 +169,8 @@ def infer_config(state_dict: dict[str, torch.Tensor]) -> dict:
         first_dec_block = "dec_blocks.1.attn.self_attention.in_proj.weight"
     except KeyError as exc:
         raise ReferenceCheckpointError(f"not a reference USM state dict: no key {exc}") from None
+    # A label table cannot tell a null-class row from a real class: assume the CFG layout
+    # (num_classes + 1 rows, dropout on), the reference's class-conditional setting; --set overrides.
     labels = state_dict.get("y_embedder.embedding_table.weight")
     fixed_pos = torch.allclose(pos[0].float(), sincos_2d(hidden, grid, grid), atol=1e-5)
     return dict(

@@ -100,7 +100,7 @@ class LabelEmbedder(nn.Module):
         return self.num_classes
 
     def forward(self, labels: torch.Tensor) -> torch.Tensor:
-        valid = self.num_classes + (self.dropout_prob > 0)
+        valid = self.embedding_table.num_embeddings  # the null class included, when there is one
         if labels.numel() and (labels.min() < 0 or labels.max() >= valid):
             raise ValueError(f"class ids must lie in [0, {valid - 1}], got {labels.min().item()}..{labels.max().item()}")
         if self.training and self.dropout_prob > 0:
