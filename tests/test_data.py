@@ -1,0 +1,162 @@
+"""Training data: the embedded dataset, image folders and their errors, batch order, VAE latents."""
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from usm.data import shapes
+from usm.data.datasets import StepBatches, open_dataset
+from usm.data.folder import DataError, center_crop_arr, scan_folder
+
+
+@pytest.fixture(autouse=True)
+def cache_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("USM_BENCH_CACHE", str(tmp_path / "cache"))
+
+
+def test_shapes_are_deterministic_labelled_and_cached(tmp_path):
+    a, la = shapes.render_shapes(16, seed=3)
+    b, lb = shapes.render_shapes(16, seed=3)
+    assert np.array_equal(a, b) and np.array_equal(la, lb)
+    assert not np.array_equal(a, shapes.render_shapes(16, seed=4)[0])
+    images, labels = shapes.load_shapes(count=32)
+    cached = next((tmp_path / "cache").glob("shapes-*.npz"))
+    stamp = cached.stat().st_mtime_ns
+    images2, _ = shapes.load_shapes(count=32)
+    assert cached.stat().st_mtime_ns == stamp and np.array_equal(images, images2)  # read back, not redrawn
+    assert images.shape == (32, 32, 32, 3) and set(labels.tolist()) <= set(range(len(shapes.CLASSES)))
+
+
+def test_shape_classes_differ_in_content():
+    """The label is the shape: mean masks of two classes differ clearly."""
+    images, labels = shapes.render_shapes(400, seed=0)
+    foreground = (np.abs(images.astype(int) - images[:, :1, :1].astype(int)).sum(-1) > 30).mean(axis=(1, 2))
+    by_class = [foreground[labels == k].mean() for k in range(4)]
+    assert max(by_class) - min(by_class) > 0.05  # e.g. rings cover less than squares
+
+
+def write_png(path, size=(40, 36), colour=(200, 10, 10)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path)
+
+
+def test_class_subfolders_give_labels_recursively(tmp_path):
+    for name in ("cat/a.png", "cat/deep/b.jpg", "dog/c.png"):
+        write_png(tmp_path / name)
+    files, labels, classes, skipped = scan_folder(tmp_path, 32)
+    assert classes == ["cat", "dog"] and labels.tolist() == [0, 0, 1] and skipped == 0
+    dataset = open_dataset(str(tmp_path), 32)
+    item = dataset[(2, True)]
+    assert item["x"].shape == (3, 32, 32) and item["label"] == 1
+    assert -1 <= item["x"].min() and item["x"].max() <= 1
+
+
+def test_flat_folder_has_no_classes(tmp_path):
+    write_png(tmp_path / "a.png")
+    write_png(tmp_path / "b.png")
+    assert open_dataset(str(tmp_path), 32).num_classes == 0
+
+
+def test_flip_mirrors_the_image(tmp_path):
+    image = np.zeros((32, 32, 3), dtype=np.uint8)
+    image[:, :8] = 255
+    Image.fromarray(image).save(tmp_path / "a.png")
+    dataset = open_dataset(str(tmp_path), 32)
+    assert torch.equal(dataset[(0, True)]["x"], dataset[(0, False)]["x"].flip(-1))
+
+
+def test_center_crop_is_adm_style():
+    out = center_crop_arr(Image.new("RGB", (512, 256), (1, 2, 3)), 64)
+    assert out.shape == (64, 64, 3) and out[0, 0].tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda root: None, "does not exist"),
+    (lambda root: root.mkdir(), "holds no images"),
+])
+def test_missing_or_empty_folder(tmp_path, setup, message):
+    root = tmp_path / "data"
+    setup(root)
+    with pytest.raises(DataError, match=message):
+        open_dataset(str(root), 32)
+
+
+def test_bad_files_stop_the_run_or_are_skipped_and_counted(tmp_path):
+    write_png(tmp_path / "good.png")
+    write_png(tmp_path / "tiny.png", size=(16, 16))
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match=r"(?s)2 of 3 files .*broken.png: unreadable.*tiny.png: 16x16 is smaller.*--skip-bad-images"):
+        open_dataset(str(tmp_path), 32)
+    dataset = open_dataset(str(tmp_path), 32, skip_bad=True)
+    assert len(dataset) == 1 and dataset.skipped == 2
+
+
+def test_step_batches_are_stateless_disjoint_across_ranks_and_cover_an_epoch():
+    ranks = [StepBatches(num_items=24, batch_size=3, seed=5, world_size=2, rank=r) for r in range(2)]
+    epoch = [i for step in range(4) for r in ranks for i, _ in r.batch(step)]
+    assert sorted(epoch) == list(range(24))  # 4 steps x 2 ranks x 3 = one epoch, no repeats
+    fresh = StepBatches(num_items=24, batch_size=3, seed=5, world_size=2, rank=1)
+    assert fresh.batch(6) == ranks[1].batch(6)  # any step, in any order, from nothing
+    assert StepBatches(24, 3, seed=6).batch(0) != StepBatches(24, 3, seed=5).batch(0)
+    with pytest.raises(DataError, match="lower --batch-size"):
+        StepBatches(num_items=5, batch_size=4, seed=0, world_size=2)
+
+
+def test_text_context_rows_must_match_images(tmp_path):
+    write_png(tmp_path / "img" / "a.png")
+    write_png(tmp_path / "img" / "b.png")
+    np.save(tmp_path / "ctx.npy", np.ones((2, 5, 7), dtype=np.float32))
+    dataset = open_dataset(str(tmp_path / "img"), 32, context=str(tmp_path / "ctx.npy"))
+    assert dataset[(1, False)]["context"].shape == (5, 7)
+    np.save(tmp_path / "bad.npy", np.ones((3, 5, 7), dtype=np.float32))
+    with pytest.raises(DataError, match="3 rows but the dataset has 2 images"):
+        open_dataset(str(tmp_path / "img"), 32, context=str(tmp_path / "bad.npy"))
+    with pytest.raises(DataError, match="does not exist"):
+        open_dataset(str(tmp_path / "img"), 32, context=str(tmp_path / "nope.npy"))
+
+
+def test_missing_vae_fails_fast_with_instructions(monkeypatch, tmp_path):
+    from usm.data.latents import VAEUnavailable, load_vae
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(VAEUnavailable, match=r"stabilityai/sd-vae-ft-ema.*huggingface-cli download"):
+        load_vae("sd-vae-ft-ema")
+    assert time.perf_counter() - start < 1.0
+
+
+def tiny_vae_dir(path):
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(block_out_channels=(8, 8), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, layers_per_block=1, latent_channels=4,
+                        norm_num_groups=4, sample_size=32)
+    vae.save_pretrained(path)
+    return path
+
+
+def test_local_vae_encodes_decodes_and_caches(tmp_path):
+    from usm.data.latents import build_latent_cache, decode, encode, latent_shape, load_vae
+
+    vae = load_vae(str(tiny_vae_dir(tmp_path / "vae")))
+    assert latent_shape(vae, 32) == (4, 16)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    z = encode(vae, x)
+    assert z.shape == (2, 4, 16, 16) and decode(vae, z).shape == x.shape
+    for i in range(3):
+        write_png(tmp_path / "img" / f"{i}.png")
+    dataset = open_dataset(str(tmp_path / "img"), 32)
+    cache = build_latent_cache(dataset, vae, tmp_path / "latents.npy", batch_size=2)
+    assert cache.shape == (3, 2, 4, 16, 16)
+    torch.testing.assert_close(torch.from_numpy(np.array(cache[1, 1])),
+                               encode(vae, dataset[(1, True)]["x"][None])[0], rtol=1e-4, atol=1e-4)
+    stamp = (tmp_path / "latents.npy").stat().st_mtime_ns
+    build_latent_cache(dataset, vae, tmp_path / "latents.npy")
+    assert (tmp_path / "latents.npy").stat().st_mtime_ns == stamp  # reused
+    with pytest.raises(Exception, match="not a diffusers AutoencoderKL"):
+        load_vae(str(tmp_path / "img"))

@@ -1,0 +1,220 @@
+"""The trainer: runs, resumes bitwise after SIGKILL, stops cleanly, refuses bad input, trains."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import usm.train as train_module
+from usm.checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
+from usm.rectified_flow import training_loss
+from usm.runs import RunDir, model_from_config
+from usm.seeding import derive_seed, generator
+from usm.train import main
+
+
+@pytest.fixture(autouse=True)
+def cache_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("USM_BENCH_CACHE", str(tmp_path / "cache"))
+
+
+def args(run_dir, *extra, model="DiT-T/2", steps=6):
+    return ["--model", model, "--data", "shapes", "--run-dir", str(run_dir), "--max-steps", str(steps),
+            "--batch-size", "4", "--seed", "0", "--ckpt-every", "3", "--log-every", "1", *extra]
+
+
+def weights(run_dir, part="model"):
+    return latest_checkpoint(RunDir(run_dir).checkpoints)[1][part]
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_corrupt_newest_checkpoint_falls_back_and_keep_limits(tmp_path, caplog):
+    for step in (1, 2, 3, 4):
+        save_checkpoint(tmp_path, step, {"step": step}, keep=3)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_000000002.pt", "step_000000003.pt", "step_000000004.pt"]
+    newest = list_checkpoints(tmp_path)[-1]
+    newest.write_bytes(newest.read_bytes()[:-5])  # truncated
+    (tmp_path / "step_000000009.pt").write_bytes(b"partial")  # a write killed before its checksum
+    step, state, _ = latest_checkpoint(tmp_path)
+    assert step == 3 and state == {"step": 3}
+    assert "does not match its checksum" in caplog.text and "no checksum file" in caplog.text
+
+
+def test_dry_run_prints_the_resolved_config_and_writes_nothing(tmp_path, capsys):
+    assert main(args(tmp_path / "run", "--dry-run")) == 0
+    out = capsys.readouterr().out
+    assert '"model": "DiT-T/2"' in out and '"in_channels": 3' in out
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_files_stats_and_resume_cleanup(tmp_path):
+    run = tmp_path / "run"
+    assert main(args(run, steps=6)) == 0
+    files = RunDir(run)
+    assert files.config_path.exists() and files.log_path.exists()
+    stats = files.read_stats()
+    assert [s["step"] for s in stats] == list(range(1, 7))
+    assert {"loss", "lr", "grad_norm", "steps_per_s", "images_seen"} <= stats[0].keys()
+    assert stats[-1]["images_seen"] == 24
+    # Lose the last checkpoint: the rerun resumes at 3, drops the stale lines and logs 4..6 again.
+    for path in list_checkpoints(files.checkpoints)[-1:]:
+        path.unlink()
+    assert main(args(run, steps=6)) == 0
+    assert [s["step"] for s in files.read_stats()] == list(range(1, 7))
+    assert main(args(run, steps=6)) == 0  # finished: nothing to do
+    assert latest_checkpoint(files.checkpoints)[0] == 6
+
+
+def test_invocation_limits_then_identical_to_one_go(tmp_path):
+    assert main(args(tmp_path / "whole", steps=7)) == 0
+    for _ in range(3):
+        assert main(args(tmp_path / "parts", "--max-steps-per-invocation", "3", steps=7)) == 0
+    assert latest_checkpoint(RunDir(tmp_path / "parts").checkpoints)[0] == 7
+    for part in ("model", "ema"):
+        assert_same_weights(weights(tmp_path / "whole", part), weights(tmp_path / "parts", part))
+
+
+def test_time_budget_ends_the_invocation_with_a_checkpoint(tmp_path):
+    assert main(args(tmp_path / "run", "--time-budget", "0", steps=50)) == 0
+    assert latest_checkpoint(RunDir(tmp_path / "run").checkpoints)[0] == 1
+
+
+def test_changed_config_in_an_existing_run_is_an_error(tmp_path, capsys):
+    assert main(args(tmp_path / "run", steps=3)) == 0
+    assert main(args(tmp_path / "run", "--lr", "0.001", steps=3)) == 2
+    assert "train.lr: 0.0001 here, 0.001 requested" in capsys.readouterr().err
+    assert main(args(tmp_path / "run", "--log-every", "2", steps=5)) == 0  # runtime fields may change
+
+
+def test_bad_data_is_reported(tmp_path, capsys):
+    assert main(["--data", str(tmp_path / "missing"), "--run-dir", str(tmp_path / "run")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "flat").mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "flat" / "a.png")
+    assert main(["--data", str(tmp_path / "flat"), "--cond", "class", "--run-dir", str(tmp_path / "r2")]) == 2
+    assert "needs labels" in capsys.readouterr().err
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    calls = {"n": 0}
+
+    def flaky_loss(*a, **k):
+        calls["n"] += 1
+        loss = training_loss(*a, **k)
+        return loss * float("nan") if calls["n"] == 5 else loss
+
+    monkeypatch.setattr(train_module, "training_loss", flaky_loss)
+    assert main(args(tmp_path / "run", steps=10)) == train_module.EXIT_DIVERGED
+    step, state, _ = latest_checkpoint(RunDir(tmp_path / "run").checkpoints)
+    assert step == 3 and all(torch.isfinite(v).all() for v in state["model"].values())
+    assert "non-finite loss" in (tmp_path / "run" / "log.txt").read_text()
+
+
+def fixed_batch_loss(model, seed=0):
+    """Loss on a fixed batch, fixed noise and times: lower is better, with no sampling noise."""
+    from usm.data.shapes import load_shapes
+
+    images = torch.from_numpy(load_shapes()[0][:64]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    model.eval()
+    with torch.no_grad():
+        return sum(training_loss(model, images, generator=generator(seed, "eval", k)).item() for k in range(4)) / 4
+
+
+@pytest.mark.parametrize("model", ["USM-T/2", "ZigMa-T/2", "DiT-T/2"])
+def test_tiny_models_learn_on_the_embedded_data(tmp_path, model):
+    run = tmp_path / "run"
+    assert main(args(run, "--lr", "1e-3", "--batch-size", "8", model=model, steps=40)) == 0
+    resolved = RunDir(run).read_config()
+    torch.manual_seed(derive_seed(0, "init"))
+    initial = model_from_config(resolved)  # the trainer's initial weights, rebuilt
+    trained = model_from_config(resolved)
+    trained.load_state_dict(weights(run))
+    before, after = fixed_batch_loss(initial), fixed_batch_loss(trained)
+    assert after < 0.8 * before, (before, after)
+
+
+@pytest.mark.parametrize("cond", ["class", "text"])
+def test_conditional_training(tmp_path, cond):
+    from usm.data.shapes import export_folder
+
+    root = export_folder(tmp_path / "img", count=24)
+    extra = ["--data", str(root), "--cond", cond]
+    if cond == "text":
+        np.save(tmp_path / "ctx.npy", np.random.default_rng(0).normal(size=(24, 3, 8)).astype(np.float32))
+        extra += ["--context", str(tmp_path / "ctx.npy")]
+    assert main(args(tmp_path / "run", *extra, model="USM-T/2", steps=3)) == 0
+    derived = RunDir(tmp_path / "run").read_config()["derived"]
+    assert (derived["num_classes"], derived["d_context"]) == ((4, 0) if cond == "class" else (0, 8))
+
+
+def test_latent_training_through_a_local_vae_and_cache(tmp_path):
+    from tests.test_data import tiny_vae_dir
+
+    vae = tiny_vae_dir(tmp_path / "vae")
+    extra = ["--latent", str(vae), "--latent-cache", str(tmp_path / "lat.npy")]
+    assert main(args(tmp_path / "run", *extra, steps=2)) == 0
+    derived = RunDir(tmp_path / "run").read_config()["derived"]
+    assert (derived["in_channels"], derived["input_size"]) == (4, 16)
+    assert (tmp_path / "lat.npy").exists()
+    from usm.sample import main as sample_main
+
+    assert sample_main([str(tmp_path / "run"), "--num", "2", "--steps", "2", "--out", str(tmp_path / "s")]) == 0
+    assert np.load(tmp_path / "s" / "samples.npz")["images"].shape == (2, 32, 32, 3)  # decoded by the VAE
+
+
+def run_cli(run_dir, steps, extra=(), timeout=300):
+    cmd = [sys.executable, "-m", "usm.train", *args(run_dir, *extra, model="USM-T/2", steps=steps)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "2"})
+
+
+@pytest.mark.slow
+def test_sigkill_at_arbitrary_moments_then_resume_is_bitwise_identical(tmp_path):
+    steps = 60  # about 10 s of training after a few seconds of start-up: kills land everywhere
+    reference = run_cli(tmp_path / "whole", steps)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    rng = random.Random(0)
+    cmd = [sys.executable, "-m", "usm.train", *args(tmp_path / "killed", model="USM-T/2", steps=steps)]
+    kills = 0
+    for attempt in range(30):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={**os.environ, "OMP_NUM_THREADS": "2"})
+        try:
+            proc.wait(timeout=rng.uniform(2.0, 8.0))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            continue
+        assert proc.returncode == 0
+        break
+    assert kills >= 2, "the kills must land mid-run for this test to mean anything"
+    assert (tmp_path / "killed" / "log.txt").read_text().count("resumed from") >= 2
+    final = latest_checkpoint(RunDir(tmp_path / "killed").checkpoints)
+    assert final[0] == steps
+    for part in ("model", "ema"):
+        assert_same_weights(weights(tmp_path / "whole", part), final[1][part])
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu(tmp_path):
+    cmd = ["torchrun", "--nproc_per_node", "2", "--master_port", str(29500 + os.getpid() % 1000),
+           "-m", "usm.train", *args(tmp_path / "ddp", model="ZigMa-T/2", steps=4)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    step, state, _ = latest_checkpoint(RunDir(tmp_path / "ddp").checkpoints)
+    assert step == 4 and len(state["rng"]) == 2
+    assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])  # per-rank seeds differ
+    assert RunDir(tmp_path / "ddp").read_stats()[-1]["images_seen"] == 4 * 4 * 2

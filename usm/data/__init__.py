@@ -1,0 +1,1 @@
+"""Training data: the embedded ``shapes`` dataset, image folders, text contexts, VAE latents."""

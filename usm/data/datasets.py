@@ -1,0 +1,117 @@
+"""Training datasets and the stateless, resumable batch order.
+
+    >>> from usm.data.datasets import StepBatches
+    >>> order = StepBatches(num_items=10, batch_size=4, seed=0)
+    >>> [len(b) for b in order.batches(0, 3)], order.batch(2) == list(order.batches(2, 3))[0]
+    ([4, 4, 4], True)
+
+A dataset item is addressed as ``(index, flip)``. ``StepBatches`` says which items step s uses:
+epoch e = s // (N // (batch * world)) draws a permutation and flip bits from a generator seeded
+by (seed, e); step s takes its slice, rank r its share. No sampler state exists, so the
+"data-order position" of a checkpoint is its step, and a resumed run reads exactly the batches
+an uninterrupted one would have read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from usm.data.folder import DataError, center_crop_arr, scan_folder
+from usm.data.shapes import CLASSES, load_shapes
+from usm.seeding import generator
+
+
+@dataclass
+class StepBatches:
+    num_items: int
+    batch_size: int
+    seed: int
+    world_size: int = 1
+    rank: int = 0
+
+    def __post_init__(self):
+        self.per_epoch = self.num_items // (self.batch_size * self.world_size)
+        if self.per_epoch < 1:
+            raise DataError(f"{self.num_items} images cannot fill one global batch of "
+                            f"{self.batch_size} x {self.world_size} processes: lower --batch-size")
+        self._epoch, self._order = -1, None
+
+    def _epoch_order(self, epoch: int):
+        if epoch != self._epoch:
+            gen = generator(self.seed, "data-order", epoch)
+            self._order = (torch.randperm(self.num_items, generator=gen).tolist(),
+                           torch.randint(0, 2, (self.num_items,), generator=gen).tolist())
+            self._epoch = epoch
+        return self._order
+
+    def batch(self, step: int) -> list[tuple[int, bool]]:
+        perm, flips = self._epoch_order(step // self.per_epoch)
+        start = (step % self.per_epoch) * self.batch_size * self.world_size + self.rank * self.batch_size
+        return [(perm[i], bool(flips[i])) for i in range(start, start + self.batch_size)]
+
+    def batches(self, start_step: int, end_step: int):
+        for step in range(start_step, end_step):
+            yield self.batch(step)
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Images in [-1, 1] (C, H, W) with a label and optional context tokens; item = (index, flip)."""
+
+    def __init__(self, load, count, labels, class_names, context=None, name="", skipped=0):
+        self._load, self.count, self.labels, self.class_names = load, count, labels, list(class_names)
+        self.context, self.name, self.skipped = context, name, skipped
+        if context is not None and len(context) != count:
+            raise DataError(f"the context array has {len(context)} rows but the dataset has {count} images: "
+                            "it needs one row of tokens per image, in sorted file order")
+
+    def __len__(self):
+        return self.count
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __getitem__(self, item):
+        index, flip = item
+        array = self._load(index)  # uint8 (H, W, 3)
+        if flip:
+            array = array[:, ::-1]
+        x = torch.from_numpy(np.array(array)).permute(2, 0, 1).float() / 127.5 - 1  # a copy: sources may be read-only
+        return {"x": x, **self.extras(index)}
+
+    def extras(self, index: int) -> dict:
+        """What an item carries besides the image: its label and, in text mode, its context tokens."""
+        out = {"label": int(self.labels[index])}
+        if self.context is not None:
+            out["context"] = torch.from_numpy(np.array(self.context[index], dtype=np.float32))
+        return out
+
+
+def open_dataset(data: str, resolution: int, context: str | None = None, skip_bad: bool = False) -> ImageDataset:
+    """``data``: "shapes" (embedded, 32x32) or a folder of images; ``context``: .npy of tokens (N, T, d)."""
+    tokens = None
+    if context is not None:
+        path = Path(context)
+        if not path.is_file():
+            raise DataError(f"context file {path} does not exist: text conditioning reads precomputed tokens "
+                            "from one .npy array (num_images, tokens, d_context), rows in sorted file order")
+        tokens = np.load(path, mmap_mode="r")
+        if tokens.ndim != 3:
+            raise DataError(f"context file {path} has shape {tokens.shape}; expected (num_images, tokens, d_context)")
+    if data == "shapes":
+        if resolution != 32:
+            raise DataError(f"the embedded shapes dataset is 32x32; got --resolution {resolution}")
+        images, labels = load_shapes()
+        return ImageDataset(lambda i: images[i], len(images), labels, CLASSES, tokens, name="shapes")
+    files, labels, classes, skipped = scan_folder(data, resolution, skip_bad)
+
+    def load(i):
+        with Image.open(files[i]) as image:
+            return center_crop_arr(image.convert("RGB"), resolution)
+
+    return ImageDataset(load, len(files), labels, classes, tokens, name=str(data), skipped=skipped)
