@@ -101,6 +101,8 @@ def test_step_batches_are_stateless_disjoint_across_ranks_and_cover_an_epoch():
     fresh = StepBatches(num_items=24, batch_size=3, seed=5, world_size=2, rank=1)
     assert fresh.batch(6) == ranks[1].batch(6)  # any step, in any order, from nothing
     assert StepBatches(24, 3, seed=6).batch(0) != StepBatches(24, 3, seed=5).batch(0)
+    sampler = fresh.sampler(2, 5)
+    assert len(sampler) == 3 and list(sampler) == [fresh.batch(s) for s in (2, 3, 4)]
     with pytest.raises(DataError, match="lower --batch-size"):
         StepBatches(num_items=5, batch_size=4, seed=0, world_size=2)
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from usm.cli import parse_assignments
 from usm.layers.embeddings import sincos_2d
 from usm.models.usm import USM
 
@@ -184,18 +185,6 @@ def infer_config(state_dict: dict[str, torch.Tensor]) -> dict:
     )
 
 
-def _parse_value(text: str):
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m usm.convert", description=__doc__.split("\n\n")[0])
     parser.add_argument("src", help="checkpoint saved by the reference implementation (.pt)")
@@ -212,11 +201,10 @@ def main(argv=None) -> None:
     state_dict = blob[key] if key else blob
     state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}  # DDP-wrapped saves
     config = infer_config(state_dict)
-    for item in args.set:
-        name, _, value = item.partition("=")
+    for name, value in parse_assignments(args.set, "--set").items():
         if name not in inspect.signature(USM).parameters:
-            raise SystemExit(f"--set {item}: {name!r} is not a USM argument")
-        config[name] = _parse_value(value)
+            raise SystemExit(f"--set {name}={value}: {name!r} is not a USM argument")
+        config[name] = value
     model = USM(**config)
     report = load_reference_state_dict(model, state_dict)
     torch.save({"model": model.state_dict(), "config": model.config, "converted_from": args.src}, args.dst)

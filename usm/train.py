@@ -201,7 +201,7 @@ def train(cfg: Config) -> Outcome:
         return Outcome("done" if step >= cfg.train.max_steps else "paused", step)
 
     order = StepBatches(len(dataset), cfg.train.batch_size, cfg.train.seed, world, rank)
-    loader = torch.utils.data.DataLoader(source, batch_sampler=list(order.batches(step, end)),
+    loader = torch.utils.data.DataLoader(source, batch_sampler=order.sampler(step, end),
                                          num_workers=cfg.run.num_workers)
     started, last_log, last_log_step, last_saved = time.monotonic(), time.monotonic(), step, step
     bar = tqdm(total=cfg.train.max_steps, initial=step, disable=not accelerator.is_main_process, desc="train",

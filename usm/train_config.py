@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 from dataclasses import dataclass, field
 
+from usm.cli import parse_assignments
 from usm.registry import MODELS
 
 
@@ -95,20 +96,6 @@ RUNTIME = [("train", "max_steps"), *[("run", f.name) for f in dataclasses.fields
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "run": RunConfig}
 
 
-def parse_value(text: str):
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
 def build_parser(prog: str = "python -m usm.train") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Train a registered model with rectified flow. "
                                      "Run the same command again to resume from the latest checkpoint.")
@@ -136,12 +123,5 @@ def parse_args(argv=None) -> Config:
     for key, value in args.items():
         section, name = key.split(".")
         sections[section][name] = value
-    pairs = sections["model"]["model_args"] or []
-    overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--model-arg {pair!r}: expected KEY=VALUE")
-        overrides[key] = parse_value(value)
-    sections["model"]["model_args"] = overrides
+    sections["model"]["model_args"] = parse_assignments(sections["model"]["model_args"], "--model-arg")
     return Config(**{name: cls(**sections[name]) for name, cls in SECTIONS.items()})

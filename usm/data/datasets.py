@@ -58,6 +58,23 @@ class StepBatches:
         for step in range(start_step, end_step):
             yield self.batch(step)
 
+    def sampler(self, start_step: int, end_step: int) -> "StepSampler":
+        """A lazy batch sampler for a DataLoader (a 400k-step run is never held as a list)."""
+        return StepSampler(self, start_step, end_step)
+
+
+@dataclass
+class StepSampler:
+    order: StepBatches
+    start_step: int
+    end_step: int
+
+    def __iter__(self):
+        return self.order.batches(self.start_step, self.end_step)
+
+    def __len__(self):
+        return max(0, self.end_step - self.start_step)
+
 
 class ImageDataset(torch.utils.data.Dataset):
     """Images in [-1, 1] (C, H, W) with a label and optional context tokens; item = (index, flip)."""

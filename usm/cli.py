@@ -1,0 +1,34 @@
+"""Command-line helpers shared by every entry point.
+
+    >>> from usm.cli import parse_assignments
+    >>> parse_assignments(["skip_conn=false", "hidden_size=96", "name=x", "p=0.5"], "--model-arg")
+    {'skip_conn': False, 'hidden_size': 96, 'name': 'x', 'p': 0.5}
+"""
+
+from __future__ import annotations
+
+
+def parse_value(text: str):
+    """'true'/'false' -> bool, 'none'/'null' -> None, then int, then float, else the string."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_assignments(pairs, flag: str) -> dict:
+    """KEY=VALUE strings -> dict; a malformed pair exits naming the flag."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"{flag} {pair!r}: expected KEY=VALUE")
+        out[key] = parse_value(value)
+    return out
