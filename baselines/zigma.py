@@ -125,7 +125,9 @@ class ZigMa(TokenStack):
         flops += mac.conv(tokens, cfg["in_channels"], hidden, cfg["patch_size"] ** 2)
         flops += mac.conditioning(batch, hidden, cfg["d_context"] if text else 0, ctx)
         per_block = (mac.linear(batch, hidden, (6 if text else 3) * hidden) + mac.norm(tokens, hidden, affine=True)
-                     + mac.linear(tokens, hidden, 2 * inner) + mac.conv(tokens, inner, inner, cfg["d_conv"], inner)
+                     + mac.linear(tokens, hidden, 2 * inner)
+                     # the causal conv computes L + d_conv - 1 outputs, of which the first L are kept
+                     + mac.conv(tokens + batch * (cfg["d_conv"] - 1), inner, inner, cfg["d_conv"], inner)
                      + mac.selective_ssm(tokens, inner, cfg["d_state"], math.ceil(hidden / 16))
                      + mac.linear(tokens, inner, hidden))
         if text:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from usm.ssm import scan_flops
+
 
 def linear(tokens: int, fan_in: int, fan_out: int) -> Counter:
     return Counter(linear=tokens * fan_in * fan_out)
@@ -39,7 +41,7 @@ def attention(query_tokens: int, key_tokens: int, inner: int) -> Counter:
 def selective_ssm(tokens: int, inner: int, state: int, rank: int) -> Counter:
     """x_proj, dt_proj and the scan of one ``SelectiveSSM`` over ``tokens`` positions."""
     return (linear(tokens, inner, rank + 2 * state) + linear(tokens, rank, inner)
-            + Counter(scan=9 * tokens * inner * state + tokens * inner))
+            + Counter(scan=scan_flops(1, inner, tokens, state)))
 
 
 def timestep_embedder(batch: int, hidden: int, freq_dim: int = 256) -> Counter:

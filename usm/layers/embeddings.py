@@ -56,7 +56,7 @@ def unpatchify(tokens: torch.Tensor, patch_size: int, channels: int) -> torch.Te
     """(B, h, w, p*p*C) -> (B, C, h*p, w*p); the inverse of a p x p patching with (p, p, C) order."""
     batch, h, w, _ = tokens.shape
     x = tokens.reshape(batch, h, w, patch_size, patch_size, channels)
-    return torch.einsum("bhwpqc->bchpwq", x).reshape(batch, channels, h * patch_size, w * patch_size)
+    return x.permute(0, 5, 1, 3, 2, 4).reshape(batch, channels, h * patch_size, w * patch_size)
 
 
 class TimestepEmbedder(nn.Module):

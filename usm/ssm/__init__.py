@@ -22,6 +22,10 @@ Work is done in float32; the output has u's dtype. Backends (``BACKENDS``):
 
 from __future__ import annotations
 
+import contextlib
+
+import torch
+
 from usm.ssm.fast_torch import selective_scan_torch
 from usm.ssm.mamba_cuda import mamba_ssm_status, selective_scan_mamba_ssm
 from usm.ssm.reference import selective_scan_reference
@@ -47,8 +51,46 @@ def selective_scan(
     u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, return_last_state=False,
     backend="auto",
 ):
+    if _COUNTING:
+        out = SelectiveScanForCounting.apply(u, delta, A, B, C, D, z, delta_bias)
+        return (out, u.new_zeros(u.shape[0], u.shape[1], A.shape[1])) if return_last_state else out
     fn = BACKENDS[resolve_backend(backend, u.device)]
     return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
 
 
-__all__ = ["BACKENDS", "resolve_backend", "selective_scan", "mamba_ssm_status"]
+# --------------------------------------------------------------------------------------------------
+# FLOP counting. Tracing counters (fvcore) cannot look inside the scan, and its cost is defined by a
+# formula anyway (9 * B * L * D * N multiply-adds, + B * D * L for the D term). Inside
+# ``counting_scans()`` every scan becomes this one traceable op, which a counter handles by name
+# (analysis.flops) from the shapes of u (B, D, L) and A (D, N), its first and third inputs. It returns zeros: values after it are
+# meaningless, shapes and the operators that run are those of the real model.
+
+_COUNTING = False
+
+
+class SelectiveScanForCounting(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, *rest):
+        """Takes every scan input, so a tracer keeps the layers that compute them (x_proj, dt_proj)."""
+        return torch.zeros_like(u)
+
+    @staticmethod
+    def backward(ctx, grad):  # pragma: no cover - counting is forward only
+        return (None,) * 8
+
+
+def scan_flops(batch: int, channels: int, length: int, state: int) -> int:
+    return 9 * batch * length * channels * state + batch * channels * length
+
+
+@contextlib.contextmanager
+def counting_scans():
+    global _COUNTING
+    previous, _COUNTING = _COUNTING, True
+    try:
+        yield
+    finally:
+        _COUNTING = previous
+
+
+__all__ = ["BACKENDS", "counting_scans", "resolve_backend", "scan_flops", "selective_scan", "mamba_ssm_status"]

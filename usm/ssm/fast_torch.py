@@ -133,13 +133,16 @@ class _SelectiveScan(torch.autograd.Function):
         ctx.shape, ctx.subs, ctx.softplus, ctx.chunk = shape, (b_sub, c_sub), delta_softplus, chunk
         ctx.has = (D is not None, z is not None, delta_bias is not None)
         ctx.dtypes = tuple(None if x is None else x.dtype for x in (u, delta, A, B, C, D, z, delta_bias))
-        ctx.entry_states = entry_states
-        ctx.save_for_backward(u_w, dt_raw, dt, A_w, B_w, C_w, D, z_w, y if z is not None else None)
+        # The states entering chunks 1.. (chunk 0 starts from zero), saved like every other tensor so
+        # saved-tensor hooks (activation-memory measurement, offloading) see them.
+        entries = torch.stack(entry_states[1:]) if len(entry_states) > 1 else u_w.new_zeros(0)
+        ctx.save_for_backward(u_w, dt_raw, dt, A_w, B_w, C_w, D, z_w, y if z is not None else None, entries)
         return _from_work(out).to(u.dtype), h.reshape(shape.batch, shape.channels, shape.state)
 
     @staticmethod
     def backward(ctx, grad_out, grad_last):
-        u_w, dt_raw, dt, A_w, B_w, C_w, D, z_w, y = ctx.saved_tensors
+        u_w, dt_raw, dt, A_w, B_w, C_w, D, z_w, y, entries = ctx.saved_tensors
+        entry_states = [None, *entries.unbind(0)]
         shape, (b_sub, c_sub), (has_D, has_z, has_bias) = ctx.shape, ctx.subs, ctx.has
         groups, fixed_b, fixed_c = shape.bc_groups, shape.b_form == "fixed", shape.c_form == "fixed"
         dy = _to_work(grad_out, groups)
@@ -157,7 +160,7 @@ class _SelectiveScan(torch.autograd.Function):
         chunks = _Chunks(dt, u_w, A_w, B_w, shape.b_form, ctx.chunk)
         # dL/dh flowing into the last position of the chunk from the positions after it.
         carry = None if grad_last is None else grad_last.float().reshape(u_w.shape[1:] + (shape.state,))
-        for sl, h0 in reversed(list(zip(chunks.slices(), ctx.entry_states))):
+        for sl, h0 in reversed(list(zip(chunks.slices(), entry_states))):
             decay, states = chunks.decay_and_states(sl, h0)
             C_sl, dy_sl, dt_sl = _at(C_w, shape.c_form, sl), dy[sl], dt[sl]
             (grad_C.add_ if fixed_c else grad_C[sl].copy_)(torch.einsum(f"lbgdn,lbgd->{c_sub}", states, dy_sl))

@@ -1,0 +1,117 @@
+"""``python -m analysis COMMAND``: flops, profile, table, plots, fid (``--help`` on each).
+
+    python -m analysis flops --model USM-B/1 --image-size 256 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from usm.cli import parse_assignments
+from usm.registry import MODELS
+
+
+def flops_command(args) -> int:
+    from analysis.flops import count_registered, format_report
+
+    overrides = parse_assignments(args.model_arg, "--model-arg")
+    report = count_registered(args.model, args.image_size, latent=not args.pixels, **overrides)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    return 0
+
+
+def profile_command(args) -> int:
+    from analysis.profile import run_profile, table
+
+    records = run_profile(args.models, args.image_size, args.batch, args.device, args.out, args.throughput_max_size)
+    print(table(records))
+    print(f"\nwrote {len(records)} JSON files, table.md and scaling.png/.pdf to {args.out}")
+    return 0
+
+
+def table_command(args) -> int:
+    from analysis.tables import write_tables
+
+    paths = write_tables(Path(args.results) / args.study)
+    print(paths["md"].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def plots_command(args) -> int:
+    from analysis.plots import write_plots
+
+    paths = write_plots(Path(args.results) / args.study, args.results)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def fid_command(args) -> int:
+    from analysis.fid import compute_metrics
+
+    result = compute_metrics(args.samples, args.reference, args.num, args.fid_weights, kid=args.kid, isc=args.isc,
+                             reference_name=args.reference_name, device=args.device)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    flops = commands.add_parser("flops", help="count a model's forward GFLOPs (batch 1)")
+    flops.add_argument("--model", required=True, choices=sorted(MODELS), metavar="NAME")
+    flops.add_argument("--image-size", type=int, default=None,
+                       help="image side in pixels (latent side = size / 8); default: the model's input")
+    flops.add_argument("--pixels", action="store_true", help="the model sees pixels, not SD-VAE latents")
+    flops.add_argument("--model-arg", nargs="*", metavar="KEY=VALUE",
+                       help="constructor overrides, e.g. num_classes=1000 learn_sigma=true (DiT's ImageNet setting)")
+    flops.add_argument("--json", action="store_true", help="print one JSON object")
+    flops.set_defaults(run=flops_command)
+
+    profile = commands.add_parser("profile", help="efficiency table: params, GFLOPs, memory, throughput")
+    profile.add_argument("--models", nargs="+", default=["USM-B/1", "ZigMa-B/1", "DiT-B/2"], choices=sorted(MODELS),
+                         metavar="NAME")
+    profile.add_argument("--image-size", nargs="+", type=int, default=[256], help="image sides in pixels")
+    profile.add_argument("--batch", type=int, default=1, help="batch of the memory and throughput measurements")
+    profile.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    profile.add_argument("--throughput-max-size", type=int, default=None,
+                         help="time training/sampling only up to this size (default: 256 on CPU, all on GPU)")
+    profile.add_argument("--out", default="results/profile")
+    profile.set_defaults(run=profile_command)
+
+    for name, run, text in (("table", table_command, "Markdown/LaTeX/CSV tables of a study (mean ± std over seeds)"),
+                            ("plots", plots_command, "PNG/PDF plots of a study")):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--study", required=True, help="study name: the folder results/<study>")
+        sub.add_argument("--results", default="results", help="results root (default: results)")
+        sub.set_defaults(run=run)
+
+    fid = commands.add_parser("fid", help="FID (and --kid, --isc) between a sample folder and a reference folder")
+    fid.add_argument("samples")
+    fid.add_argument("reference", help="folder of reference images (the training set)")
+    fid.add_argument("--num", type=int, default=None, help="use the first N samples (default: all)")
+    fid.add_argument("--fid-weights", default=None, help="Inception weights file (or $USM_FID_WEIGHTS)")
+    fid.add_argument("--reference-name", default=None, help="cache the reference statistics under this name")
+    fid.add_argument("--kid", action="store_true")
+    fid.add_argument("--isc", action="store_true")
+    fid.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    fid.set_defaults(run=fid_command)
+    return parser
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

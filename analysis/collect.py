@@ -1,0 +1,72 @@
+"""Gather a study's run directories into one pandas DataFrame: one row per run.
+
+    >>> from analysis.collect import collect_study
+    >>> collect_study("/nonexistent")  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    FileNotFoundError: ...
+
+A study is a folder of run directories (``results/<study>/<run>/``), each as the trainer writes it
+(``config.json``, ``stats.jsonl``, ``checkpoints/``) plus what the experiment launcher adds:
+``point.json`` (``{"arm": ..., "axes": {...}, "seed": ...}``), ``metrics/*.json`` (flat objects of
+numbers, e.g. ``{"swd": 14.2}``) and an empty ``done`` file once the metrics are written. Rows of
+runs without ``done`` are kept with ``status`` = ``incomplete`` (and why), never dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from usm.runs import RunDir
+
+
+def _numbers(obj: dict) -> dict:
+    return {k: v for k, v in obj.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def read_run(path: Path) -> dict:
+    run = RunDir(path)
+    point = json.loads((path / "point.json").read_text()) if (path / "point.json").exists() else {}
+    config = run.read_config() or {}
+    stats = run.read_stats()
+    identity = config.get("identity", {})
+    max_steps = config.get("runtime", {}).get("max_steps")
+    row = {"run": path.name, "arm": point.get("arm", identity.get("model", {}).get("model", path.name)),
+           "seed": point.get("seed", identity.get("train", {}).get("seed")),
+           "model": identity.get("model", {}).get("model"), **{f"axis.{k}": v for k, v in point.get("axes", {}).items()},
+           "step": stats[-1]["step"] if stats else 0, "max_steps": max_steps,
+           "final_loss": float(pd.Series([s["loss"] for s in stats[-5:]]).mean()) if stats else None}
+    for metric_file in sorted((path / "metrics").glob("*.json")) if (path / "metrics").is_dir() else []:
+        row.update(_numbers(json.loads(metric_file.read_text())))
+    if (path / "done").exists():
+        row["status"], row["why"] = "done", ""
+    else:
+        row["status"] = "incomplete"
+        row["why"] = ("not started" if not stats else f"training ({row['step']}/{max_steps} steps)"
+                      if max_steps and row["step"] < max_steps else "metrics missing")
+    return row
+
+
+def collect_study(study_dir: str | Path) -> pd.DataFrame:
+    study_dir = Path(study_dir)
+    if not study_dir.is_dir():
+        raise FileNotFoundError(f"study folder {study_dir} does not exist: run the study first "
+                                "(python experiments/run.py --grid NAME) or pass --results")
+    runs = sorted(p for p in study_dir.iterdir() if p.is_dir() and ((p / "config.json").exists() or (p / "point.json").exists()))
+    if not runs:
+        raise FileNotFoundError(f"{study_dir} holds no run directories (folders with config.json or point.json)")
+    return pd.DataFrame([read_run(p) for p in runs])
+
+
+def loss_curves(study_dir: str | Path) -> pd.DataFrame:
+    """Long table (run, arm, seed, step, loss) of every run's stats.jsonl."""
+    rows = []
+    for path in sorted(Path(study_dir).iterdir()):
+        if not (path / "stats.jsonl").exists():
+            continue
+        info = read_run(path)
+        rows += [{"run": info["run"], "arm": info["arm"], "seed": info["seed"], "step": s["step"], "loss": s["loss"]}
+                 for s in RunDir(path).read_stats()]
+    return pd.DataFrame(rows, columns=["run", "arm", "seed", "step", "loss"])

@@ -1,0 +1,103 @@
+"""FID (and KID / IS on request) through torch-fidelity's Inception-v3, with local weights only.
+
+    python -m analysis fid SAMPLES_DIR REFERENCE_DIR [--num 5000] [--fid-weights PATH] [--kid] [--isc]
+
+FID compares a folder of generated images with a reference -- the TRAINING images (or another
+named set; ``shapes`` exports the embedded dataset) -- using the Inception-v3 weights of
+2015-12-05 (``weights-inception-2015-12-05-6726825d.pth``). The weights are never downloaded here:
+they come from ``--fid-weights``, ``$USM_FID_WEIGHTS`` or torch's hub cache, and without them the
+call stops with the file name, its URL and where to put it. No number computed with other weights
+is ever reported as FID. The reference's statistics are cached by torch-fidelity under
+``$USM_BENCH_CACHE/fidelity`` (``--reference-name``) and reused. Every result states the number of
+images on each side, the reference and the weights file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from scipy import linalg
+
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FILE
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+
+
+class FIDWeightsMissing(FileNotFoundError):
+    pass
+
+
+def inception_weights(path: str | None = None) -> Path:
+    """The Inception weights file: ``path``, $USM_FID_WEIGHTS, or torch's hub cache; else an error."""
+    import torch
+
+    candidates = [Path(p) for p in (path, os.environ.get("USM_FID_WEIGHTS")) if p]
+    hub = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    for candidate in candidates + [hub]:
+        if candidate.is_file():
+            return candidate
+    where = f"{candidates[0]} does not exist. " if candidates else ""
+    raise FIDWeightsMissing(
+        f"{where}FID needs the Inception-v3 weights {INCEPTION_FILE}, which this machine cannot download. "
+        f"Fetch {INCEPTION_URL} elsewhere, then pass --fid-weights PATH, set USM_FID_WEIGHTS=PATH, or put it "
+        f"at {hub}.")
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)) for Gaussians N(mu1, S1), N(mu2, S2)."""
+    mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
+    sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
+    covmean, _ = linalg.sqrtm(sigma1 @ sigma2, disp=False)
+    if not np.isfinite(covmean).all():  # singular product: regularise both covariances
+        offset = np.eye(len(mu1)) * eps
+        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    covmean = covmean.real
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _first(folder: Path, num: int | None, tmp: Path) -> tuple[str, int]:
+    """A folder holding the first ``num`` images of ``folder`` (links), and how many it holds."""
+    images = list_images(folder)
+    if num is None or num >= len(images):
+        if num is not None and num > len(images):
+            raise ValueError(f"{folder} holds {len(images)} images, fewer than the {num} asked for")
+        return str(folder), len(images)
+    for i, image in enumerate(images[:num]):
+        (tmp / f"{i:07d}{image.suffix}").symlink_to(image.resolve())
+    return str(tmp), num
+
+
+def compute_metrics(samples: str | Path, reference: str | Path, num: int | None = None,
+                    weights: str | None = None, fid: bool = True, kid: bool = False, isc: bool = False,
+                    reference_name: str | None = None, device: str = "cpu") -> dict:
+    """torch-fidelity metrics between two image folders; ``num`` caps the generated side."""
+    import torch_fidelity
+
+    from usm.data.shapes import cache_dir
+
+    weights_path = inception_weights(weights)
+    with tempfile.TemporaryDirectory() as tmp:
+        input1, count = _first(Path(samples), num, Path(tmp))
+        reference_count = len(list_images(reference))
+        metrics = torch_fidelity.calculate_metrics(
+            input1=input1, input2=str(reference), fid=fid, kid=kid, isc=isc, cuda=device == "cuda",
+            feature_extractor_weights_path=str(weights_path), samples_find_deep=True, verbose=False,
+            cache_root=str(cache_dir() / "fidelity"), input2_cache_name=reference_name,
+            kid_subset_size=min(1000, count, reference_count))
+    out = {"num_samples": count, "num_reference": reference_count, "reference": str(reference),
+           "weights": str(weights_path)}
+    names = {"frechet_inception_distance": "fid", "kernel_inception_distance_mean": "kid",
+             "kernel_inception_distance_std": "kid_std", "inception_score_mean": "is", "inception_score_std": "is_std"}
+    out.update({names.get(k, k): float(v) for k, v in metrics.items()})
+    return out

@@ -1,0 +1,155 @@
+"""The efficiency table of the paper: params, GFLOPs, activation memory, train/sample throughput.
+
+    python -m analysis profile --models USM-B/1 ZigMa-B/1 DiT-B/2 --image-size 256 512 1024
+
+For each model and image size (pixels; the models see the SD-VAE latent, size / 8) it writes
+``results/profile/<model>_<size>.json`` and prints a table with USM/ZigMa ratios, then a scaling
+plot of GFLOPs and activation memory against resolution (``scaling.png`` / ``.pdf``).
+- GFLOPs: ``analysis.flops`` (forward, batch 1, scan by formula).
+- Activation memory: bytes saved for backward by one training step at ``--batch``
+  (``analysis.memory``), with and without gradient checkpointing, measured with real tensors on
+  the device for the sizes whose throughput is timed, and on the meta device (instant) for larger
+  ones. Meta is exact for the Mamba models; for attention it follows SDPA's math kernel, which
+  saves the attention matrix, so DiT's meta numbers are upper bounds (``activation_method``).
+  On CUDA also the peak allocated bytes.
+- Throughput: training steps/s and sampling images/s at ``--batch`` after warm-up, for sizes up
+  to ``--throughput-max-size`` (default: 256 on CPU, all on GPU).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import torch
+
+from analysis.flops import count_registered, example_cond
+from analysis.memory import activation_bytes, training_step_memory
+from analysis.throughput import sample_images_per_second, train_steps_per_second
+from usm.rectified_flow import training_loss
+from usm.registry import build_model
+from usm.ssm import resolve_backend
+
+
+def device_name(device: torch.device) -> str:
+    from analysis.bench_scan import device_name as name
+
+    return name(device)
+
+
+def model_activation_bytes(name: str, side: int, batch: int, checkpoint: bool, device="meta") -> int:
+    """Activation bytes of one training step, built on ``device`` ("meta": shapes only, instant)."""
+    with torch.device(device):
+        model = build_model(name, input_size=side, use_checkpoint=checkpoint)
+        x = torch.randn(batch, model.config["in_channels"], side, side)
+        return activation_bytes(lambda: training_loss(model, x, example_cond(model, batch)), model)
+
+
+def profile_one(name: str, image_size: int, batch: int, device: torch.device, throughput: bool) -> dict:
+    side = image_size // 8
+    flops = count_registered(name, image_size)
+    memory_device = device if throughput else torch.device("meta")
+    record = {
+        "model": name, "image_size": image_size, "latent_side": side, "batch": batch, "params": flops.params,
+        "gflops": flops.gflops, "gflops_scan": flops.gflops_scan, "gflops_by_operator": flops.by_operator,
+        "activation_bytes": model_activation_bytes(name, side, batch, False, memory_device),
+        "activation_bytes_checkpointed": model_activation_bytes(name, side, batch, True, memory_device),
+        "activation_method": "measured" if throughput else "meta (exact for Mamba; attention: upper bound)",
+        "device": str(device), "device_name": device_name(device), "dtype": "float32",
+        "scan_backend": resolve_backend("auto", device), "torch": torch.__version__, "host": platform.node(),
+    }
+    if throughput:
+        torch.manual_seed(0)
+        model = build_model(name, input_size=side).to(device)
+        x = torch.randn(batch, model.config["in_channels"], side, side, device=device)
+        record["train_steps_per_s"] = train_steps_per_second(model, x, steps=2, warmup=1)
+        model.eval()
+        record["sample_images_per_s"] = sample_images_per_second(model, x, sampling_steps=25, repeats=2)
+        if device.type == "cuda":
+            record.update(training_step_memory(model, x, torch.rand(batch, device=device)))
+    return record
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def table(records: list[dict]) -> str:
+    """Markdown: one row per model and size, then USM/ZigMa ratios per size."""
+    header = ("| model | image | params (M) | GFLOPs | scan GFLOPs | act. mem (MiB) | act. mem ckpt (MiB) "
+              "| train steps/s | sample img/s |\n|" + " --- |" * 9)
+    rows = []
+    for r in records:
+        fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+        rows.append(f"| {r['model']} | {r['image_size']} | {r['params'] / 1e6:.1f} | {r['gflops']:.2f} | "
+                    f"{r['gflops_scan']:.2f} | {r['activation_bytes'] / 2**20:.0f} | "
+                    f"{r['activation_bytes_checkpointed'] / 2**20:.0f} | {fmt(r.get('train_steps_per_s'), '.3f')} | "
+                    f"{fmt(r.get('sample_images_per_s'), '.3f')} |")
+    lines = [header, *rows]
+    by_key = {(r["model"].split("-")[0], r["image_size"]): r for r in records}
+    ratios = []
+    for size in sorted({r["image_size"] for r in records}):
+        usm, zigma = by_key.get(("USM", size)), by_key.get(("ZigMa", size))
+        if usm and zigma:
+            parts = [f"{label} {value:.2f}" for label, value in (
+                ("GFLOPs", ratio(usm["gflops"], zigma["gflops"])),
+                ("activation memory", ratio(usm["activation_bytes"], zigma["activation_bytes"])),
+                ("train time/step", ratio(zigma.get("train_steps_per_s"), usm.get("train_steps_per_s"))),
+                ("sample time/image", ratio(zigma.get("sample_images_per_s"), usm.get("sample_images_per_s"))),
+            ) if value is not None]
+            ratios.append(f"- USM / ZigMa at {size}px: " + ", ".join(parts))
+    return "\n".join(lines + ([""] + ratios if ratios else []))
+
+
+def scaling_plot(records: list[dict], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for name in sorted({r["model"] for r in records}):
+        rs = sorted((r for r in records if r["model"] == name), key=lambda r: r["image_size"])
+        sizes = [r["image_size"] for r in rs]
+        axes[0].plot(sizes, [r["gflops"] for r in rs], marker="o", label=name)
+        axes[1].plot(sizes, [r["activation_bytes"] / 2**30 for r in rs], marker="o", label=name)
+    batches = sorted({r["batch"] for r in records})
+    for ax, label in zip(axes, ["forward GFLOPs (batch 1)", f"activation memory (GiB, batch {batches[0]})"
+                                if len(batches) == 1 else "activation memory (GiB)"]):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("image size (px)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    paths = [out / "scaling.png", out / "scaling.pdf"]
+    for path in paths:
+        fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return paths
+
+
+def run_profile(models, sizes, batch=1, device="cpu", out="results/profile", throughput_max_size=None,
+                log=print) -> list[dict]:
+    device = torch.device(device)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    limit = throughput_max_size if throughput_max_size is not None else (10 ** 9 if device.type == "cuda" else 256)
+    records = []
+    for name in models:
+        for size in sizes:
+            log(f"profiling {name} at {size}px ...")
+            record = profile_one(name, size, batch, device, throughput=size <= limit)
+            path = out / f"{name.replace('/', '_')}_{size}.json"
+            path.write_text(json.dumps(record, indent=2))
+    records = load_records(out)  # every record in the folder: a partial re-profile updates the table
+    (out / "table.md").write_text(table(records) + "\n")
+    scaling_plot(records, out)
+    return records
+
+
+def load_records(folder: str | Path) -> list[dict]:
+    records = [json.loads(p.read_text()) for p in Path(folder).glob("*.json")]
+    return sorted(records, key=lambda r: (r["model"], r["image_size"]))

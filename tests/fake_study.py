@@ -1,0 +1,27 @@
+"""A small study written the way the trainer and the launcher write one (for analysis tests)."""
+
+import json
+from pathlib import Path
+
+# arm -> (swd per seed, gflops); seed 2 of "no-skip" is left incomplete.
+ARMS = {"recipe": ([10.0, 12.0, 14.0], 1.5), "no-skip": ([20.0, 22.0, None], 1.2)}
+
+
+def make_study(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for arm, (swds, gflops) in ARMS.items():
+        for seed, value in enumerate(swds):
+            run = root / f"{arm}-s{seed}"
+            (run / "metrics").mkdir(parents=True)
+            (run / "config.json").write_text(json.dumps({
+                "identity": {"model": {"model": "USM-T/2"}, "train": {"seed": seed}},
+                "runtime": {"max_steps": 100}}))
+            (run / "point.json").write_text(json.dumps({"arm": arm, "axes": {"skip_conn": arm == "recipe"}, "seed": seed}))
+            steps = range(10, 101 if value is not None else 51, 10)
+            (run / "stats.jsonl").write_text("".join(
+                json.dumps({"step": s, "loss": 1.0 / s + seed * 0.01}) + "\n" for s in steps))
+            if value is not None:
+                (run / "metrics" / "quality.json").write_text(json.dumps({"swd": value, "swd_levels": [value, value]}))
+                (run / "metrics" / "cost.json").write_text(json.dumps({"gflops": gflops, "params": 1000 * (seed + 1)}))
+                (run / "done").touch()
+    return root
