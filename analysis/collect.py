@@ -33,7 +33,7 @@ def read_run(path: Path) -> dict:
     stats = run.read_stats()
     identity = config.get("identity", {})
     max_steps = config.get("runtime", {}).get("max_steps")
-    row = {"run": path.name, "arm": point.get("arm", identity.get("model", {}).get("model", path.name)),
+    row = {"run": path.name, "order": point.get("order"), "arm": point.get("arm", identity.get("model", {}).get("model", path.name)),
            "seed": point.get("seed", identity.get("train", {}).get("seed")),
            "model": identity.get("model", {}).get("model"), **{f"axis.{k}": v for k, v in point.get("axes", {}).items()},
            "step": stats[-1]["step"] if stats else 0, "max_steps": max_steps,
@@ -57,7 +57,9 @@ def collect_study(study_dir: str | Path) -> pd.DataFrame:
     runs = sorted(p for p in study_dir.iterdir() if p.is_dir() and ((p / "config.json").exists() or (p / "point.json").exists()))
     if not runs:
         raise FileNotFoundError(f"{study_dir} holds no run directories (folders with config.json or point.json)")
-    return pd.DataFrame([read_run(p) for p in runs])
+    rows = [read_run(p) for p in runs]  # in the grid's order when the launcher recorded it
+    rows.sort(key=lambda r: (r["order"] is None, r["order"] if r["order"] is not None else 0, r["run"]))
+    return pd.DataFrame(rows)
 
 
 def loss_curves(study_dir: str | Path) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from analysis.collect import collect_study
 
-NON_METRICS = {"run", "arm", "seed", "model", "status", "why", "step", "max_steps"}
+NON_METRICS = {"run", "order", "arm", "seed", "model", "status", "why", "step", "max_steps"}
 
 
 def metric_columns(frame: pd.DataFrame) -> list[str]:

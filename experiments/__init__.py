@@ -1,0 +1,1 @@
+"""Experiment grids and the launcher that runs them (``python experiments/run.py --grid NAME``)."""

@@ -1,0 +1,152 @@
+"""Grids as data: axes, arms, seeds and two scales, expanded into validated points.
+
+    >>> from experiments.grids import GRIDS
+    >>> points = GRIDS["ablations"].points("smoke")
+    >>> [p.arm for p in points][:3]
+    ['recipe', 'skip_conn=False', 'upsampler=pixelshuffle']
+
+An ``Axis`` maps each of its values onto trainer settings (``model_args`` or a ``train`` field). A
+grid names its axes, the recipe (the value of every axis in the reference arm), and how arms are
+formed: ``one_change`` (the recipe plus one arm per changed value, the paper's ablation table) or
+``factorial`` (every combination). A ``Scale`` holds what does not vary: model, data, steps,
+sampling and the quality metric. ``points()`` checks everything before anything is launched and
+raises ``GridError`` listing what is valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from usm.registry import MODELS
+
+
+class GridError(ValueError):
+    """A grid, a value or a setting that cannot run; the message lists what is valid."""
+
+
+@dataclass(frozen=True)
+class Axis:
+    name: str
+    target: str  # "model_args", "train" or "model" (the model name itself) or "data"
+    key: str
+    values: dict  # shown value -> setting value
+
+    def apply(self, value, settings: dict) -> None:
+        if value not in self.values:
+            raise GridError(f"axis {self.name!r} has no value {value!r}; valid: {list(self.values)}")
+        setting = self.values[value]
+        if self.target == "model":
+            settings["model"] = setting
+        elif self.target == "data":
+            settings["data"] = setting
+        else:
+            settings.setdefault(self.target, {})[self.key] = setting
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Everything a point needs besides its axis values."""
+    model: str
+    data: str
+    resolution: int
+    train: dict
+    num_samples: int
+    sample_steps: int = 25
+    metric: str = "swd"  # "swd", "fid" or "profile"
+    latent: str = "none"
+    model_args: dict = field(default_factory=dict)
+    datasets: dict = field(default_factory=dict)  # dataset name -> path (paper scale: given with --set)
+    image_sizes: tuple = ()  # profile points
+    axis_values: dict = field(default_factory=dict)  # axis name -> values replacing the axis's own here
+
+
+@dataclass(frozen=True)
+class Point:
+    study: str
+    arm: str
+    axes: dict
+    seed: int
+    settings: dict  # model, data, resolution, latent, model_args, train, sampling, metric
+
+    @property
+    def name(self) -> str:
+        return f"{safe(self.arm)}-s{self.seed}"
+
+    def to_dict(self) -> dict:
+        return {"study": self.study, "arm": self.arm, "axes": self.axes, "seed": self.seed, "settings": self.settings}
+
+
+def safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9=.,_+-]", "_", text)
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str
+    description: str
+    axes: tuple[Axis, ...]
+    recipe: dict
+    scales: dict[str, Scale]
+    seeds: tuple[int, ...] = (0,)
+    arms: str = "one_change"  # or "factorial"
+
+    def axis(self, name: str) -> Axis:
+        for axis in self.axes:
+            if axis.name == name:
+                return axis
+        raise GridError(f"grid {self.name!r} has no axis {name!r}; axes: {[a.name for a in self.axes]}")
+
+    def scaled_axes(self, scale: Scale) -> tuple[Axis, ...]:
+        return tuple(dataclasses.replace(a, values=scale.axis_values.get(a.name, a.values)) for a in self.axes)
+
+    def combinations(self, axes: tuple[Axis, ...], factorial: bool) -> list[tuple[str, dict]]:
+        if factorial or self.arms == "factorial":  # every combination, named by all its values
+            combos = [dict(zip([a.name for a in axes], values)) for values in itertools.product(*[list(a.values) for a in axes])]
+            return [(",".join(f"{k}={v}" for k, v in c.items()), c) for c in combos]
+        combos = [dict(self.recipe)] + [{**self.recipe, a.name: v} for a in axes for v in a.values
+                                        if v != self.recipe[a.name]]
+        return [(",".join(f"{k}={v}" for k, v in c.items() if self.recipe[k] != v) or "recipe", c) for c in combos]
+
+    def points(self, scale: str = "smoke", seeds=None, factorial: bool = False, overrides: dict | None = None) -> list[Point]:
+        if scale not in self.scales:
+            raise GridError(f"grid {self.name!r} has no scale {scale!r}; valid: {sorted(self.scales)}")
+        base = self.scales[scale]
+        overrides = dict(overrides or {})
+        datasets = {**base.datasets, **{k.removeprefix("data."): v for k, v in overrides.items() if k.startswith("data.")}}
+        train_overrides = {k.removeprefix("train."): v for k, v in overrides.items() if k.startswith("train.")}
+        top = {k.removeprefix("settings."): v for k, v in overrides.items() if k.startswith("settings.")}
+        unknown = [k for k in overrides if not k.startswith(("data.", "train.", "settings."))]
+        unknown += [f"settings.{k}" for k in top if k not in ("num_samples", "sample_steps")]
+        if unknown:
+            raise GridError(f"--set {unknown[0]}: settings are data.NAME=PATH (dataset paths), train.FIELD=VALUE, "
+                            "settings.num_samples=N or settings.sample_steps=N")
+        axes = {a.name: a for a in self.scaled_axes(base)}
+        points = []
+        for arm, combo in self.combinations(tuple(axes.values()), factorial):
+            settings = {"model": base.model, "data": base.data, "resolution": base.resolution, "latent": base.latent,
+                        "model_args": dict(base.model_args), "train": {**base.train, **train_overrides},
+                        "num_samples": base.num_samples, "sample_steps": base.sample_steps, "metric": base.metric,
+                        "image_sizes": list(base.image_sizes), **top}
+            for name, value in combo.items():
+                axes[name].apply(value, settings)
+            if settings["data"] in datasets:
+                settings["data"] = datasets[settings["data"]]
+            self._validate(settings, datasets)
+            for seed in (seeds if seeds is not None else self.seeds):
+                points.append(Point(self.name, arm, combo, int(seed), {**settings, "train": {**settings["train"], "seed": int(seed)}}))
+        return points
+
+    def _validate(self, settings: dict, datasets: dict) -> None:
+        if settings["model"] not in MODELS:
+            raise GridError(f"unknown model {settings['model']!r}; registered: {', '.join(sorted(MODELS))}")
+        if settings["metric"] == "profile":
+            return
+        data = settings["data"]
+        if data != "shapes" and not Path(data).is_dir():
+            names = ", ".join(sorted(datasets)) or "none"
+            raise GridError(f"dataset {data!r} is not a folder: give its path with --set data.{data}=/path/to/images "
+                            f"(datasets of this grid: {names}; 'shapes' is embedded)")

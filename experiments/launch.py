@@ -1,0 +1,125 @@
+"""The one launcher: a grid's missing points go to a submitit executor -- local, debug or slurm.
+
+    >>> from experiments.launch import study_points
+    >>> [p["name"] for p in study_points("ablations", "smoke")][:2]
+    ['recipe-s0', 'skip_conn=False-s0']
+
+Local and SLURM differ by the executor's name only. On SLURM the grid goes out as one job array
+(``--parallel`` = its array parallelism); locally, points run ``--parallel`` at a time. Points already
+done are never launched again, running ones (lock held) are left alone, failed and pending ones are
+(re)launched. When every point is done the study's tables and plots are written to
+``results/<study>/``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import submitit
+
+from experiments.grids import GRIDS
+from experiments.grid import GridError
+from experiments.point import PointJob, PointMismatch, point_status
+
+SLURM_FLAGS = {  # launcher flag -> submitit parameter
+    "partition": "slurm_partition", "gpus": "gpus_per_node", "cpus": "cpus_per_task", "mem_gb": "mem_gb",
+    "time": "timeout_min", "account": "slurm_account", "qos": "slurm_qos", "constraint": "slurm_constraint",
+}
+
+
+def study_points(grid: str, scale: str = "smoke", seeds=None, factorial: bool = False, overrides=None) -> list[dict]:
+    if grid not in GRIDS:
+        raise GridError(f"unknown grid {grid!r}; grids: {', '.join(sorted(GRIDS))}")
+    points = GRIDS[grid].points(scale, seeds, factorial, overrides)
+    return [{**p.to_dict(), "name": p.name, "order": i} for i, p in enumerate(points)]  # order: table rows
+
+
+def statuses(results: str, points: list[dict]) -> list[tuple[dict, str, Path]]:
+    out = []
+    for point in points:
+        directory = Path(results) / point["study"] / point["name"]
+        out.append((point, point_status(directory), directory))
+    return out
+
+
+def format_status(rows) -> str:
+    lines = []
+    for point, status, directory in rows:
+        extra = ""
+        if status == "failed":
+            info = json.loads((directory / "failed.json").read_text())
+            extra = f"  {info['error']}  (log: {info['log']}{', job log: ' + info['job_log'] if info['job_log'] else ''})"
+        lines.append(f"{status:>8}  {point['name']:<40} {directory}{extra}")
+    counts = {s: sum(1 for _, st, _ in rows if st == s) for s in ("done", "running", "failed", "pending")}
+    lines.append("  ".join(f"{k}: {v}" for k, v in counts.items()))
+    return "\n".join(lines)
+
+
+def make_executor(cluster: str, folder: Path, parallel: int, slurm: dict, extra_sbatch: list[str]):
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+    params = {"timeout_min": slurm.get("time") or 60 * 24}
+    if cluster == "slurm":
+        params.update({SLURM_FLAGS[k]: v for k, v in slurm.items() if v is not None and k in SLURM_FLAGS})
+        params["slurm_array_parallelism"] = parallel
+        if extra_sbatch:
+            params["slurm_additional_parameters"] = dict(line.split("=", 1) for line in extra_sbatch)
+    executor.update_parameters(**params)
+    return executor
+
+
+def check_existing(results: str, points: list[dict]) -> None:
+    """Refuse, before launching anything, a point whose directory holds another config."""
+    for point in points:
+        spec = Path(results) / point["study"] / point["name"] / "point.json"
+        if spec.exists() and json.loads(spec.read_text()) != {k: v for k, v in point.items() if k != "name"}:
+            raise PointMismatch(f"{spec.parent} holds a different point (settings differ): results are never "
+                                "overwritten; use another --results, study settings, or remove the folder")
+
+
+def launch(points: list[dict], results: str, cluster: str = "local", parallel: int = 1, slurm: dict | None = None,
+           extra_sbatch=(), wait: bool = True, log=print) -> list[tuple[dict, str, Path]]:
+    check_existing(results, points)
+    rows = statuses(results, points)
+    todo = [p for p, status, _ in rows if status in ("pending", "failed")]
+    skipped = len(rows) - len(todo)
+    log(f"{len(todo)} point(s) to run, {skipped} done or running elsewhere")
+    if todo:
+        study_dir = Path(results) / points[0]["study"]
+        executor = make_executor(cluster, study_dir / ".submitit", parallel, slurm or {}, list(extra_sbatch))
+        job = PointJob()
+        if cluster == "slurm":
+            jobs = executor.map_array(job, [results] * len(todo), todo)
+            log(f"submitted job array {jobs[0].job_id.split('_')[0]} ({len(jobs)} tasks, {parallel} at a time)")
+            waves = [jobs]
+        else:
+            waves = []
+            for start in range(0, len(todo), max(parallel, 1)):
+                wave = [executor.submit(job, results, p) for p in todo[start: start + max(parallel, 1)]]
+                waves.append(wave)
+                if wait:
+                    _wait(wave, log)
+        if wait and cluster == "slurm":
+            _wait(waves[0], log)
+    rows = statuses(results, points)
+    if all(status == "done" for _, status, _ in rows):
+        finish(results, points[0]["study"], log)
+    return rows
+
+
+def _wait(jobs, log) -> None:
+    for job in jobs:
+        try:
+            job.result()
+        except Exception as exc:  # the point wrote failed.json; the others go on
+            log(f"job {job.job_id} failed: {str(exc).splitlines()[-1] if str(exc) else type(exc).__name__}")
+
+
+def finish(results: str, study: str, log=print) -> None:
+    from analysis.plots import write_plots
+    from analysis.tables import write_tables
+
+    study_dir = Path(results) / study
+    paths = write_tables(study_dir)
+    plots = write_plots(study_dir, results)
+    log(f"study complete: {paths['md']}, {paths['tex']}, {paths['csv']} and {len(plots)} plot files in {study_dir / 'plots'}")

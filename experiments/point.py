@@ -1,0 +1,161 @@
+"""One grid point, start to finish: train -> sample -> metric -> ``done``, safe to run again.
+
+    >>> from experiments.point import point_status
+    >>> point_status("/nonexistent")
+    'pending'
+
+A point's directory is ``results/<study>/<point name>``. ``point.json`` is written first and must
+match on every later run (a different config in an existing directory is an error). The work runs
+under an exclusive ``flock`` on ``<dir>/lock``: a second launcher (or a requeued duplicate) finds
+the point busy and leaves it alone, and a dead process releases its lock automatically. Each step
+resumes: the trainer from its checkpoint, sampling from the PNGs already written. ``done`` is
+written only after the metrics; a failure writes ``failed.json`` with the error and the log path.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+import submitit
+
+
+class PointBusy(RuntimeError):
+    pass
+
+
+class PointMismatch(ValueError):
+    pass
+
+
+def point_status(directory: str | Path) -> str:
+    """done / running / failed / pending, from the files alone (running = its lock is held)."""
+    directory = Path(directory)
+    if (directory / "done").exists():
+        return "done"
+    lock = directory / "lock"
+    if lock.exists():
+        with open(lock, "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(f, fcntl.LOCK_UN)
+            except BlockingIOError:
+                return "running"
+    return "failed" if (directory / "failed.json").exists() else "pending"
+
+
+def claim(directory: Path, point: dict):
+    """Take the point's lock (PointBusy if another process holds it), then check or write point.json.
+    The lock comes first, so a process that loses the race leaves nothing behind."""
+    directory.mkdir(parents=True, exist_ok=True)
+    handle = open(directory / "lock", "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise PointBusy(f"{directory} is being run by another process") from None
+    spec = directory / "point.json"
+    if spec.exists() and json.loads(spec.read_text()) != point:
+        handle.close()
+        raise PointMismatch(f"{directory} holds a different point (settings differ): results are never "
+                            "overwritten; use another study name or remove the folder")
+    spec.write_text(json.dumps(point, indent=2))
+    return handle
+
+
+def train_args(directory: Path, s: dict) -> list[str]:
+    train = dict(s["train"])
+    args = ["--model", s["model"], "--data", s["data"], "--resolution", str(s["resolution"]), "--latent", s["latent"],
+            "--run-dir", str(directory)]
+    for key, value in train.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    if s["model_args"]:
+        args += ["--model-arg", *[f"{k}={v}" for k, v in s["model_args"].items()]]
+    return args
+
+
+def reference_images(s: dict, count: int) -> np.ndarray:
+    """The first ``count`` training images (uint8), the reference of the quality metric."""
+    from usm.data.datasets import open_dataset
+
+    dataset = open_dataset(s["data"], s["resolution"])
+    return np.stack([((dataset[(i, False)]["x"].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
+                     for i in range(min(count, len(dataset)))])
+
+
+def measure(directory: Path, s: dict) -> dict:
+    if s["metric"] == "profile":
+        from analysis.profile import profile_one
+        import torch
+
+        return {f"{key}@{size}": value for size in s["image_sizes"]
+                for key, value in profile_one(s["model"], size, 1, torch.device("cpu"), throughput=False).items()
+                if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    from analysis.flops import count_registered
+    from usm.runs import RunDir
+
+    derived = RunDir(directory).read_config()["derived"]
+    flops = count_registered(s["model"], **{"input_size": derived["input_size"], "in_channels": derived["in_channels"],
+                                            **s["model_args"]})
+    samples = np.load(directory / "samples" / "final" / "samples.npz")["images"]
+    out = {"gflops": flops.gflops, "params": flops.params, "num_samples": len(samples)}
+    if s["metric"] == "swd":
+        from analysis.swd import swd
+
+        result = swd(reference_images(s, len(samples)), samples, seed=0)
+        out.update({"swd": result["mean"], "swd_levels": result["levels"], "swd_reference": f"{s['data']} (training)"})
+    else:
+        from analysis.fid import compute_metrics
+
+        result = compute_metrics(directory / "samples" / "final", s["data"], num=s["num_samples"])
+        out.update(result)
+    return out
+
+
+def run_point(results: str, point: dict) -> str:
+    """Run (or finish) one point. Returns its final status."""
+    from usm.sample import main as sample_main
+    from usm.train import main as train_main
+
+    directory = Path(results) / point["study"] / point["name"]
+    if point_status(directory) == "done":
+        return "done"
+    handle = claim(directory, {k: v for k, v in point.items() if k != "name"})
+    try:
+        (directory / "failed.json").unlink(missing_ok=True)
+        s = point["settings"]
+        if s["metric"] != "profile":
+            code = train_main(train_args(directory, s))
+            if code != 0:
+                raise RuntimeError(f"training exited with code {code}")
+            code = sample_main([str(directory), "--num", str(s["num_samples"]), "--steps", str(s["sample_steps"]),
+                                "--seed", "0", "--out", str(directory / "samples" / "final")])
+            if code != 0:
+                raise RuntimeError(f"sampling exited with code {code}")
+        metrics = measure(directory, s)
+        (directory / "metrics").mkdir(exist_ok=True)
+        (directory / "metrics" / "quality.json").write_text(json.dumps(metrics, indent=2))
+        (directory / "done").touch()
+        return "done"
+    except Exception as exc:
+        (directory / "failed.json").write_text(json.dumps({
+            "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
+            "log": str(directory / "log.txt"), "job_log": os.environ.get("SUBMITIT_LOG", "")}, indent=2))
+        raise
+    finally:
+        handle.close()
+
+
+class PointJob(submitit.helpers.Checkpointable):
+    """The job submitit runs; on timeout or preemption it is requeued, and the rerun resumes."""
+
+    def __call__(self, results: str, point: dict) -> str:
+        try:
+            return run_point(results, point)
+        except PointBusy:
+            return "busy"

@@ -1,0 +1,88 @@
+"""Run a study: ``python experiments/run.py --grid ablations [--scale smoke|paper] [--cluster local|debug|slurm]``.
+
+    python experiments/run.py --grid ablations --dry-run      # the points and their directories
+    python experiments/run.py --grid ablations                # run what is missing (CPU smoke scale)
+    python experiments/run.py --grid ablations --status       # done / running / failed / pending
+    python experiments/run.py --grid paper --scale paper --cluster slurm --partition gpu --gpus 1 \\
+        --time 2880 --set data.afhq=/data/afhq/train data.celebahq=/data/celebahq/train
+
+Rerunning is always safe: done points are skipped, running ones left alone, failed ones retried.
+When every point is done, results/<study>/table.{md,tex,csv} and results/<study>/plots/ are written.
+SLURM options may also come from ``--cluster-profile FILE.json`` (same keys as the flags).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+
+from experiments.grid import GridError  # noqa: E402
+from experiments.grids import GRIDS  # noqa: E402
+from experiments.launch import SLURM_FLAGS, format_status, launch, statuses, study_points  # noqa: E402
+from experiments.point import PointMismatch  # noqa: E402
+from usm.cli import parse_assignments  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python experiments/run.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--grid", required=True, choices=sorted(GRIDS))
+    parser.add_argument("--scale", default="smoke", choices=["smoke", "paper"],
+                        help="smoke: tiny models, embedded data, CPU minutes; paper: the paper's settings")
+    parser.add_argument("--cluster", default="local", choices=["local", "debug", "slurm"],
+                        help="submitit executor: local subprocesses, debug (in this process) or slurm")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: the grid's)")
+    parser.add_argument("--factorial", action="store_true", help="every combination of the axes, not one change")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="data.NAME=PATH (dataset folders), train.FIELD=VALUE (e.g. train.max_steps=50), "
+                             "settings.num_samples=N, settings.sample_steps=N")
+    parser.add_argument("--results", default="results", help="results root (default: results)")
+    parser.add_argument("--parallel", type=int, default=1, help="points at once (SLURM: array parallelism)")
+    parser.add_argument("--dry-run", action="store_true", help="print the points and their directories, run nothing")
+    parser.add_argument("--status", action="store_true", help="print each point's status and exit")
+    parser.add_argument("--no-wait", action="store_true", help="submit and return (SLURM)")
+    slurm = parser.add_argument_group("slurm")
+    slurm.add_argument("--cluster-profile", default=None, help="JSON file of the SLURM options below")
+    slurm.add_argument("--partition")
+    slurm.add_argument("--gpus", type=int)
+    slurm.add_argument("--cpus", type=int)
+    slurm.add_argument("--mem-gb", type=int)
+    slurm.add_argument("--time", type=int, help="minutes per job (a preempted or timed-out job requeues and resumes)")
+    slurm.add_argument("--account")
+    slurm.add_argument("--qos")
+    slurm.add_argument("--constraint")
+    slurm.add_argument("--sbatch", nargs="*", default=[], metavar="KEY=VALUE", help="extra sbatch options")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        points = study_points(args.grid, args.scale, args.seeds, args.factorial, parse_assignments(args.set, "--set"))
+    except GridError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        for point in points:
+            print(f"{point['name']:<40} {Path(args.results) / point['study'] / point['name']}")
+        print(f"{len(points)} points ({args.grid}, {args.scale} scale, {args.cluster})")
+        return 0
+    if args.status:
+        print(format_status(statuses(args.results, points)))
+        return 0
+    slurm = json.loads(Path(args.cluster_profile).read_text()) if args.cluster_profile else {}
+    slurm.update({k: getattr(args, k) for k in SLURM_FLAGS if getattr(args, k, None) is not None})
+    try:
+        rows = launch(points, args.results, args.cluster, args.parallel, slurm, args.sbatch, wait=not args.no_wait)
+    except PointMismatch as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_status(rows))
+    return 0 if all(status == "done" for _, status, _ in rows) or args.no_wait else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Grids, the launcher and its safety: idempotent reruns, locks, config mismatch, failures, tables."""
+
+import fcntl
+import json
+import shutil
+
+import pytest
+
+import experiments.point as point_module
+from experiments.grid import GridError
+from experiments.grids import GRIDS
+from experiments.launch import study_points
+from experiments.point import PointJob
+from experiments.run import main as run_main
+
+TINY = ["--set", "train.max_steps=4", "train.ckpt_every=2", "settings.num_samples=8", "settings.sample_steps=2"]
+
+
+@pytest.fixture(autouse=True)
+def cache_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("USM_BENCH_CACHE", str(tmp_path / "cache"))
+    # submitit's debug executor opens (i)pdb on a failed job; tests have no terminal for it.
+    import pdb
+    import sys
+    import types
+
+    monkeypatch.setattr(pdb, "post_mortem", lambda *a, **k: None)
+    monkeypatch.setitem(sys.modules, "ipdb", types.SimpleNamespace(post_mortem=lambda *a, **k: None))
+
+
+def test_ablation_grid_arms():
+    points = GRIDS["ablations"].points("smoke")
+    assert [p.arm for p in points] == ["recipe", "skip_conn=False", "upsampler=pixelshuffle", "pos_emb=fixed",
+                                       "timesteps=uniform", "skip_gate=True"]
+    recipe, pixelshuffle = points[0].settings, points[2].settings
+    assert recipe["model_args"] == {"skip_conn": True, "use_convtranspose": True, "learn_pos_emb": True, "skip_gate": False}
+    assert pixelshuffle["model_args"]["use_convtranspose"] is False
+    assert points[4].settings["train"]["timesteps"] == "uniform"
+    assert len(GRIDS["ablations"].points("smoke", factorial=True)) == 32
+    assert [p.seed for p in GRIDS["ablations"].points("smoke", seeds=[0, 1])][:2] == [0, 1]
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: study_points("nope"), "unknown grid 'nope'; grids: ablations, paper, scaling"),
+    (lambda: GRIDS["ablations"].points("huge"), "no scale 'huge'; valid: \\['paper', 'smoke'\\]"),
+    (lambda: GRIDS["ablations"].points("smoke", overrides={"model": "x"}), "--set model"),
+    (lambda: GRIDS["paper"].points("paper"), "dataset 'afhq' is not a folder: give its path with --set data.afhq="),
+    (lambda: GRIDS["ablations"].axis("depth"), "no axis 'depth'; axes: \\['skip_conn'"),
+])
+def test_grids_are_validated_before_anything_launches(call, message):
+    with pytest.raises(GridError, match=message):
+        call()
+
+
+def test_paper_grid_takes_dataset_paths(tmp_path):
+    (tmp_path / "afhq").mkdir()
+    (tmp_path / "celeba").mkdir()
+    points = GRIDS["paper"].points("paper", overrides={"data.afhq": str(tmp_path / "afhq"),
+                                                        "data.celebahq": str(tmp_path / "celeba")})
+    assert len(points) == 6 and {p.settings["data"] for p in points} == {str(tmp_path / "afhq"), str(tmp_path / "celeba")}
+    assert {p.settings["model"] for p in points} == {"USM-B/1", "ZigMa-B/1", "DiT-B/2"}
+
+
+def run(results, *extra, grid="paper"):
+    return run_main(["--grid", grid, "--cluster", "debug", "--results", str(results), *TINY, *extra])
+
+
+def test_study_runs_once_then_nothing_then_only_what_is_missing(tmp_path, capsys):
+    results = tmp_path / "results"
+    assert run(results) == 0
+    out = capsys.readouterr().out
+    assert "3 point(s) to run" in out and "study complete" in out
+    study = results / "paper"
+    assert {"table.md", "table.tex", "table.csv"} <= {p.name for p in study.iterdir()}
+    assert (study / "plots" / "loss_curves.png").exists()
+    table = (study / "table.md").read_text()
+    assert table.splitlines()[2].startswith("| model=USM,dataset=shapes |")  # the grid's order
+    metrics = json.loads((study / "model=DiT,dataset=shapes-s0" / "metrics" / "quality.json").read_text())
+    assert metrics["swd"] > 0 and metrics["num_samples"] == 8 and metrics["gflops"] > 0
+    stamp = (study / "model=DiT,dataset=shapes-s0" / "done").stat().st_mtime_ns
+
+    assert run(results) == 0
+    assert "0 point(s) to run" in capsys.readouterr().out
+    assert (study / "model=DiT,dataset=shapes-s0" / "done").stat().st_mtime_ns == stamp
+
+    (study / "model=ZigMa,dataset=shapes-s0" / "done").unlink()
+    assert run(results) == 0
+    assert "1 point(s) to run" in capsys.readouterr().out
+
+    assert run_main(["--grid", "paper", "--results", str(results), *TINY, "--status"]) == 0
+    assert "done: 3  running: 0  failed: 0  pending: 0" in capsys.readouterr().out
+
+
+def test_a_different_config_in_an_existing_point_is_an_error(tmp_path, capsys):
+    results = tmp_path / "results"
+    assert run(results) == 0
+    directory = results / "paper" / "model=USM,dataset=shapes-s0"
+    (directory / "done").unlink()
+    assert run(results, "train.lr=0.003") == 2
+    assert "holds a different point" in capsys.readouterr().err  # refused before anything launched
+    assert not (directory / "done").exists() and (directory / "checkpoints").exists()  # nothing lost
+
+
+def test_a_point_locked_by_another_launcher_is_left_alone(tmp_path, capsys):
+    results = tmp_path / "results"
+    from usm.cli import parse_assignments
+
+    points = study_points("paper", "smoke", overrides=parse_assignments(TINY[1:], "--set"))
+    directory = results / "paper" / points[0]["name"]
+    directory.mkdir(parents=True)
+    with open(directory / "lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert run_main(["--grid", "paper", "--results", str(results), "--status", *TINY]) == 0
+        assert f"running  {points[0]['name']}" in capsys.readouterr().out
+        assert PointJob()(str(results), points[0]) == "busy"  # a duplicate job never runs it twice
+        assert not (directory / "point.json").exists()  # and leaves nothing behind
+        run(results)
+        out = capsys.readouterr().out
+        assert "2 point(s) to run, 1 done or running elsewhere" in out
+        assert not (directory / "done").exists()
+
+
+def test_a_failing_point_is_reported_with_its_log_while_the_others_finish(tmp_path, monkeypatch, capsys):
+    results = tmp_path / "results"
+    real_measure = point_module.measure
+
+    def measure(directory, settings):
+        if settings["model"].startswith("ZigMa"):
+            raise RuntimeError("simulated metric failure")
+        return real_measure(directory, settings)
+
+    monkeypatch.setattr(point_module, "measure", measure)
+    assert run(results) == 1
+    out = capsys.readouterr().out
+    assert "failed  model=ZigMa,dataset=shapes-s0" in out and "simulated metric failure" in out
+    assert "log.txt" in out and "done: 2  running: 0  failed: 1" in out
+    assert not (results / "paper" / "table.md").exists()  # tables only for a complete study
+    monkeypatch.setattr(point_module, "measure", real_measure)
+    assert run(results) == 0  # the retry runs only the failed point, which resumes from its checkpoint
+    assert (results / "paper" / "table.md").exists()
+
+
+@pytest.mark.slow
+def test_local_executor_runs_points_in_subprocesses(tmp_path):
+    results = tmp_path / "results"
+    assert run_main(["--grid", "scaling", "--cluster", "local", "--results", str(results)]) == 0
+    assert (results / "scaling" / "table.md").exists()
+    shutil.rmtree(results / "scaling" / ".submitit")
