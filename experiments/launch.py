@@ -25,6 +25,7 @@ from experiments.point import PointJob, PointMismatch, point_status
 SLURM_FLAGS = {  # launcher flag -> submitit parameter
     "partition": "slurm_partition", "gpus": "gpus_per_node", "cpus": "cpus_per_task", "mem_gb": "mem_gb",
     "time": "timeout_min", "account": "slurm_account", "qos": "slurm_qos", "constraint": "slurm_constraint",
+    "signal_delay": "slurm_signal_delay_s",
 }
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import traceback
 from pathlib import Path
 
@@ -145,10 +144,18 @@ def run_point(results: str, point: dict) -> str:
     except Exception as exc:
         (directory / "failed.json").write_text(json.dumps({
             "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
-            "log": str(directory / "log.txt"), "job_log": os.environ.get("SUBMITIT_LOG", "")}, indent=2))
+            "log": str(directory / "log.txt"), "job_log": job_log()}, indent=2))
         raise
     finally:
         handle.close()
+
+
+def job_log() -> str:
+    """The submitit job's stderr file, when running as a submitit job."""
+    try:
+        return str(submitit.JobEnvironment().paths.stderr)
+    except RuntimeError:  # not inside a submitit job
+        return ""
 
 
 class PointJob(submitit.helpers.Checkpointable):

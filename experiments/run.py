@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="submitit executor: local subprocesses, debug (in this process) or slurm")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: the grid's)")
     parser.add_argument("--factorial", action="store_true", help="every combination of the axes, not one change")
+    parser.add_argument("--only", nargs="+", default=None, metavar="TEXT",
+                        help="only the points whose name contains one of these (e.g. --only recipe)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="data.NAME=PATH (dataset folders), train.FIELD=VALUE (e.g. train.max_steps=50), "
                              "settings.num_samples=N, settings.sample_steps=N")
@@ -54,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--account")
     slurm.add_argument("--qos")
     slurm.add_argument("--constraint")
+    slurm.add_argument("--signal-delay", type=int, help="seconds before the time limit at which a job checkpoints "
+                                                           "and requeues (submitit's default: 90)")
     slurm.add_argument("--sbatch", nargs="*", default=[], metavar="KEY=VALUE", help="extra sbatch options")
     return parser
 
@@ -65,6 +69,11 @@ def main(argv=None) -> int:
     except GridError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.only:
+        points = [p for p in points if any(text in p["name"] for text in args.only)]
+        if not points:
+            print(f"error: no point of {args.grid} matches {args.only}; run --dry-run to see the names", file=sys.stderr)
+            return 2
     if args.dry_run:
         for point in points:
             print(f"{point['name']:<40} {Path(args.results) / point['study'] / point['name']}")

@@ -78,15 +78,15 @@ def test_run_files_stats_and_resume_cleanup(tmp_path):
 
 def test_invocation_limits_then_identical_to_one_go(tmp_path):
     assert main(args(tmp_path / "whole", steps=7)) == 0
-    for _ in range(3):
-        assert main(args(tmp_path / "parts", "--max-steps-per-invocation", "3", steps=7)) == 0
+    codes = [main(args(tmp_path / "parts", "--max-steps-per-invocation", "3", steps=7)) for _ in range(3)]
+    assert codes == [train_module.EXIT_PAUSED, train_module.EXIT_PAUSED, 0]
     assert latest_checkpoint(RunDir(tmp_path / "parts").checkpoints)[0] == 7
     for part in ("model", "ema"):
         assert_same_weights(weights(tmp_path / "whole", part), weights(tmp_path / "parts", part))
 
 
 def test_time_budget_ends_the_invocation_with_a_checkpoint(tmp_path):
-    assert main(args(tmp_path / "run", "--time-budget", "0", steps=50)) == 0
+    assert main(args(tmp_path / "run", "--time-budget", "0", steps=50)) == train_module.EXIT_PAUSED
     assert latest_checkpoint(RunDir(tmp_path / "run").checkpoints)[0] == 1
 
 

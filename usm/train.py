@@ -14,7 +14,8 @@ weights bitwise identical to an uninterrupted one (tests/test_train.py kills it 
 An invocation ends at ``--max-steps``, or early and cleanly (with a checkpoint) at
 ``--time-budget`` seconds or ``--max-steps-per-invocation`` steps, so a SLURM job can requeue. A
 non-finite loss stops the run (exit code 3) without saving the broken state: the last good
-checkpoint stays the newest.
+checkpoint stays the newest. An invocation that ends early exits with code 4 (``EXIT_PAUSED``), so
+a batch script can requeue itself (``slurm/train_one.sbatch``); a finished run exits with 0.
 
 Fixed relative to the reference trainer (DESIGN.md section 5): per-rank seeds differ; the EMA
 copy is never wrapped for DDP; unused parameters do not break DDP; gradients are clipped before
@@ -46,6 +47,7 @@ from usm.train_config import Config, parse_args
 
 log = logging.getLogger("usm.train")
 EXIT_DIVERGED = 3
+EXIT_PAUSED = 4  # the invocation ended before max_steps (time budget / per-invocation limit): rerun to resume
 
 
 @dataclass
@@ -275,7 +277,7 @@ def main(argv=None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         raise
-    return EXIT_DIVERGED if outcome.status == "diverged" else 0
+    return {"diverged": EXIT_DIVERGED, "paused": EXIT_PAUSED}.get(outcome.status, 0)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,61 @@
+"""The launcher on a real one-node SLURM cluster (.ci/run starts it: slurm/local_cluster.sh)."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from experiments.run import main as run_main
+from usm.checkpoint import save_checkpoint
+
+
+def slurm_running() -> str:
+    if not shutil.which("sinfo"):
+        return "SLURM is not installed (apt-get install slurmctld slurmd slurm-client munge)"
+    if not os.environ.get("SLURM_CONF"):
+        return "SLURM_CONF is not set: start a cluster with `source slurm/local_cluster.sh start`"
+    probe = subprocess.run(["sinfo", "-h"], capture_output=True, text=True)
+    return "" if probe.returncode == 0 else f"no SLURM controller answers: {probe.stderr.strip()}"
+
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(slurm_running()), reason=slurm_running() or "ok")]
+
+TINY = ["train.max_steps=4", "train.ckpt_every=2", "settings.num_samples=8", "settings.sample_steps=2"]
+
+
+def slurm(results, *extra, sets=TINY, grid="paper"):
+    return run_main(["--grid", grid, "--cluster", "slurm", "--results", str(results), "--cpus", "1", "--time", "10",
+                     "--parallel", "2", *extra, "--set", *sets])
+
+
+def test_smoke_grid_completes_as_one_job_array(tmp_path, capsys):
+    assert slurm(tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "submitted job array" in out and "(3 tasks, 2 at a time)" in out and "done: 3" in out
+    assert (tmp_path / "paper" / "table.md").exists()
+    assert slurm(tmp_path) == 0 and "0 point(s) to run" in capsys.readouterr().out
+
+
+def test_a_failing_point_is_reported_with_its_log_while_the_others_finish(tmp_path, capsys):
+    broken = tmp_path / "paper" / "model=ZigMa,dataset=shapes-s0" / "checkpoints"
+    save_checkpoint(broken, 1, {"model": {}})  # a checkpoint of something else: strict loading fails
+    assert slurm(tmp_path) == 1
+    out = capsys.readouterr().out
+    assert "done: 2  running: 0  failed: 1" in out
+    failed = json.loads((broken.parent / "failed.json").read_text())
+    assert failed["log"].endswith("log.txt") and failed["job_log"].endswith(".err")
+    assert os.path.exists(failed["job_log"])
+    assert "failed  model=ZigMa,dataset=shapes-s0" in out and failed["job_log"] in out
+
+
+def test_a_job_past_its_time_limit_requeues_and_resumes(tmp_path, capsys):
+    """A 2-minute limit with the signal 85 s before it: the job checkpoints after ~35 s, is requeued,
+    and the requeued job resumes from the trainer's checkpoint to completion."""
+    sets = ["train.max_steps=300", "train.ckpt_every=20", "settings.num_samples=8", "settings.sample_steps=2"]
+    code = run_main(["--grid", "ablations", "--only", "recipe", "--cluster", "slurm", "--results", str(tmp_path),
+                     "--cpus", "2", "--time", "2", "--signal-delay", "85", "--set", *sets])
+    assert code == 0, capsys.readouterr().out
+    log = (tmp_path / "ablations" / "recipe-s0" / "log.txt").read_text()
+    assert "resumed from" in log and "finished: step 300" in log
