@@ -25,7 +25,7 @@ from experiments.point import PointJob, PointMismatch, point_status
 SLURM_FLAGS = {  # launcher flag -> submitit parameter
     "partition": "slurm_partition", "gpus": "gpus_per_node", "cpus": "cpus_per_task", "mem_gb": "mem_gb",
     "time": "timeout_min", "account": "slurm_account", "qos": "slurm_qos", "constraint": "slurm_constraint",
-    "signal_delay": "slurm_signal_delay_s",
+    "signal_delay": "slurm_signal_delay_s", "tasks": "tasks_per_node",
 }
 
 
@@ -57,8 +57,13 @@ def format_status(rows) -> str:
     return "\n".join(lines)
 
 
+# A 400k-step run on a preemptible cluster is requeued many times; submitit's default gives up after 3.
+MAX_REQUEUES = 20
+
+
 def make_executor(cluster: str, folder: Path, parallel: int, slurm: dict, extra_sbatch: list[str]):
-    executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+    extra = {"slurm_max_num_timeout": int(slurm.get("max_requeues") or MAX_REQUEUES)} if cluster == "slurm" else {}
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster, **extra)
     params = {"timeout_min": slurm.get("time") or 60 * 24}
     if cluster == "slurm":
         params.update({SLURM_FLAGS[k]: v for k, v in slurm.items() if v is not None and k in SLURM_FLAGS})

@@ -116,14 +116,19 @@ def measure(directory: Path, s: dict) -> dict:
     return out
 
 
-def run_point(results: str, point: dict) -> str:
-    """Run (or finish) one point. Returns its final status."""
+def run_point(results: str, point: dict, rank: int = 0) -> str:
+    """Run (or finish) one point. Returns its final status. With several tasks (one per GPU), every
+    rank trains (DDP); rank 0 alone holds the point's lock, samples, measures and marks it done."""
     from usm.sample import main as sample_main
     from usm.train import main as train_main
 
     directory = Path(results) / point["study"] / point["name"]
     if point_status(directory) == "done":
         return "done"
+    if rank > 0:
+        if point["settings"]["metric"] != "profile" and train_main(train_args(directory, point["settings"])) not in (0,):
+            raise RuntimeError(f"training (rank {rank}) failed")
+        return "worker"
     handle = claim(directory, {k: v for k, v in point.items() if k != "name"})
     try:
         (directory / "failed.json").unlink(missing_ok=True)
@@ -154,15 +159,23 @@ def job_log() -> str:
     """The submitit job's stderr file, when running as a submitit job."""
     try:
         return str(submitit.JobEnvironment().paths.stderr)
-    except RuntimeError:  # not inside a submitit job
-        return ""
+    except Exception:  # not inside a submitit job, or an environment submitit half-recognises:
+        return ""  # this runs while reporting a failure, so it must never raise itself
 
 
 class PointJob(submitit.helpers.Checkpointable):
     """The job submitit runs; on timeout or preemption it is requeued, and the rerun resumes."""
 
     def __call__(self, results: str, point: dict) -> str:
+        rank, world = 0, 1
         try:
-            return run_point(results, point)
+            environment = submitit.JobEnvironment()
+            rank, world = environment.global_rank, environment.num_tasks
+        except RuntimeError:  # called outside a submitit job
+            pass
+        if world > 1:  # one task per GPU: torch.distributed (env://) and accelerate read these variables
+            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        try:
+            return run_point(results, point, rank)
         except PointBusy:
             return "busy"

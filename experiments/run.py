@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--cluster-profile", default=None, help="JSON file of the SLURM options below")
     slurm.add_argument("--partition")
     slurm.add_argument("--gpus", type=int)
-    slurm.add_argument("--cpus", type=int)
+    slurm.add_argument("--tasks", type=int, help="processes per run, one per GPU (DDP across them)")
+    slurm.add_argument("--cpus", type=int, help="CPUs per task")
     slurm.add_argument("--mem-gb", type=int)
     slurm.add_argument("--time", type=int, help="minutes per job (a preempted or timed-out job requeues and resumes)")
     slurm.add_argument("--account")
@@ -58,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--constraint")
     slurm.add_argument("--signal-delay", type=int, help="seconds before the time limit at which a job checkpoints "
                                                            "and requeues (submitit's default: 90)")
+    slurm.add_argument("--max-requeues", type=int, help="requeues after timeouts/preemptions before a job gives up "
+                                                          "(default 20)")
     slurm.add_argument("--sbatch", nargs="*", default=[], metavar="KEY=VALUE", help="extra sbatch options")
     return parser
 
@@ -83,7 +86,7 @@ def main(argv=None) -> int:
         print(format_status(statuses(args.results, points)))
         return 0
     slurm = json.loads(Path(args.cluster_profile).read_text()) if args.cluster_profile else {}
-    slurm.update({k: getattr(args, k) for k in SLURM_FLAGS if getattr(args, k, None) is not None})
+    slurm.update({k: getattr(args, k) for k in [*SLURM_FLAGS, "max_requeues"] if getattr(args, k, None) is not None})
     try:
         rows = launch(points, args.results, args.cluster, args.parallel, slurm, args.sbatch, wait=not args.no_wait)
     except PointMismatch as exc:
