@@ -1,4 +1,5 @@
-"""Study plots (PNG and PDF): quality vs GFLOPs, loss curves per arm, efficiency bars, scaling.
+"""Study plots (PNG and PDF): quality vs GFLOPs, loss curves per arm, efficiency bars, recipe samples
+beside real images, scaling.
 
     python -m analysis plots --study ablations [--results results]
 
@@ -74,6 +75,42 @@ def efficiency_bars(frame, out_dir) -> list[Path]:
     return _save(fig, out_dir, "efficiency")
 
 
+def sample_grid(study_dir, frame, out_dir, count: int = 32) -> list[Path]:
+    """The first arm's (the recipe's) first samples beside as many real training images."""
+    import json
+
+    import numpy as np
+
+    done = frame[frame["status"] == "done"]
+    if done.empty:
+        return []
+    run = Path(study_dir) / done.iloc[0]["run"]
+    samples_file = run / "samples" / "final" / "samples.npz"
+    if not samples_file.exists() or not (run / "point.json").exists():
+        return []
+    from analysis.quality import reference_images
+
+    settings = json.loads((run / "point.json").read_text())["settings"]
+    samples = np.load(samples_file)["images"][:count]
+    real = reference_images(settings["data"], settings["resolution"], len(samples))
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4.3))
+    for ax, images, title in ((axes[0], real, "real (training images)"),
+                              (axes[1], samples, f"{done.iloc[0]['arm']}, seed {done.iloc[0]['seed']}")):
+        n, h, w, c = images.shape
+        cols = 8
+        rows = -(-n // cols)
+        canvas = np.zeros((rows * (h + 1), cols * (w + 1), c), np.uint8)
+        for i, image in enumerate(images):
+            r, q = divmod(i, cols)
+            canvas[r * (h + 1): r * (h + 1) + h, q * (w + 1): q * (w + 1) + w] = image
+        ax.imshow(canvas[..., 0] if c == 1 else canvas, cmap="gray" if c == 1 else None, vmin=0, vmax=255,
+                  interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, out_dir, "samples")
+
+
 def scaling_lines(profile_dir, out_dir) -> list[Path]:
     from analysis.profile import load_records, scaling_plot
 
@@ -89,4 +126,4 @@ def write_plots(study_dir, results_dir="results") -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = collect_study(study_dir)
     return (quality_vs_gflops(frame, out_dir) + loss_curves_plot(study_dir, out_dir) + efficiency_bars(frame, out_dir)
-            + scaling_lines(Path(results_dir) / "profile", out_dir))
+            + sample_grid(study_dir, frame, out_dir) + scaling_lines(Path(results_dir) / "profile", out_dir))

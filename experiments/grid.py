@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from usm.data.shapes import VARIANTS as EMBEDDED
 from usm.registry import MODELS
 
 
@@ -62,6 +63,7 @@ class Scale:
     datasets: dict = field(default_factory=dict)  # dataset name -> path (paper scale: given with --set)
     image_sizes: tuple = ()  # profile points
     axis_values: dict = field(default_factory=dict)  # axis name -> values replacing the axis's own here
+    seeds: tuple | None = None  # default seeds at this scale (else the grid's)
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ class Grid:
             if settings["data"] in datasets:
                 settings["data"] = datasets[settings["data"]]
             self._validate(settings, datasets)
-            for seed in (seeds if seeds is not None else self.seeds):
+            for seed in (seeds if seeds is not None else base.seeds or self.seeds):
                 points.append(Point(self.name, arm, combo, int(seed), {**settings, "train": {**settings["train"], "seed": int(seed)}}))
         return points
 
@@ -146,7 +148,7 @@ class Grid:
         if settings["metric"] == "profile":
             return
         data = settings["data"]
-        if data != "shapes" and not Path(data).is_dir():
+        if data not in EMBEDDED and not Path(data).is_dir():
             names = ", ".join(sorted(datasets)) or "none"
             raise GridError(f"dataset {data!r} is not a folder: give its path with --set data.{data}=/path/to/images "
-                            f"(datasets of this grid: {names}; 'shapes' is embedded)")
+                            f"(datasets of this grid: {names}; 'shapes' and 'shapes-gray' are embedded)")

@@ -21,6 +21,7 @@ import submitit
 from experiments.grids import GRIDS
 from experiments.grid import GridError
 from experiments.point import PointJob, PointMismatch, point_status
+from usm.threads import cpu_share, split_cpus
 
 SLURM_FLAGS = {  # launcher flag -> submitit parameter
     "partition": "slurm_partition", "gpus": "gpus_per_node", "cpus": "cpus_per_task", "mem_gb": "mem_gb",
@@ -33,7 +34,10 @@ def study_points(grid: str, scale: str = "smoke", seeds=None, factorial: bool = 
     if grid not in GRIDS:
         raise GridError(f"unknown grid {grid!r}; grids: {', '.join(sorted(GRIDS))}")
     points = GRIDS[grid].points(scale, seeds, factorial, overrides)
-    return [{**p.to_dict(), "name": p.name, "order": i} for i, p in enumerate(points)]  # order: table rows
+    # order: the arm's row in tables. It depends on the arm alone, so adding seeds to a study leaves
+    # the points already run (and their point.json) as they were.
+    arms = list(dict.fromkeys(p.arm for p in points))
+    return [{**p.to_dict(), "name": p.name, "order": arms.index(p.arm)} for p in points]
 
 
 def statuses(results: str, points: list[dict]) -> list[tuple[dict, str, Path]]:
@@ -91,26 +95,70 @@ def launch(points: list[dict], results: str, cluster: str = "local", parallel: i
     skipped = len(rows) - len(todo)
     log(f"{len(todo)} point(s) to run, {skipped} done or running elsewhere")
     if todo:
+        prepare(todo, log)
         study_dir = Path(results) / points[0]["study"]
         executor = make_executor(cluster, study_dir / ".submitit", parallel, slurm or {}, list(extra_sbatch))
         job = PointJob()
         if cluster == "slurm":
             jobs = executor.map_array(job, [results] * len(todo), todo)
             log(f"submitted job array {jobs[0].job_id.split('_')[0]} ({len(jobs)} tasks, {parallel} at a time)")
-            waves = [jobs]
+            if wait:
+                _wait(jobs, log)
+        elif cluster == "debug":  # runs in this process, one point after the other
+            for point in todo:
+                _wait([executor.submit(job, results, point)], log)
+        elif wait:
+            _run_pool(executor, job, results, todo, parallel, log)
         else:
-            waves = []
-            for start in range(0, len(todo), max(parallel, 1)):
-                wave = [executor.submit(job, results, p) for p in todo[start: start + max(parallel, 1)]]
-                waves.append(wave)
-                if wait:
-                    _wait(wave, log)
-        if wait and cluster == "slurm":
-            _wait(waves[0], log)
+            for point in todo:
+                executor.submit(job, results, point)
     rows = statuses(results, points)
     if all(status == "done" for _, status, _ in rows):
         finish(results, points[0]["study"], log)
     return rows
+
+
+def prepare(points: list[dict], log=print) -> None:
+    """Work every point would otherwise repeat, done once before they start: the quality metric's
+    calibration (real-vs-real floor, noise ceiling) and, on the embedded data, the shape classifier."""
+    from analysis.quality import calibration
+
+    for data, resolution, count in sorted({(p["settings"]["data"], p["settings"]["resolution"], p["settings"]["num_samples"])
+                                            for p in points if p["settings"]["metric"] == "swd"}):
+        log(f"calibrating the quality metrics on {data} ({resolution} px, {count} images; cached after the first time)")
+        calibration(data, resolution, count)
+
+
+def _run_pool(executor, job, results: str, todo: list[dict], parallel: int, log) -> None:
+    """Keep ``parallel`` points running, each pinned to its own share of this process's CPUs
+    (``USM_CPUS``), starting the next point as soon as one ends."""
+    import os
+    import time
+
+    shares = split_cpus(cpu_share(), parallel)
+    free, running, queue = list(range(len(shares))), {}, list(todo)
+    previous = os.environ.get("USM_CPUS")
+    try:
+        while queue or running:
+            while queue and free:
+                slot = free.pop(0)
+                os.environ["USM_CPUS"] = shares[slot]  # the local executor copies the environment
+                running[slot] = executor.submit(job, results, queue.pop(0))
+            time.sleep(0.5)
+            for slot, submitted in list(running.items()):
+                if submitted.done():
+                    _wait([submitted], log)
+                    free.append(running.pop(slot))
+    finally:
+        if previous is None:
+            os.environ.pop("USM_CPUS", None)
+        else:
+            os.environ["USM_CPUS"] = previous
+
+
+def default_parallel(cluster: str) -> int:
+    """Points at once when --parallel is not given: one per CPU locally (one thread each), 1 otherwise."""
+    return len(cpu_share()) if cluster == "local" else 1
 
 
 def _wait(jobs, log) -> None:

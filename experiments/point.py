@@ -23,6 +23,8 @@ import numpy as np
 
 import submitit
 
+from usm.threads import use_cpu_share
+
 
 class PointBusy(RuntimeError):
     pass
@@ -78,15 +80,6 @@ def train_args(directory: Path, s: dict) -> list[str]:
     return args
 
 
-def reference_images(s: dict, count: int) -> np.ndarray:
-    """The first ``count`` training images (uint8), the reference of the quality metric."""
-    from usm.data.datasets import open_dataset
-
-    dataset = open_dataset(s["data"], s["resolution"])
-    return np.stack([((dataset[(i, False)]["x"].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
-                     for i in range(min(count, len(dataset)))])
-
-
 def measure(directory: Path, s: dict) -> dict:
     if s["metric"] == "profile":
         from analysis.profile import profile_one
@@ -104,10 +97,10 @@ def measure(directory: Path, s: dict) -> dict:
     samples = np.load(directory / "samples" / "final" / "samples.npz")["images"]
     out = {"gflops": flops.gflops, "params": flops.params, "num_samples": len(samples)}
     if s["metric"] == "swd":
-        from analysis.swd import swd
+        from analysis.quality import quality, reference_images
 
-        result = swd(reference_images(s, len(samples)), samples, seed=0)
-        out.update({"swd": result["mean"], "swd_levels": result["levels"], "swd_reference": f"{s['data']} (training)"})
+        out.update(quality(reference_images(s["data"], s["resolution"], len(samples)), samples, s["data"],
+                           s["resolution"]))
     else:
         from analysis.fid import compute_metrics
 
@@ -173,6 +166,7 @@ class PointJob(submitit.helpers.Checkpointable):
             rank, world = environment.global_rank, environment.num_tasks
         except RuntimeError:  # called outside a submitit job
             pass
+        use_cpu_share()  # this job's CPUs only: the local launcher's USM_CPUS, or SLURM's allocation
         if world > 1:  # one task per GPU: torch.distributed (env://) and accelerate read these variables
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         try:

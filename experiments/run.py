@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from experiments.grid import GridError  # noqa: E402
 from experiments.grids import GRIDS  # noqa: E402
-from experiments.launch import SLURM_FLAGS, format_status, launch, statuses, study_points  # noqa: E402
+from experiments.launch import (SLURM_FLAGS, default_parallel, format_status, launch, statuses,  # noqa: E402
+                                study_points)
 from experiments.point import PointMismatch  # noqa: E402
 from usm.cli import parse_assignments  # noqa: E402
 
@@ -42,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="data.NAME=PATH (dataset folders), train.FIELD=VALUE (e.g. train.max_steps=50), "
                              "settings.num_samples=N, settings.sample_steps=N")
     parser.add_argument("--results", default="results", help="results root (default: results)")
-    parser.add_argument("--parallel", type=int, default=1, help="points at once (SLURM: array parallelism)")
+    parser.add_argument("--parallel", type=int, default=None,
+                        help="points at once; local default: one per CPU, each pinned to its share "
+                             "(SLURM: array parallelism, default 1)")
     parser.add_argument("--dry-run", action="store_true", help="print the points and their directories, run nothing")
     parser.add_argument("--status", action="store_true", help="print each point's status and exit")
     parser.add_argument("--no-wait", action="store_true", help="submit and return (SLURM)")
@@ -88,7 +91,8 @@ def main(argv=None) -> int:
     slurm = json.loads(Path(args.cluster_profile).read_text()) if args.cluster_profile else {}
     slurm.update({k: getattr(args, k) for k in [*SLURM_FLAGS, "max_requeues"] if getattr(args, k, None) is not None})
     try:
-        rows = launch(points, args.results, args.cluster, args.parallel, slurm, args.sbatch, wait=not args.no_wait)
+        parallel = args.parallel if args.parallel is not None else default_parallel(args.cluster)
+        rows = launch(points, args.results, args.cluster, parallel, slurm, args.sbatch, wait=not args.no_wait)
     except PointMismatch as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,11 +1,13 @@
 """Collecting a study, its tables (Markdown, LaTeX, CSV) and plots, from a generated study."""
 
+import math
+
 import pandas as pd
 import pytest
 
 from analysis.collect import collect_study, loss_curves
 from analysis.plots import write_plots
-from analysis.tables import summarize, write_tables
+from analysis.tables import human, render, summarize, welch_p, write_tables
 from tests.fake_study import make_study
 
 
@@ -35,13 +37,42 @@ def test_summary_mean_and_spread_over_seeds(study):
 def test_tables_in_three_formats(study):
     paths = write_tables(study)
     markdown = paths["md"].read_text()
-    assert markdown.splitlines()[0] == "| arm | final_loss | gflops | params | swd | seeds | incomplete |"
-    assert "| recipe | 0.02291 ± 0.01 | 1.5 ± 0 | 2000 ± 1000 | 12 ± 2 | 3 | 0 |" in markdown
+    assert markdown.splitlines()[0] == ("| arm | seeds | final loss | params | GFLOPs | SWD (x1e3) | vs recipe "
+                                        "| incomplete |")
+    assert "| recipe | 3 | 0.0229 ± 0.0100 | 0.00 M ± 0.00 M | 1.50 ± 0 | 12.0 ± 2.00 | (reference) | 0 |" in markdown
+    assert "Welch's two-sided t-test" in markdown  # the caption says which test marks differences
     latex = paths["tex"].read_text()
-    assert latex.startswith(r"\begin{tabular}") and r"\toprule" in latex and r"12 $\pm$ 2" in latex
-    assert r"no-skip & 0.01791 $\pm$ 0.007071 & 1.2 $\pm$ 0 & 1500 $\pm$ 707.1 & 21 $\pm$ 1.414 & 2 & 1 \\" in latex
+    assert latex.startswith(r"\begin{tabular}") and r"\toprule" in latex and r"12.0 $\pm$ 2.00" in latex
     csv = pd.read_csv(paths["csv"])
     assert csv.set_index("arm").loc["no-skip", "swd_mean"] == pytest.approx(21.0)
+
+
+def test_an_arm_beyond_seed_noise_is_marked_with_its_direction(study):
+    summary = summarize(collect_study(study)).set_index("arm")
+    p = summary.loc["no-skip", "swd_p"]
+    assert 0 < p < 0.05  # 20, 22 vs 10, 12, 14: Welch's t-test
+    markdown = write_tables(study)["md"].read_text()
+    assert f"SWD worse (p={p:.2g})" in markdown
+
+
+def test_significance_needs_two_seeds_and_spread():
+    assert math.isnan(welch_p([1.0], [2.0, 3.0])) and math.isnan(welch_p([1.0, 1.0], [2.0, 2.0]))
+    assert welch_p([1.0, 1.1, 0.9], [1.05, 0.95, 1.0]) > 0.5
+
+
+def test_calibration_rows_and_ratio_to_the_floor():
+    summary = pd.DataFrame([{"arm": "recipe", "seeds": 2, "incomplete": 0, "swd_mean": 60.0, "swd_std": 1.0}])
+    calibration = {"data": {"swd": 30.0}, "noise": {"swd": 900.0}}
+    markdown, _ = render(summary, ["swd"], calibration)
+    lines = markdown.splitlines()
+    assert lines[0] == "| arm | seeds | SWD (x1e3) | SWD / floor | vs recipe | incomplete |"
+    assert "| recipe | 2 | 60.0 ± 1.00 | 2.00 | (reference) | 0 |" in lines
+    assert "| data (real vs real) |  | 30.0 | 1.00 |  |  |" in lines and "| noise |  | 900 | 30.0 |  |  |" in lines
+
+
+def test_numbers_are_written_for_people():
+    assert [human(x) for x in (0.04008, 709.3, 12345.6, 0.000123456, 0)] == ["0.0401", "709", "12,346", "0.000123", "0"]
+    assert human(492940, "params") == "0.49 M" and human(float("nan")) == "-"
 
 
 def test_plots_are_written_from_the_files(study):

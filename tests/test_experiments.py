@@ -29,7 +29,7 @@ def cache_in_tmp(tmp_path, monkeypatch):
 
 
 def test_ablation_grid_arms():
-    points = GRIDS["ablations"].points("smoke")
+    points = GRIDS["ablations"].points("smoke", seeds=[0])
     assert [p.arm for p in points] == ["recipe", "skip_conn=False", "upsampler=pixelshuffle", "pos_emb=fixed",
                                        "timesteps=uniform", "skip_gate=True"]
     recipe, pixelshuffle = points[0].settings, points[2].settings
@@ -38,6 +38,37 @@ def test_ablation_grid_arms():
     assert points[4].settings["train"]["timesteps"] == "uniform"
     assert len(GRIDS["ablations"].points("smoke", factorial=True)) == 32
     assert [p.seed for p in GRIDS["ablations"].points("smoke", seeds=[0, 1])][:2] == [0, 1]
+
+
+def test_smoke_scale_keeps_the_papers_structure():
+    """Without skip connections all of the output passes the bottleneck: at smoke scale it must hold
+    at least as many numbers as the velocity target, as USM-B/1's does on 32x32x4 latents (3x)."""
+    from usm.registry import build_model
+    from usm.data.datasets import open_dataset
+
+    settings = GRIDS["ablations"].points("smoke")[0].settings
+    channels = open_dataset(settings["data"], settings["resolution"]).channels
+    smoke = build_model(settings["model"], input_size=settings["resolution"], in_channels=channels).structure()
+    paper = build_model("USM-B/1").structure()
+    assert smoke["bottleneck_numbers"] >= smoke["target_numbers"]
+    assert paper["bottleneck_over_target"] == 3.0
+    assert smoke["patch"] == paper["patch"] == 1 and (smoke["depth"] - 1) % 6 == 0
+    assert len(GRIDS["ablations"].scales["smoke"].seeds) >= 2
+
+
+def test_adding_seeds_runs_only_the_new_points(tmp_path, capsys):
+    results = tmp_path / "results"
+    args = ["--grid", "ablations", "--cluster", "debug", "--results", str(results), "--only", "recipe", *TINY]
+    assert run_main([*args, "--seeds", "0"]) == 0
+    first = results / "ablations" / "recipe-s0" / "done"
+    stamp = first.stat().st_mtime_ns
+    capsys.readouterr()
+    assert run_main([*args, "--seeds", "0", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "1 point(s) to run, 1 done or running elsewhere" in out
+    assert first.stat().st_mtime_ns == stamp and (results / "ablations" / "recipe-s1" / "done").exists()
+    table = (results / "ablations" / "table.md").read_text()
+    assert "| recipe | 2 |" in table and "| data (real vs real) |" in table and "| noise |" in table
 
 
 @pytest.mark.parametrize("call, message", [

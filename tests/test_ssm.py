@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from usm.ssm import BACKENDS, resolve_backend, selective_scan
+from usm.ssm import last_backend
 from usm.ssm.fast_torch import selective_scan_torch
+from usm.ssm.numba_cpu import selective_scan_numba
 from usm.ssm.reference import selective_scan_reference
 
 # mamba_ssm's own fp32 parity tolerances (DESIGN.md section 3).
@@ -61,6 +63,51 @@ def test_torch_matches_reference(form, length, optional, chunk):
     torch.testing.assert_close(y, y_ref, rtol=RTOL, atol=ATOL)
     torch.testing.assert_close(last, last_ref, rtol=RTOL, atol=ATOL)
     assert_close_grads(g_ref, g, GRAD_TOL)
+
+
+# Lengths around the numba kernel's checkpoint interval (32): 31, 32, 33 and 70 cross 0, 1 and 2 saved states.
+@pytest.mark.parametrize("form", ["variable", "grouped", "fixed"])
+@pytest.mark.parametrize("length", [1, 7, 31, 32, 33, 70])
+@pytest.mark.parametrize("optional", [True, False], ids=["D-z-bias", "bare"])
+def test_numba_matches_reference(form, length, optional):
+    inputs = make_inputs(2, 6, length, 4, form, with_d=optional, with_z=optional, with_bias=optional)
+    y_ref, last_ref, g_ref = run_with_grads(selective_scan_reference, inputs, softplus=optional)
+    y, last, g = run_with_grads(selective_scan_numba, inputs, softplus=optional)
+    torch.testing.assert_close(y, y_ref, rtol=RTOL, atol=ATOL)
+    torch.testing.assert_close(last, last_ref, rtol=RTOL, atol=ATOL)
+    assert_close_grads(g_ref, g, GRAD_TOL)
+
+
+@pytest.mark.parametrize("b_form, c_form", [("grouped", "variable"), ("variable", "fixed"), ("fixed", "grouped")])
+def test_numba_mixed_b_and_c_forms(b_form, c_form):
+    b_inputs, c_inputs = make_inputs(2, 6, 9, 4, b_form, seed=1), make_inputs(2, 6, 9, 4, c_form, seed=2)
+    inputs = dict(b_inputs, C=c_inputs["C"])
+    y_ref, last_ref, g_ref = run_with_grads(selective_scan_reference, inputs)
+    y, last, g = run_with_grads(selective_scan_numba, inputs)
+    torch.testing.assert_close(y, y_ref, rtol=RTOL, atol=ATOL)
+    assert_close_grads(g_ref, g, GRAD_TOL)
+
+
+def test_numba_work_split_does_not_change_results(monkeypatch):
+    """Several threads split a group's channels into work items with partial dB/dC sums; the result
+    must equal the one-item-per-batch-element split."""
+    import usm.ssm.numba_cpu as numba_cpu
+
+    inputs = make_inputs(1, 8, 40, 4, "variable")
+    _, _, g_one = run_with_grads(selective_scan_numba, inputs)
+    monkeypatch.setattr(numba_cpu, "_split", lambda batch, groups, per_group, threads: 2)
+    _, _, g_four = run_with_grads(selective_scan_numba, inputs)
+    assert_close_grads(g_one, g_four, 1e-5)
+
+
+def test_numba_in_bf16_and_without_last_state():
+    inputs = make_inputs(1, 8, 9, 4, "variable", dtype=torch.bfloat16)
+    y_ref = selective_scan_reference(**inputs, delta_softplus=True)
+    y = selective_scan_numba(**inputs, delta_softplus=True)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), y_ref.float(), rtol=3e-2, atol=5e-2)
+    y.float().sum().backward()
+    assert inputs["u"].grad.dtype == torch.bfloat16 and inputs["B"].grad.dtype == torch.bfloat16
 
 
 def test_torch_matches_reference_without_last_state_and_in_bf16():
@@ -120,14 +167,15 @@ def test_known_values_single_channel():
 def test_bad_shapes_raise_clear_errors(bad, message):
     inputs = {k: None if v is None else v.detach() for k, v in make_inputs(2, 6, 5, 4, "variable").items()}
     inputs.update(bad)
-    for backend in ("reference", "torch"):
+    for backend in ("reference", "torch", "numba"):
         with pytest.raises(ValueError, match=message):
             selective_scan(**inputs, backend=backend)
 
 
 def test_backend_resolution():
-    assert set(BACKENDS) == {"reference", "torch", "mamba_ssm"}
-    assert resolve_backend("auto", torch.device("cpu")) == "torch"
+    assert set(BACKENDS) == {"reference", "torch", "numba", "mamba_ssm"}
+    assert resolve_backend("auto", torch.device("cpu")) == "numba"  # numba is a dependency
+    assert resolve_backend("torch", torch.device("cpu")) == "torch"
     with pytest.raises(ValueError, match="unknown scan backend 'fast'"):
         resolve_backend("fast", torch.device("cpu"))
 
@@ -153,3 +201,11 @@ def test_cuda_backends_match_reference(backend, form):
     torch.testing.assert_close(y, y_ref, rtol=RTOL, atol=ATOL)
     torch.testing.assert_close(last, last_ref, rtol=RTOL, atol=ATOL)
     assert_close_grads(g_ref, g, GRAD_TOL)
+
+
+def test_auto_reports_the_backend_that_ran():
+    inputs = {k: None if v is None else v.detach() for k, v in make_inputs(1, 4, 3, 2, "variable").items()}
+    selective_scan(**inputs, backend="auto")
+    assert last_backend() == "numba"
+    selective_scan(**inputs, backend="torch")
+    assert last_backend() == "torch"

@@ -25,6 +25,7 @@ from usm.checkpoint import latest_checkpoint, load_verified
 from usm.rectified_flow import SAMPLERS, sample
 from usm.runs import RunDir, model_from_config
 from usm.seeding import generator
+from usm.threads import use_cpu_share
 
 
 def load_run_model(target: str | Path, use_ema: bool = True, device="cpu"):
@@ -48,7 +49,7 @@ def load_run_model(target: str | Path, use_ema: bool = True, device="cpu"):
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """[-1, 1] (B, 3, H, W) -> uint8 (B, H, W, 3)."""
+    """[-1, 1] (B, C, H, W) -> uint8 (B, H, W, C)."""
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
@@ -67,6 +68,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
+    use_cpu_share()
 
     try:
         model, resolved, ckpt = load_run_model(args.target, not args.no_ema, args.device)
@@ -109,8 +111,10 @@ def main(argv=None) -> int:
 
             x = decode(vae, x)
         for i, image in zip(ids, to_uint8(x)):
-            Image.fromarray(image).save(out / f"{i:06d}.png")
-    images = np.stack([np.asarray(Image.open(out / f"{i:06d}.png").convert("RGB")) for i in range(args.num)])
+            Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(out / f"{i:06d}.png")
+    mode = "L" if derived["in_channels"] == 1 else "RGB"
+    images = np.stack([np.asarray(Image.open(out / f"{i:06d}.png").convert(mode)) for i in range(args.num)])
+    images = images[..., None] if mode == "L" else images
     np.savez(out / "samples.npz", images=images, labels=np.array([label_of(i) for i in range(args.num)]))
     print(f"{args.num} samples ({len(missing)} new) from {ckpt} in {out}")
     return 0

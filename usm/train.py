@@ -43,6 +43,7 @@ from usm.ema import make_ema, update_ema
 from usm.rectified_flow import training_loss
 from usm.runs import ConfigMismatch, RunDir, model_from_config
 from usm.seeding import derive_seed, generator
+from usm.threads import use_cpu_share
 from usm.train_config import Config, parse_args
 
 log = logging.getLogger("usm.train")
@@ -92,7 +93,7 @@ def resolve(cfg: Config, dataset: ImageDataset, vae=None) -> dict:
 
         channels, side = latent_shape(vae, data.resolution)
     else:
-        channels, side = 3, data.resolution
+        channels, side = dataset.channels, data.resolution
     derived = dict(in_channels=channels, input_size=side,
                    num_classes=dataset.num_classes if data.cond == "class" else 0,
                    d_context=int(dataset.context.shape[2]) if data.cond == "text" else 0,
@@ -265,6 +266,7 @@ def train(cfg: Config) -> Outcome:
 
 def main(argv=None) -> int:
     cfg = parse_args(argv)
+    use_cpu_share()
     try:
         outcome = train(cfg)
     except (DataError, ConfigMismatch) as exc:

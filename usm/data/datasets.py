@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from usm.data.folder import DataError, center_crop_arr, scan_folder
-from usm.data.shapes import CLASSES, load_shapes
+from usm.data.shapes import CLASSES, SIZES, VARIANTS, load_shapes
 from usm.seeding import generator
 
 
@@ -79,8 +79,9 @@ class StepSampler:
 class ImageDataset(torch.utils.data.Dataset):
     """Images in [-1, 1] (C, H, W) with a label and optional context tokens; item = (index, flip)."""
 
-    def __init__(self, load, count, labels, class_names, context=None, name="", skipped=0):
+    def __init__(self, load, count, labels, class_names, context=None, name="", skipped=0, channels=3):
         self._load, self.count, self.labels, self.class_names = load, count, labels, list(class_names)
+        self.channels = channels
         self.context, self.name, self.skipped = context, name, skipped
         if context is not None and len(context) != count:
             raise DataError(f"the context array has {len(context)} rows but the dataset has {count} images: "
@@ -95,7 +96,7 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, item):
         index, flip = item
-        array = self._load(index)  # uint8 (H, W, 3)
+        array = self._load(index)  # uint8 (H, W, channels)
         if flip:
             array = array[:, ::-1]
         x = torch.from_numpy(np.array(array)).permute(2, 0, 1).float() / 127.5 - 1  # a copy: sources may be read-only
@@ -110,7 +111,8 @@ class ImageDataset(torch.utils.data.Dataset):
 
 
 def open_dataset(data: str, resolution: int, context: str | None = None, skip_bad: bool = False) -> ImageDataset:
-    """``data``: "shapes" (embedded, 32x32) or a folder of images; ``context``: .npy of tokens (N, T, d)."""
+    """``data``: "shapes" / "shapes-gray" (embedded, 16 or 32 px) or a folder of images;
+    ``context``: .npy of tokens (N, T, d)."""
     tokens = None
     if context is not None:
         path = Path(context)
@@ -120,11 +122,13 @@ def open_dataset(data: str, resolution: int, context: str | None = None, skip_ba
         tokens = np.load(path, mmap_mode="r")
         if tokens.ndim != 3:
             raise DataError(f"context file {path} has shape {tokens.shape}; expected (num_images, tokens, d_context)")
-    if data == "shapes":
-        if resolution != 32:
-            raise DataError(f"the embedded shapes dataset is 32x32; got --resolution {resolution}")
-        images, labels = load_shapes()
-        return ImageDataset(lambda i: images[i], len(images), labels, CLASSES, tokens, name="shapes")
+    if data in VARIANTS:
+        if resolution not in SIZES:
+            raise DataError(f"the embedded {data} dataset is drawn at {' or '.join(map(str, SIZES))} px; "
+                            f"got --resolution {resolution}")
+        images, labels = load_shapes(size=resolution, gray=VARIANTS[data])
+        return ImageDataset(lambda i: images[i], len(images), labels, CLASSES, tokens, name=data,
+                            channels=images.shape[-1])
     files, labels, classes, skipped = scan_folder(data, resolution, skip_bad)
 
     def load(i):

@@ -1,4 +1,4 @@
-"""The embedded default dataset: procedurally drawn coloured shapes, 32x32, with class labels.
+"""The embedded datasets: procedurally drawn shapes, 32x32 or 16x16, colour or gray, with class labels.
 
     >>> from usm.data.shapes import render_shapes, CLASSES
     >>> images, labels = render_shapes(8, seed=0)
@@ -10,6 +10,9 @@ it as one ``.npz`` under ``$USM_BENCH_CACHE`` (default ``~/.cache/usm-bench``). 
 shape -- the class: disc, square, triangle or ring -- in a saturated random colour, with a random
 size and position, on a plain grey background; 2x supersampling smooths the edges. Small enough
 to train on a CPU in minutes, structured enough that samples can be judged by eye.
+
+``shapes`` is the colour set; ``shapes-gray`` draws the same scenes with one channel (a bright
+shape on a dark background), which the smoke study uses at 16x16 (see ``experiments/grids``).
 """
 
 from __future__ import annotations
@@ -45,31 +48,40 @@ def _mask(kind: str, x: np.ndarray, y: np.ndarray, radius: float) -> np.ndarray:
     return (x ** 2 + y ** 2 <= radius ** 2) & (x ** 2 + y ** 2 >= (radius * 0.55) ** 2)  # ring
 
 
-def render_shapes(count: int, seed: int = 0, size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
-    """(images uint8 (count, size, size, 3), labels int64 (count,)), a pure function of the seed."""
+def render_shapes(count: int, seed: int = 0, size: int = SIZE, gray: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 (count, size, size, 3 or 1 if gray), labels int64 (count,)), a pure function of the seed.
+    Gray images draw a bright shape (0.7-1.0) on a dark background (0.05-0.4) from the same random stream."""
     rng = np.random.default_rng(seed)
     scale = 2  # supersampling factor
     coords = (np.arange(size * scale) + 0.5) / scale
     gy, gx = np.meshgrid(coords, coords, indexing="ij")
-    images = np.empty((count, size, size, 3), dtype=np.uint8)
+    channels = 1 if gray else 3
+    images = np.empty((count, size, size, channels), dtype=np.uint8)
     labels = rng.integers(0, len(CLASSES), size=count)
     for i, label in enumerate(labels):
         radius = rng.uniform(0.2, 0.36) * size
         cx, cy = rng.uniform(radius, size - radius, size=2)
         colour = _hsv_to_rgb(rng.uniform(), rng.uniform(0.7, 1.0), rng.uniform(0.75, 1.0))
         background = np.full(3, rng.uniform(0.1, 0.45))
+        if gray:
+            colour, background = colour.max(keepdims=True) * 0.3 / 0.25 - 0.2, background[:1] - 0.05
         inside = _mask(CLASSES[label], gx - cx, gy - cy, radius)[..., None]
         canvas = np.where(inside, colour, background)
-        canvas = canvas.reshape(size, scale, size, scale, 3).mean(axis=(1, 3))
+        canvas = canvas.reshape(size, scale, size, scale, channels).mean(axis=(1, 3))
         images[i] = np.round(canvas * 255).astype(np.uint8)
     return images, labels.astype(np.int64)
 
 
-def load_shapes(count: int = DEFAULT_COUNT, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+SIZES = (16, 32)
+VARIANTS = {"shapes": False, "shapes-gray": True}  # dataset name -> gray
+
+
+def load_shapes(count: int = DEFAULT_COUNT, seed: int = 0, size: int = SIZE, gray: bool = False
+                ) -> tuple[np.ndarray, np.ndarray]:
     """The cached dataset, drawn and written atomically on first use."""
-    path = cache_dir() / f"shapes-v1-n{count}-s{SIZE}-seed{seed}.npz"
+    path = cache_dir() / f"shapes-v1-n{count}-s{size}{'-gray' if gray else ''}-seed{seed}.npz"
     if not path.exists():
-        images, labels = render_shapes(count, seed)
+        images, labels = render_shapes(count, seed, size, gray)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
         np.savez(tmp, images=images, labels=labels)

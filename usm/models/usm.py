@@ -149,6 +149,19 @@ class USM(nn.Module):
         return ([b for s in self.encoder for b in s.blocks] + [self.middle]
                 + [b for s in self.decoder for b in s.blocks])
 
+    def structure(self) -> dict:
+        """The ratios an ablation at a small scale must keep from the paper's: token grid, blocks per
+        stage, and how many numbers the bottleneck holds against the velocity target it must predict.
+        Without skip connections everything the decoder outputs passes through the bottleneck."""
+        cfg = self.config
+        grid = cfg["input_size"] // cfg["patch_size"]
+        bottom = grid // 2 ** self.STAGES
+        bottleneck, target = bottom * bottom * cfg["hidden_size"], cfg["input_size"] ** 2 * cfg["in_channels"]
+        return {"input": f"{cfg['input_size']}x{cfg['input_size']}x{cfg['in_channels']}", "patch": cfg["patch_size"],
+                "tokens": grid * grid, "depth": cfg["depth"], "blocks_per_stage": self.blocks_per_stage,
+                "bottleneck": f"{bottom}x{bottom}x{cfg['hidden_size']}", "bottleneck_numbers": bottleneck,
+                "target_numbers": target, "bottleneck_over_target": bottleneck / target}
+
     def flop_formula(self, batch: int = 1, context_tokens: int = 77) -> dict[str, int]:
         """Analytic multiply-adds of one forward pass by category, plus 'total' (see usm.flops)."""
         cfg, flops = self.config, Counter()
@@ -213,6 +226,8 @@ def _spec(name, description, **sizes):
 USM_MODELS = dict([
     _spec("USM-T/2", "tiny CPU variant: D=64, depth 7 (k=1), 0.5 M params on 32x32x3",
           patch_size=2, hidden_size=64, depth=7),
+    _spec("USM-T/1", "tiny CPU variant: D=64, depth 7 (k=1), patch 1; the smoke study's model on 16x16x1 shapes",
+          patch_size=1, hidden_size=64, depth=7),
     _spec("USM-S/1", "D=384, depth 13 (k=2); 24.6 M params (reference: 24.9 M with unused layers)",
           patch_size=1, hidden_size=384, depth=13),
     _spec("USM-B/1", "D=768, depth 25 (k=4); 169.9 M params (reference: 170.6 M with unused layers)",

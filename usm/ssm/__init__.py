@@ -15,9 +15,11 @@ Semantics (DESIGN.md section 3, mamba_ssm's ``selective_scan_fn`` convention)::
 Work is done in float32; the output has u's dtype. Backends (``BACKENDS``):
 
 - ``reference``: a per-step loop, obviously correct (O(L) backward through autograd);
-- ``torch``: vectorised pure PyTorch with a hand-written backward, the default off CUDA;
+- ``torch``: vectorised pure PyTorch with a hand-written backward, the fallback everywhere;
+- ``numba``: compiled CPU kernels (forward and backward), the default on the CPU when numba imports;
 - ``mamba_ssm``: mamba_ssm's fused CUDA kernel (optional ``cuda`` extra);
-- ``auto``: ``mamba_ssm`` for CUDA tensors when it imports, else ``torch``.
+- ``auto``: ``mamba_ssm`` for CUDA tensors when it imports; ``numba`` for CPU tensors when it
+  imports; else ``torch``. ``last_backend()`` names the backend the latest call ran.
 """
 
 from __future__ import annotations
@@ -28,20 +30,26 @@ import torch
 
 from usm.ssm.fast_torch import selective_scan_torch
 from usm.ssm.mamba_cuda import mamba_ssm_status, selective_scan_mamba_ssm
+from usm.ssm.numba_cpu import available as numba_available
+from usm.ssm.numba_cpu import selective_scan_numba
 from usm.ssm.reference import selective_scan_reference
 
 BACKENDS = {
     "reference": selective_scan_reference,
     "torch": selective_scan_torch,
+    "numba": selective_scan_numba,
     "mamba_ssm": selective_scan_mamba_ssm,
 }
+_LAST = {"backend": None}
 
 
 def resolve_backend(backend: str, device) -> str:
     """The concrete backend ``backend`` means for tensors on ``device``."""
     if backend == "auto":
-        on_cuda = getattr(device, "type", str(device)) == "cuda"
-        return "mamba_ssm" if on_cuda and mamba_ssm_status()[0] else "torch"
+        kind = getattr(device, "type", str(device))
+        if kind == "cuda" and mamba_ssm_status()[0]:
+            return "mamba_ssm"
+        return "numba" if kind == "cpu" and numba_available()[0] else "torch"
     if backend not in BACKENDS:
         raise ValueError(f"unknown scan backend {backend!r}; choose one of {sorted(BACKENDS) + ['auto']}")
     return backend
@@ -54,8 +62,14 @@ def selective_scan(
     if _COUNTING:
         out = SelectiveScanForCounting.apply(u, delta, A, B, C, D, z, delta_bias)
         return (out, u.new_zeros(u.shape[0], u.shape[1], A.shape[1])) if return_last_state else out
-    fn = BACKENDS[resolve_backend(backend, u.device)]
-    return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    name = resolve_backend(backend, u.device)
+    _LAST["backend"] = name
+    return BACKENDS[name](u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+
+
+def last_backend() -> str | None:
+    """The concrete backend of the latest ``selective_scan`` call (None before the first)."""
+    return _LAST["backend"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -93,4 +107,4 @@ def counting_scans():
         _COUNTING = previous
 
 
-__all__ = ["BACKENDS", "counting_scans", "resolve_backend", "scan_flops", "selective_scan", "mamba_ssm_status"]
+__all__ = ["BACKENDS", "counting_scans", "last_backend", "resolve_backend", "scan_flops", "selective_scan", "mamba_ssm_status"]

@@ -1,0 +1,15 @@
+"""Shared fixtures: the shape classifiers are trained once per test session, not once per test."""
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def classifier_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("classifiers")
+
+
+@pytest.fixture(autouse=True)
+def shared_classifiers(classifier_cache, monkeypatch):
+    import analysis.shape_classifier as shape_classifier
+
+    monkeypatch.setattr(shape_classifier, "classifier_dir", lambda: classifier_cache)

@@ -1,0 +1,55 @@
+"""The quality metrics of a study and their calibration: the shape classifier, the floor and the ceiling."""
+
+import json
+
+import numpy as np
+import pytest
+
+from analysis.quality import calibration, quality, reference_images
+from analysis.shape_classifier import load_classifier, shape_metrics
+from usm.data.shapes import load_shapes, render_shapes
+
+
+@pytest.fixture(autouse=True)
+def cache_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("USM_BENCH_CACHE", str(tmp_path / "cache"))
+
+
+def test_gray_shapes_are_drawn_at_16_px_with_one_channel():
+    images, labels = render_shapes(8, seed=0, size=16, gray=True)
+    assert images.shape == (8, 16, 16, 1) and images.dtype == np.uint8
+    colour, _ = render_shapes(8, seed=0, size=16)
+    assert (labels == render_shapes(8, seed=0, size=16)[1]).all() and colour.shape == (8, 16, 16, 3)
+    assert reference_images("shapes-gray", 16, 5).shape == (5, 16, 16, 1)
+
+
+def test_classifier_knows_the_shapes_and_refuses_noise():
+    model, record = load_classifier("shapes-gray", 16)
+    assert record["held_out_accuracy"] > 0.97  # 1,024 images it never saw
+    images, _ = load_shapes(size=16, gray=True)
+    real = shape_metrics(images[:128], images[128:256], "shapes-gray", 16)
+    assert real["recognisable"] > 0.9 and real["coverage"] > 0.95
+    noise = ((np.random.default_rng(0).standard_normal((128, 16, 16, 1)).clip(-1, 1) + 1) * 127.5).astype(np.uint8)
+    fake = shape_metrics(images[:128], noise, "shapes-gray", 16)
+    assert fake["recognisable"] < 0.1 and fake["shape_fd"] > 10 * real["shape_fd"]
+    blurred = images[128:256].astype(float).reshape(128, 4, 4, 4, 4, 1).mean((2, 4), keepdims=True)
+    blurred = np.broadcast_to(blurred, (128, 4, 4, 4, 4, 1)).reshape(128, 16, 16, 1).astype(np.uint8)
+    assert shape_metrics(images[:128], blurred, "shapes-gray", 16)["recognisable"] < real["recognisable"] - 0.3
+
+
+def test_calibration_orders_floor_below_ceiling_and_is_cached(tmp_path):
+    record = calibration("shapes-gray", 16, 64)
+    floor, ceiling = record["data"], record["noise"]
+    assert floor["swd"] < ceiling["swd"] / 3 and floor["shape_fd"] < ceiling["shape_fd"] / 10
+    assert floor["recognisable"] > ceiling["recognisable"]
+    cached = list((tmp_path / "cache" / "calibration").glob("*.json"))
+    assert len(cached) == 1 and json.loads(cached[0].read_text()) == record
+
+
+def test_quality_of_a_folder_dataset_is_swd_only(tmp_path):
+    from usm.data.shapes import export_folder
+
+    folder = export_folder(tmp_path / "folder", count=16)
+    images = reference_images(str(folder), 32, 8)
+    assert set(quality(images, images[::-1].copy(), str(folder), 32)) == {"swd"}
+    assert calibration(str(folder), 32, 8)["data"] is not None and calibration(str(folder), 32, 16)["data"] is None

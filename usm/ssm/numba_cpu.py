@@ -1,0 +1,301 @@
+"""Compiled CPU selective scan (numba): forward and backward, parallel over (batch x channels).
+
+    >>> import torch
+    >>> from usm.ssm.numba_cpu import selective_scan_numba
+    >>> u = torch.randn(2, 8, 16); A = -torch.rand(8, 4); B = torch.randn(2, 4, 16)
+    >>> selective_scan_numba(u, torch.rand_like(u), A, B, B).shape  # doctest: +SKIP
+    torch.Size([2, 8, 16])
+
+Why compiled: the work of a scan is a loop over the sequence whose every step is a handful of
+operations on a (N,) state. In PyTorch that loop costs a few dispatches per position, which is the
+whole cost for the short, narrow scans of the tiny models (see ``results/reference/``). Here each
+channel's loop runs in machine code: one work item owns a block of channels of one batch element
+and one B/C group, keeps the (N,) state in registers, and walks L.
+
+Memory follows the ``torch`` backend and mamba_ssm's kernel: the forward keeps only the state
+entering every ``CHECKPOINT``-th position (O(L * D * N / CHECKPOINT)); the backward recomputes a
+chunk's states from its checkpoint, then walks it in reverse. Reductions that several work items
+share (dB, dC across the channels of a group; dA, dD, d(delta_bias) across the batch) go to
+per-item partial buffers summed afterwards in torch, so results are deterministic.
+
+numba is imported lazily and its kernels compile on first use (``cache=True`` keeps them on disk);
+nothing is compiled at import. ``available()`` says whether numba imports.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import torch
+
+from usm.ssm.inputs import check_inputs
+
+CHECKPOINT = 32  # positions between saved states; the backward recomputes at most this many
+
+
+@functools.lru_cache(maxsize=1)
+def available() -> tuple[bool, str]:
+    try:
+        import numba  # noqa: F401
+    except Exception as exc:  # ImportError, or a numba built against another numpy
+        return False, f"{type(exc).__name__}: {exc}"
+    return True, ""
+
+
+@functools.lru_cache(maxsize=1)
+def _kernels():
+    import numba
+
+    jit = functools.partial(numba.njit, parallel=True, fastmath=True, cache=True, nogil=True)
+
+    from llvmlite import ir
+    from numba.core import types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def _float_from_bits(typingctx, bits):
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir.FloatType())
+        return types.float32(types.int32), codegen
+
+    @intrinsic
+    def _floor(typingctx, x):  # llvm.floor on float32 (math.floor returns an int64 and blocks vectorising)
+        def codegen(context, builder, signature, args):
+            return builder.call(builder.module.declare_intrinsic("llvm.floor", [ir.FloatType()]), [args[0]])
+        return types.float32(types.float32), codegen
+
+    @numba.njit(inline="always", fastmath=True)
+    def _exp(x):
+        """exp for float32 in a form LLVM vectorises (Cephes' expf: range reduction by ln 2, a degree-6
+        polynomial, the power of two assembled from its bits); relative error ~2e-7 (tests compare it
+        with the reference backend). libm's scalar exp is the bottleneck otherwise."""
+        x = x if x > np.float32(-87.0) else np.float32(-87.0)
+        x = x if x < np.float32(88.0) else np.float32(88.0)
+        k = _floor(x * np.float32(1.44269504) + np.float32(0.5))
+        f = x - k * np.float32(0.693359375) + k * np.float32(2.12194440e-4)
+        p = np.float32(1.9875691500e-4) * f + np.float32(1.3981999507e-3)
+        p = p * f + np.float32(8.3334519073e-3)
+        p = p * f + np.float32(4.1665795894e-2)
+        p = p * f + np.float32(1.6666665459e-1)
+        p = p * f + np.float32(5.0000001201e-1)
+        p = p * f * f + f + np.float32(1.0)
+        return p * _float_from_bits((np.int32(k) + np.int32(127)) << np.int32(23))
+
+    @numba.njit(inline="always", fastmath=True)
+    def _softplus(x):
+        return x if x > 20.0 else math.log1p(math.exp(x))
+
+    @jit
+    def forward(u, delta, A, B, C, Dv, z, bias, softplus, channels_per_item, ckpt, out, last, saved):
+        batch, channels, length = u.shape
+        groups, state = B.shape[1], B.shape[3]
+        per_group = channels // groups
+        splits = per_group // channels_per_item
+        for item in numba.prange(batch * groups * splits):
+            b = item // (groups * splits)
+            g = (item // splits) % groups
+            first = g * per_group + (item % splits) * channels_per_item
+            h = np.empty(state, dtype=np.float32)
+            for d in range(first, first + channels_per_item):
+                h[:] = 0.0
+                for t in range(length):
+                    if t % ckpt == 0:
+                        saved[b, d, t // ckpt, :] = h
+                    dt = delta[b, d, t] + bias[d]
+                    if softplus:
+                        dt = _softplus(dt)
+                    x = u[b, d, t]
+                    dtu = dt * x
+                    y = np.float32(0.0)
+                    for n in range(state):
+                        h[n] = _exp(dt * A[d, n]) * h[n] + dtu * B[b, g, t, n]
+                        y += C[b, g, t, n] * h[n]
+                    y += Dv[d] * x
+                    if z.shape[0] > 0:
+                        zz = z[b, d, t]
+                        y *= zz / (1.0 + math.exp(-zz))
+                    out[b, d, t] = y
+                last[b, d, :] = h
+
+    @jit
+    def backward(u, delta, A, B, C, Dv, z, bias, softplus, channels_per_item, ckpt, saved, dout, dlast,
+                 du, ddelta, dz, dA_part, dD_part, dbias_part, dB_part, dC_part):
+        batch, channels, length = u.shape
+        groups, state = B.shape[1], B.shape[3]
+        per_group = channels // groups
+        splits = per_group // channels_per_item
+        for item in numba.prange(batch * groups * splits):
+            b = item // (groups * splits)
+            g = (item // splits) % groups
+            split = item % splits
+            first = g * per_group + split * channels_per_item
+            hs = np.empty((ckpt + 1, state), dtype=np.float32)  # states of one chunk, entry first
+            decay = np.empty((ckpt, state), dtype=np.float32)
+            dts = np.empty(ckpt, dtype=np.float32)
+            dh = np.empty(state, dtype=np.float32)
+            for d in range(first, first + channels_per_item):
+                dh[:] = dlast[b, d, :]
+                dA_acc = np.zeros(state, dtype=np.float32)
+                dD_acc = np.float32(0.0)
+                dbias_acc = np.float32(0.0)
+                for c in range((length + ckpt - 1) // ckpt - 1, -1, -1):
+                    start = c * ckpt
+                    stop = min(start + ckpt, length)
+                    hs[0, :] = saved[b, d, c, :]
+                    for i in range(stop - start):  # recompute the chunk's decays and states
+                        t = start + i
+                        dt = delta[b, d, t] + bias[d]
+                        if softplus:
+                            dt = _softplus(dt)
+                        dts[i] = dt
+                        dtu = dt * u[b, d, t]
+                        for n in range(state):
+                            a = _exp(dt * A[d, n])
+                            decay[i, n] = a
+                            hs[i + 1, n] = a * hs[i, n] + dtu * B[b, g, t, n]
+                    for i in range(stop - start - 1, -1, -1):
+                        t = start + i
+                        x = u[b, d, t]
+                        dt = dts[i]
+                        gy = dout[b, d, t]
+                        if z.shape[0] > 0:  # out = y * silu(z)
+                            y = Dv[d] * x
+                            for n in range(state):
+                                y += C[b, g, t, n] * hs[i + 1, n]
+                            zz = z[b, d, t]
+                            sig = 1.0 / (1.0 + math.exp(-zz))
+                            dz[b, d, t] = gy * y * sig * (1.0 + zz * (1.0 - sig))
+                            gy = gy * zz * sig
+                        dD_acc += gy * x
+                        dx = gy * Dv[d]
+                        dtu = dt * x
+                        d_dtu = np.float32(0.0)
+                        d_dt = np.float32(0.0)
+                        for n in range(state):
+                            dC_part[b, split, g, t, n] += gy * hs[i + 1, n]
+                            dhn = dh[n] + gy * C[b, g, t, n]
+                            d_dtu += dhn * B[b, g, t, n]
+                            dB_part[b, split, g, t, n] += dhn * dtu
+                            dlog = dhn * hs[i, n] * decay[i, n]  # through log(decay) = dt * A
+                            dA_acc[n] += dlog * dt
+                            d_dt += dlog * A[d, n]
+                            dh[n] = dhn * decay[i, n]
+                        d_dt += d_dtu * x
+                        dx += d_dtu * dt
+                        if softplus:
+                            d_dt *= 1.0 / (1.0 + math.exp(-(delta[b, d, t] + bias[d])))
+                        ddelta[b, d, t] = d_dt
+                        dbias_acc += d_dt
+                        du[b, d, t] = dx
+                dA_part[b, d, :] = dA_acc
+                dD_part[b, d] = dD_acc
+                dbias_part[b, d] = dbias_acc
+
+    return forward, backward
+
+
+def _threads() -> int:
+    """The CPU threads torch was given (its share of the machine), within numba's pool."""
+    import numba
+
+    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(threads)
+    return threads
+
+
+def _split(batch: int, groups: int, per_group: int, threads: int) -> int:
+    """Channels per work item: enough items for every thread, and whole divisors of a group."""
+    wanted = max(1, math.ceil(4 * threads / (batch * groups)))
+    splits = next(s for s in range(min(wanted, per_group), 0, -1) if per_group % s == 0)
+    return per_group // splits
+
+
+def _np(x: torch.Tensor) -> np.ndarray:
+    return x.detach().float().contiguous().numpy()
+
+
+def _work_groups(shape) -> int:
+    """Groups of the kernel's (batch, G, N, L) layout: D when B or C is fixed (one 'group' per channel)."""
+    return shape.channels if "fixed" in (shape.b_form, shape.c_form) else shape.bc_groups
+
+
+def _grouped(x: torch.Tensor, form: str, shape, groups: int) -> torch.Tensor:
+    """B or C as (batch, groups, N, L): variable and fixed forms broadcast, coarser groups repeat."""
+    batch, length = shape.batch, shape.length
+    if form == "variable":
+        return x.unsqueeze(1).expand(-1, groups, -1, -1)
+    if form == "fixed":
+        return x[None, :, :, None].expand(batch, -1, -1, length)
+    return x.repeat_interleave(groups // x.shape[1], dim=1)
+
+
+def _ungroup(grad: torch.Tensor, form: str, original: tuple) -> torch.Tensor:
+    """A (batch, G, N, L) gradient back to the form (and shape) its B or C came in."""
+    if form == "variable":
+        return grad.sum(1)
+    if form == "fixed":
+        return grad.sum((0, 3))
+    batch, groups, state, length = grad.shape
+    return grad.reshape(batch, original[1], groups // original[1], state, length).sum(2)
+
+
+class _NumbaScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, shape):
+        forward_kernel, _ = _kernels()
+        batch, channels, length, state = shape.batch, shape.channels, shape.length, shape.state
+        groups = _work_groups(shape)
+        Bg, Cg = _grouped(B, shape.b_form, shape, groups), _grouped(C, shape.c_form, shape, groups)
+        per_item = _split(batch, groups, channels // groups, _threads())
+        arrays = [_np(u), _np(delta), _np(A), _np(Bg.transpose(2, 3)), _np(Cg.transpose(2, 3)),
+                  _np(D) if D is not None else np.zeros(channels, np.float32),
+                  _np(z) if z is not None else np.zeros((0, 0, 0), np.float32),
+                  _np(delta_bias) if delta_bias is not None else np.zeros(channels, np.float32)]
+        out = np.empty((batch, channels, length), np.float32)
+        last = np.empty((batch, channels, state), np.float32)
+        saved = np.empty((batch, channels, (length + CHECKPOINT - 1) // CHECKPOINT, state), np.float32)
+        forward_kernel(*arrays, bool(delta_softplus), per_item, CHECKPOINT, out, last, saved)
+        tensors = [torch.from_numpy(a) for a in arrays]
+        ctx.save_for_backward(*tensors, torch.from_numpy(saved))
+        ctx.info = (shape, bool(delta_softplus), per_item, groups, tuple(B.shape), tuple(C.shape))
+        ctx.dtypes = tuple(None if x is None else x.dtype for x in (u, delta, A, B, C, D, z, delta_bias))
+        return torch.from_numpy(out).to(u.dtype), torch.from_numpy(last)
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_last):
+        _, backward_kernel = _kernels()
+        *tensors, saved = ctx.saved_tensors
+        shape, softplus, per_item, groups, b_shape, c_shape = ctx.info
+        batch, channels, length, state = shape.batch, shape.channels, shape.length, shape.state
+        splits = channels // groups // per_item
+        _threads()
+        dout = _np(grad_out)
+        dlast = _np(grad_last) if grad_last is not None else np.zeros((batch, channels, state), np.float32)
+        du, ddelta = np.empty_like(dout), np.empty_like(dout)
+        dz = np.empty_like(dout) if ctx.dtypes[6] is not None else np.zeros((0, 0, 0), np.float32)
+        dA = np.empty((batch, channels, state), np.float32)
+        dD, dbias = np.empty((batch, channels), np.float32), np.empty((batch, channels), np.float32)
+        dB = np.zeros((batch, splits, groups, length, state), np.float32)
+        dC = np.zeros_like(dB)
+        backward_kernel(*[t.numpy() for t in tensors], softplus, per_item, CHECKPOINT, saved.numpy(), dout, dlast,
+                        du, ddelta, dz, dA, dD, dbias, dB, dC)
+        dB, dC = (torch.from_numpy(g).sum(1).transpose(2, 3) for g in (dB, dC))  # (batch, G, N, L)
+        grads = [torch.from_numpy(du), torch.from_numpy(ddelta), torch.from_numpy(dA).sum(0),
+                 _ungroup(dB, shape.b_form, b_shape), _ungroup(dC, shape.c_form, c_shape),
+                 torch.from_numpy(dD).sum(0), torch.from_numpy(dz) if dz.size else None, torch.from_numpy(dbias).sum(0)]
+        grads = [None if dtype is None else g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
+        return (*grads, None, None)
+
+
+def selective_scan_numba(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                         return_last_state=False):
+    shape = check_inputs(u, delta, A, B, C, D, z, delta_bias)
+    if u.device.type != "cpu":
+        raise ValueError(f"backend 'numba' runs on the CPU; got tensors on {u.device} (use 'auto')")
+    ok, why = available()
+    if not ok:
+        raise RuntimeError(f"backend 'numba' needs numba ({why}); pip install numba, or use backend='torch'")
+    out, last = _NumbaScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, shape)
+    return (out, last.to(u.dtype)) if return_last_state else out
