@@ -133,12 +133,20 @@ def load_classifier(data: str, resolution: int) -> tuple[ShapeNet, dict]:
 
 
 def _frechet(a: np.ndarray, b: np.ndarray) -> float:
+    """Frechet distance of two Gaussians fitted to feature sets. Features of degenerate images (noise)
+    leave some ReLU units dead, so covariances are singular: a 1e-6 ridge keeps the square root
+    defined, as FID implementations do."""
+    import warnings
+
     from scipy import linalg
 
     mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root.real))
+    ridge = 1e-6 * np.eye(a.shape[1])
+    cov_a, cov_b = np.cov(a, rowvar=False) + ridge, np.cov(b, rowvar=False) + ridge
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        root = linalg.sqrtm(cov_a @ cov_b)
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * np.real(root)))
 
 
 def shape_metrics(reference: np.ndarray, images: np.ndarray, data: str, resolution: int) -> dict:

@@ -148,7 +148,8 @@ def _run_pool(executor, job, results: str, todo: list[dict], parallel: int, log)
             for slot, submitted in list(running.items()):
                 if submitted.done():
                     _wait([submitted], log)
-                    free.append(running.pop(slot))
+                    del running[slot]
+                    free.append(slot)
     finally:
         if previous is None:
             os.environ.pop("USM_CPUS", None)
