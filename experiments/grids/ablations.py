@@ -15,7 +15,7 @@ from experiments.grid import Axis, Grid, Scale
 # Two seeds per arm; two points at a time, one CPU each.
 SMOKE = Scale(model="USM-T/1", data="shapes-gray", resolution=16, num_samples=128, sample_steps=25, metric="swd",
               seeds=(0, 1),
-              train=dict(max_steps=350, batch_size=8, lr=1e-3, ema_decay=0.99, ckpt_every=175, log_every=10))
+              train=dict(max_steps=320, batch_size=8, lr=1e-3, ema_decay=0.99, ckpt_every=160, log_every=10))
 # paper: USM-B/1 on 256x256 SD-VAE latents, batch 8, 400k steps, 25 Euler steps, FID on 5k samples.
 PAPER_SCALE = Scale(model="USM-B/1", data="afhq", resolution=256, latent="sd-vae-ft-ema", num_samples=5000,
                     sample_steps=25, metric="fid", datasets={},
