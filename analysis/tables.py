@@ -50,6 +50,8 @@ def human(value, kind: str = "", digits: int = 3) -> str:
         return f"{value / 1e6:.2f} M"
     if value == 0:
         return "0"
+    if abs(value) < 1e-4:
+        return "< 0.0001" if value > 0 else "> -0.0001"
     if abs(value) >= 10 ** digits:
         return f"{value:,.0f}"
     decimals = max(digits - 1 - math.floor(math.log10(abs(value))), 0)
@@ -103,7 +105,9 @@ def verdict(row, metrics: list[str]) -> str:
 def _cell(mean, std, kind) -> str:
     if mean is None or pd.isna(mean):
         return "-"
-    return human(mean, kind) if std is None or pd.isna(std) else f"{human(mean, kind)} ± {human(std, kind)}"
+    if std is None or pd.isna(std) or std == 0:  # one seed, or a number that cannot vary (params, GFLOPs)
+        return human(mean, kind)
+    return f"{human(mean, kind)} ± {human(std, kind)}"
 
 
 def render(summary: pd.DataFrame, metrics: list[str], calibration: dict | None = None) -> tuple[str, str]:

@@ -14,6 +14,8 @@ done are never launched again, running ones (lock held) are left alone, failed a
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import submitit
@@ -132,24 +134,25 @@ def prepare(points: list[dict], log=print) -> None:
 def _run_pool(executor, job, results: str, todo: list[dict], parallel: int, log) -> None:
     """Keep ``parallel`` points running, each pinned to its own share of this process's CPUs
     (``USM_CPUS``), starting the next point as soon as one ends."""
-    import os
-    import time
-
     shares = split_cpus(cpu_share(), parallel)
     free, running, queue = list(range(len(shares))), {}, list(todo)
-    previous = os.environ.get("USM_CPUS")
+    previous, started, finished = os.environ.get("USM_CPUS"), time.monotonic(), 0
     try:
         while queue or running:
             while queue and free:
                 slot = free.pop(0)
                 os.environ["USM_CPUS"] = shares[slot]  # the local executor copies the environment
-                running[slot] = executor.submit(job, results, queue.pop(0))
+                point = queue.pop(0)
+                running[slot] = (executor.submit(job, results, point), point["name"], time.monotonic())
             time.sleep(0.5)
-            for slot, submitted in list(running.items()):
+            for slot, (submitted, name, since) in list(running.items()):
                 if submitted.done():
                     _wait([submitted], log)
                     del running[slot]
                     free.append(slot)
+                    finished += 1
+                    log(f"[{finished}/{len(todo)}] {name} ended after {time.monotonic() - since:.0f} s "
+                        f"(CPUs {shares[slot]}; {time.monotonic() - started:.0f} s since launch)")
     finally:
         if previous is None:
             os.environ.pop("USM_CPUS", None)

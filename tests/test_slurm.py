@@ -54,8 +54,8 @@ def test_a_job_past_its_time_limit_requeues_and_resumes(tmp_path, capsys):
     """A 3-minute limit with the signal 120 s before it: each job gets ~60 s, checkpoints, is requeued,
     and the requeued job resumes from the trainer's checkpoint to completion."""
     sets = ["train.max_steps=400", "train.ckpt_every=20", "settings.num_samples=8", "settings.sample_steps=2"]
-    code = run_main(["--grid", "ablations", "--only", "recipe", "--cluster", "slurm", "--results", str(tmp_path),
-                     "--cpus", "2", "--time", "3", "--signal-delay", "120", "--set", *sets])
+    code = run_main(["--grid", "ablations", "--only", "recipe", "--seeds", "0", "--cluster", "slurm",
+                     "--results", str(tmp_path), "--cpus", "2", "--time", "3", "--signal-delay", "120", "--set", *sets])
     assert code == 0, capsys.readouterr().out
     log = (tmp_path / "ablations" / "recipe-s0" / "log.txt").read_text()
     assert "resumed from" in log and "finished: step 400" in log
@@ -64,8 +64,8 @@ def test_a_job_past_its_time_limit_requeues_and_resumes(tmp_path, capsys):
 def test_a_point_can_train_on_several_tasks(tmp_path, capsys):
     """Two tasks on the one node: submitit's environment becomes torch.distributed's (gloo on CPU)."""
     sets = ["train.max_steps=4", "train.ckpt_every=2", "settings.num_samples=8", "settings.sample_steps=2"]
-    code = run_main(["--grid", "ablations", "--only", "recipe", "--cluster", "slurm", "--results", str(tmp_path),
-                     "--tasks", "2", "--cpus", "1", "--time", "10", "--set", *sets])
+    code = run_main(["--grid", "ablations", "--only", "recipe", "--seeds", "0", "--cluster", "slurm",
+                     "--results", str(tmp_path), "--tasks", "2", "--cpus", "1", "--time", "10", "--set", *sets])
     assert code == 0, capsys.readouterr().out
     from usm.runs import RunDir
 
