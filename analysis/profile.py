@@ -18,6 +18,7 @@ plot of GFLOPs and activation memory against resolution (``scaling.png`` / ``.pd
 
 from __future__ import annotations
 
+import inspect
 import json
 import platform
 from pathlib import Path
@@ -28,7 +29,7 @@ from analysis.flops import count_registered, example_cond
 from analysis.memory import activation_bytes, training_step_memory
 from analysis.throughput import sample_images_per_second, train_steps_per_second
 from usm.rectified_flow import training_loss
-from usm.registry import build_model
+from usm.registry import MODELS, build_model
 from usm.ssm import resolve_backend
 
 
@@ -39,9 +40,12 @@ def device_name(device: torch.device) -> str:
 
 
 def model_activation_bytes(name: str, side: int, batch: int, checkpoint: bool, device="meta") -> int:
-    """Activation bytes of one training step, built on ``device`` ("meta": shapes only, instant)."""
+    """Activation bytes of one training step, built on ``device`` ("meta": shapes only, instant).
+    Scans run on the pure-PyTorch backend, whose saved tensors are the same on every device (the
+    compiled CPU kernels save less: their inputs and every 32nd state)."""
     with torch.device(device):
-        model = build_model(name, input_size=side, use_checkpoint=checkpoint)
+        scan = {"scan_backend": "torch"} if "scan_backend" in inspect.signature(MODELS[name].cls).parameters else {}
+        model = build_model(name, input_size=side, use_checkpoint=checkpoint, **scan)
         x = torch.randn(batch, model.config["in_channels"], side, side)
         return activation_bytes(lambda: training_loss(model, x, example_cond(model, batch)), model)
 

@@ -105,7 +105,7 @@ def verdict(row, metrics: list[str]) -> str:
 def _cell(mean, std, kind) -> str:
     if mean is None or pd.isna(mean):
         return "-"
-    if std is None or pd.isna(std) or std == 0:  # one seed, or a number that cannot vary (params, GFLOPs)
+    if std is None or pd.isna(std) or (std == 0 and kind in ("params", "gflops")):  # one seed, or fixed by the arm
         return human(mean, kind)
     return f"{human(mean, kind)} ± {human(std, kind)}"
 

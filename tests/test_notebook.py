@@ -26,5 +26,5 @@ def test_paper_tables_notebook_executes(tmp_path, monkeypatch):
     text = "\n".join(str(output.get("data", {}).get("text/markdown", output.get("text", "")))
                      for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs)
     assert "| USM-T/2 | 128 | 0.5 |" in text and "Measured on: test CPU" in text
-    assert "| recipe |" in text and "12 ± 2" in text
+    assert "| recipe |" in text and "12.0 ± 2.00" in text
     assert "study 'paper': no folder" in text
