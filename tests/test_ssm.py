@@ -100,24 +100,15 @@ def test_numba_work_split_does_not_change_results(monkeypatch):
     assert_close_grads(g_one, g_four, 1e-5)
 
 
-def test_numba_in_bf16_and_without_last_state():
+@pytest.mark.parametrize("fn", [selective_scan_torch, selective_scan_numba], ids=["torch", "numba"])
+def test_fast_backends_match_reference_without_last_state_and_in_bf16(fn):
     inputs = make_inputs(1, 8, 9, 4, "variable", dtype=torch.bfloat16)
     y_ref = selective_scan_reference(**inputs, delta_softplus=True)
-    y = selective_scan_numba(**inputs, delta_softplus=True)
+    y = fn(**inputs, delta_softplus=True)
     assert y.dtype == torch.bfloat16
     torch.testing.assert_close(y.float(), y_ref.float(), rtol=3e-2, atol=5e-2)
     y.float().sum().backward()
     assert inputs["u"].grad.dtype == torch.bfloat16 and inputs["B"].grad.dtype == torch.bfloat16
-
-
-def test_torch_matches_reference_without_last_state_and_in_bf16():
-    inputs = make_inputs(1, 8, 9, 4, "variable", dtype=torch.bfloat16)
-    y_ref = selective_scan_reference(**inputs, delta_softplus=True)
-    y = selective_scan_torch(**inputs, delta_softplus=True)
-    assert y.dtype == torch.bfloat16
-    torch.testing.assert_close(y.float(), y_ref.float(), rtol=3e-2, atol=5e-2)
-    y.float().sum().backward()
-    assert inputs["u"].grad.dtype == torch.bfloat16
 
 
 def test_grouped_with_one_group_equals_variable():

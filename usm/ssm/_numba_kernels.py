@@ -54,16 +54,24 @@ def _softplus(x):
     return x if x > 20.0 else math.log1p(math.exp(x))
 
 
+@numba.njit(inline="always")
+def _work_item(item, channels, groups, channels_per_item):
+    """(batch element, group, split, first channel) of work item ``item``: items enumerate
+    (batch, group, block of ``channels_per_item`` channels within the group)."""
+    per_group = channels // groups
+    splits = per_group // channels_per_item
+    b = item // (groups * splits)
+    g = (item // splits) % groups
+    split = item % splits
+    return b, g, split, g * per_group + split * channels_per_item
+
+
 @jit
 def forward(u, delta, A, B, C, Dv, z, bias, softplus, channels_per_item, ckpt, out, last, saved):
     batch, channels, length = u.shape
     groups, state = B.shape[1], B.shape[3]
-    per_group = channels // groups
-    splits = per_group // channels_per_item
-    for item in numba.prange(batch * groups * splits):
-        b = item // (groups * splits)
-        g = (item // splits) % groups
-        first = g * per_group + (item % splits) * channels_per_item
+    for item in numba.prange(batch * channels // channels_per_item):
+        b, g, _, first = _work_item(item, channels, groups, channels_per_item)
         h = np.empty(state, dtype=np.float32)
         for d in range(first, first + channels_per_item):
             h[:] = 0.0
@@ -92,13 +100,8 @@ def backward(u, delta, A, B, C, Dv, z, bias, softplus, channels_per_item, ckpt, 
              du, ddelta, dz, dA_part, dD_part, dbias_part, dB_part, dC_part):
     batch, channels, length = u.shape
     groups, state = B.shape[1], B.shape[3]
-    per_group = channels // groups
-    splits = per_group // channels_per_item
-    for item in numba.prange(batch * groups * splits):
-        b = item // (groups * splits)
-        g = (item // splits) % groups
-        split = item % splits
-        first = g * per_group + split * channels_per_item
+    for item in numba.prange(batch * channels // channels_per_item):
+        b, g, split, first = _work_item(item, channels, groups, channels_per_item)
         hs = np.empty((ckpt + 1, state), dtype=np.float32)  # states of one chunk, entry first
         decay = np.empty((ckpt, state), dtype=np.float32)
         dts = np.empty(ckpt, dtype=np.float32)
