@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from usm.cli import parse_assignments
-from usm.registry import MODELS
+from usm.models.registry import MODELS
 
 
 def flops_command(args) -> int:
@@ -109,8 +109,15 @@ def _cuda() -> bool:
 
 
 def main(argv=None) -> int:
+    from analysis.fid import FIDWeightsMissing
+    from usm.cli import UsageError
+
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (UsageError, FileNotFoundError, FIDWeightsMissing) as exc:  # a missing study, folder or weights file
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

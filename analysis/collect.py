@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from usm.runs import RunDir
+from usm.training.run_dir import RunDir
 
 
 def _numbers(obj: dict) -> dict:
@@ -33,9 +33,10 @@ def read_run(path: Path) -> dict:
     stats = run.read_stats()
     identity = config.get("identity", {})
     max_steps = config.get("runtime", {}).get("max_steps")
-    row = {"run": path.name, "order": point.get("order"), "arm": point.get("arm", identity.get("model", {}).get("model", path.name)),
+    model = identity.get("model", {}).get("model")
+    row = {"run": path.name, "order": point.get("order"), "arm": point.get("arm", model or path.name),
            "seed": point.get("seed", identity.get("train", {}).get("seed")),
-           "model": identity.get("model", {}).get("model"), **{f"axis.{k}": v for k, v in point.get("axes", {}).items()},
+           "model": model, **{f"axis.{k}": v for k, v in point.get("axes", {}).items()},
            "step": stats[-1]["step"] if stats else 0, "max_steps": max_steps,
            "final_loss": float(pd.Series([s["loss"] for s in stats[-5:]]).mean()) if stats else None}
     for metric_file in sorted((path / "metrics").glob("*.json")) if (path / "metrics").is_dir() else []:
@@ -54,7 +55,8 @@ def collect_study(study_dir: str | Path) -> pd.DataFrame:
     if not study_dir.is_dir():
         raise FileNotFoundError(f"study folder {study_dir} does not exist: run the study first "
                                 "(python experiments/run.py --grid NAME) or pass --results")
-    runs = sorted(p for p in study_dir.iterdir() if p.is_dir() and ((p / "config.json").exists() or (p / "point.json").exists()))
+    runs = sorted(p for p in study_dir.iterdir()
+                  if p.is_dir() and ((p / "config.json").exists() or (p / "point.json").exists()))
     if not runs:
         raise FileNotFoundError(f"{study_dir} holds no run directories (folders with config.json or point.json)")
     rows = [read_run(p) for p in runs]  # in the grid's order when the launcher recorded it

@@ -68,10 +68,16 @@ def list_images(folder: str | Path) -> list[Path]:
 
 def _first(folder: Path, num: int | None, tmp: Path) -> tuple[str, int]:
     """A folder holding the first ``num`` images of ``folder`` (links), and how many it holds."""
+    from usm.cli import UsageError
+
     images = list_images(folder)
+    if num is not None and num < 1:
+        raise UsageError(f"--num {num}: must be at least 1")
+    if not images:
+        raise UsageError(f"{folder} holds no images")
     if num is None or num >= len(images):
         if num is not None and num > len(images):
-            raise ValueError(f"{folder} holds {len(images)} images, fewer than the {num} asked for")
+            raise UsageError(f"{folder} holds {len(images)} images, fewer than the {num} asked for")
         return str(folder), len(images)
     for i, image in enumerate(images[:num]):
         (tmp / f"{i:07d}{image.suffix}").symlink_to(image.resolve())

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from usm.registry import build_model
+from usm.models.registry import build_model
 from usm.ssm import counting_scans, scan_flops
 
 SCAN_OP = "prim::PythonOp.SelectiveScanForCounting"
@@ -111,9 +111,17 @@ def format_report(report: FlopReport) -> str:
 
 def count_registered(name: str, image_size: int | None = None, latent: bool = True, **overrides) -> FlopReport:
     """FLOPs of a registered model; ``image_size`` in pixels (latent side = image_size / 8)."""
+    from usm.cli import UsageError
+
     if image_size is not None:
+        if image_size < 1 or (latent and image_size % 8):
+            raise UsageError(f"--image-size {image_size}: must be a positive multiple of 8 for SD-VAE latents "
+                             "(the latent is 8x smaller), or add --pixels")
         overrides.setdefault("input_size", image_size // 8 if latent else image_size)
-    model = build_model(name, **overrides)
+    try:
+        model = build_model(name, **overrides)
+    except (ValueError, TypeError) as exc:  # unknown or mistyped arguments, sizes the model cannot take
+        raise UsageError(f"{name} cannot be built with {overrides}: {exc}") from None
     side, channels = model.config["input_size"], model.config["in_channels"]
     x, t = torch.randn(1, channels, side, side), torch.rand(1)
     return count_flops(model, x, t, example_cond(model), name=name, image_size=image_size)

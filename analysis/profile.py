@@ -28,8 +28,8 @@ import torch
 from analysis.flops import count_registered, example_cond
 from analysis.memory import activation_bytes, training_step_memory
 from analysis.throughput import sample_images_per_second, train_steps_per_second
+from usm.models.registry import MODELS, build_model
 from usm.rectified_flow import training_loss
-from usm.registry import MODELS, build_model
 from usm.ssm import resolve_backend
 
 

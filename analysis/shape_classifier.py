@@ -76,7 +76,8 @@ def _negatives(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     blob = (field > torch.rand(n, 1, 1, 1, generator=gen) * 1.2).float()
     low, high = torch.rand(n, 1, 1, 1, generator=gen) * 0.7 - 0.9, torch.rand(n, 1, 1, 1, generator=gen) * 0.6 + 0.4
     blobs = (low + (high - low) * blob).expand(n, c, h, w)
-    drowned = (x + (0.6 + 0.6 * torch.rand(n, 1, 1, 1, generator=gen)) * torch.randn(x.shape, generator=gen)).clamp(-1, 1)
+    drown = 0.6 + 0.6 * torch.rand(n, 1, 1, 1, generator=gen)
+    drowned = (x + drown * torch.randn(x.shape, generator=gen)).clamp(-1, 1)
     blurred = F.interpolate(F.avg_pool2d(x, 4), size=(h, w), mode="bilinear", align_corners=False)
     return torch.stack([noise, structured, blobs, drowned, blurred])[kind.flatten(), torch.arange(n)]
 

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from usm.registry import build_model
+from usm.models.registry import build_model
 from usm.rectified_flow import training_loss
 
 

@@ -78,7 +78,8 @@ def summarize(frame: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataF
     rows = []
     for arm in arms:
         runs = done[done["arm"] == arm]
-        row = {"arm": arm, "seeds": len(runs), "incomplete": int(((frame["arm"] == arm) & (frame["status"] != "done")).sum())}
+        incomplete = int(((frame["arm"] == arm) & (frame["status"] != "done")).sum())
+        row = {"arm": arm, "seeds": len(runs), "incomplete": incomplete}
         for metric in metrics:
             values = runs[metric].dropna()
             row[f"{metric}_mean"] = values.mean() if len(values) else None

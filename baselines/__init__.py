@@ -1,6 +1,5 @@
-"""Baseline models (ZigMa, DiT) built from the shared core in ``usm``; their registry tables."""
+"""Baseline models (ZigMa, DiT) built from the shared core in ``usm``.
 
-from baselines.dit import DIT_MODELS
-from baselines.zigma import ZIGMA_MODELS
-
-BASELINE_MODELS = {**ZIGMA_MODELS, **DIT_MODELS}
+Each module ends with its registry table (``ZIGMA_MODELS``, ``DIT_MODELS``), announced to
+``usm.models.registry`` through the ``usm_bench.models`` entry points in ``pyproject.toml``.
+"""

@@ -6,7 +6,7 @@
     >>> model(torch.randn(2, 3, 8, 8), torch.rand(2)).shape
     torch.Size([2, 3, 8, 8])
 
-DESIGN.md section 7: frozen 2D sin-cos positions, blocks of adaLN-Zero self-attention (torch's
+docs/models.md: frozen 2D sin-cos positions, blocks of adaLN-Zero self-attention (torch's
 scaled_dot_product_attention) and a GELU(tanh) MLP of ratio 4, the shared final layer. With
 ``learn_sigma`` the output has 2C channels (the rectified-flow trainer uses the first C).
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-import torch
 import torch.nn as nn
 
 import usm.flops as mac
@@ -24,7 +23,7 @@ from usm.layers.attention import SelfAttention, TextBranch
 from usm.layers.backbone import TokenStack
 from usm.layers.conditioning import Conditioner
 from usm.layers.embeddings import PatchEmbed, sincos_2d
-from usm.model_spec import ModelSpec
+from usm.models.spec import family_table, records_config
 
 
 class DiTBlock(nn.Module):
@@ -47,6 +46,7 @@ class DiTBlock(nn.Module):
         return x + gated(self.mlp(modulate(self.norm2(x), mods[3], mods[4])), mods[5])
 
 
+@records_config
 class DiT(TokenStack):
     def __init__(self, input_size: int = 32, patch_size: int = 2, in_channels: int = 4, hidden_size: int = 1152,
                  depth: int = 28, num_heads: int = 16, mlp_ratio: float = 4.0, num_classes: int = 0,
@@ -56,10 +56,6 @@ class DiT(TokenStack):
         if input_size % patch_size:
             raise ValueError(f"input_size {input_size} is not divisible by patch_size {patch_size}")
         grid = input_size // patch_size
-        self.config = dict(input_size=input_size, patch_size=patch_size, in_channels=in_channels,
-                           hidden_size=hidden_size, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
-                           num_classes=num_classes, learn_sigma=learn_sigma, has_text=has_text, d_context=d_context,
-                           class_dropout_prob=class_dropout_prob)
         self.patch_size, self.out_channels = patch_size, (2 if learn_sigma else 1) * in_channels
         self.use_checkpoint = use_checkpoint
         self.patch_embed = PatchEmbed(patch_size, in_channels, hidden_size)
@@ -98,19 +94,15 @@ class DiT(TokenStack):
 
 
 # --------------------------------------------------------------------------------------------------
-# Sizes (DESIGN.md section 7): hidden x depth (heads); patches 2, 4, 8. Defaults: a 32x32x4 latent,
+# Sizes (docs/models.md): hidden x depth (heads); patches 2, 4, 8. Defaults: a 32x32x4 latent,
 # unconditional; DiT's ImageNet setting is build_model("DiT-XL/2", num_classes=1000, learn_sigma=True).
 
 DIT_SIZES = {"S": (384, 12, 6), "B": (768, 12, 12), "L": (1024, 24, 16), "XL": (1152, 28, 16)}
 
 
-def _spec(name, description, **sizes):
-    return name, ModelSpec(name, DiT, dict(input_size=32, in_channels=4, **sizes), description)
-
-
-DIT_MODELS = dict([
-    _spec("DiT-T/2", "tiny CPU variant: D=64, 4 layers, 4 heads", patch_size=2, hidden_size=64, depth=4, num_heads=4),
-    *[_spec(f"DiT-{size}/{patch}", f"D={hidden}, {depth} layers, {heads} heads, patch {patch}",
-            patch_size=patch, hidden_size=hidden, depth=depth, num_heads=heads)
+DIT_MODELS = family_table(DiT, [
+    ("DiT-T/2", "tiny CPU variant: D=64, 4 layers, 4 heads", dict(patch_size=2, hidden_size=64, depth=4, num_heads=4)),
+    *[(f"DiT-{size}/{patch}", f"D={hidden}, {depth} layers, {heads} heads, patch {patch}",
+       dict(patch_size=patch, hidden_size=hidden, depth=depth, num_heads=heads))
       for size, (hidden, depth, heads) in DIT_SIZES.items() for patch in (2, 4, 8)],
 ])

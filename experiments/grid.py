@@ -2,8 +2,8 @@
 
     >>> from experiments.grids import GRIDS
     >>> points = GRIDS["ablations"].points("smoke")
-    >>> [p.arm for p in points][:3]
-    ['recipe', 'skip_conn=False', 'upsampler=pixelshuffle']
+    >>> list(dict.fromkeys(p.arm for p in points))[:3], sorted({p.seed for p in points})
+    (['recipe', 'skip_conn=False', 'upsampler=pixelshuffle'], [0, 1])
 
 An ``Axis`` maps each of its values onto trainer settings (``model_args`` or a ``train`` field). A
 grid names its axes, the recipe (the value of every axis in the reference arm), and how arms are
@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from usm.data.shapes import VARIANTS as EMBEDDED
-from usm.registry import MODELS
+from usm.models.registry import MODELS
+from usm.training.config import Config, ConfigError
+from usm.training.sampling import SampleConfig, SampleError
 
 
 class GridError(ValueError):
@@ -82,6 +84,20 @@ class Point:
         return {"study": self.study, "arm": self.arm, "axes": self.axes, "seed": self.seed, "settings": self.settings}
 
 
+def trainer_config(settings: dict, directory: str | Path) -> Config:
+    """The trainer's typed config for a point's settings (``train`` holds any trainer field by name)."""
+    return Config.from_flat({"model": settings["model"], "data": settings["data"],
+                             "resolution": settings["resolution"], "latent": settings["latent"],
+                             "model_args": dict(settings["model_args"]), "run_dir": str(directory),
+                             **settings["train"]})
+
+
+def sample_config(settings: dict, directory: str | Path) -> SampleConfig:
+    """The sampler's config of a point: its final samples, seed 0, in ``samples/final``."""
+    return SampleConfig(target=str(directory), num=settings["num_samples"], steps=settings["sample_steps"],
+                        seed=0, out=str(Path(directory) / "samples" / "final")).validate()
+
+
 def safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9=.,_+-]", "_", text)
 
@@ -107,18 +123,21 @@ class Grid:
 
     def combinations(self, axes: tuple[Axis, ...], factorial: bool) -> list[tuple[str, dict]]:
         if factorial or self.arms == "factorial":  # every combination, named by all its values
-            combos = [dict(zip([a.name for a in axes], values)) for values in itertools.product(*[list(a.values) for a in axes])]
+            names, values = [a.name for a in axes], [list(a.values) for a in axes]
+            combos = [dict(zip(names, combo)) for combo in itertools.product(*values)]
             return [(",".join(f"{k}={v}" for k, v in c.items()), c) for c in combos]
         combos = [dict(self.recipe)] + [{**self.recipe, a.name: v} for a in axes for v in a.values
                                         if v != self.recipe[a.name]]
         return [(",".join(f"{k}={v}" for k, v in c.items() if self.recipe[k] != v) or "recipe", c) for c in combos]
 
-    def points(self, scale: str = "smoke", seeds=None, factorial: bool = False, overrides: dict | None = None) -> list[Point]:
+    def points(self, scale: str = "smoke", seeds=None, factorial: bool = False,
+               overrides: dict | None = None) -> list[Point]:
         if scale not in self.scales:
             raise GridError(f"grid {self.name!r} has no scale {scale!r}; valid: {sorted(self.scales)}")
         base = self.scales[scale]
         overrides = dict(overrides or {})
-        datasets = {**base.datasets, **{k.removeprefix("data."): v for k, v in overrides.items() if k.startswith("data.")}}
+        datasets = {**base.datasets,
+                    **{k.removeprefix("data."): v for k, v in overrides.items() if k.startswith("data.")}}
         train_overrides = {k.removeprefix("train."): v for k, v in overrides.items() if k.startswith("train.")}
         top = {k.removeprefix("settings."): v for k, v in overrides.items() if k.startswith("settings.")}
         unknown = [k for k in overrides if not k.startswith(("data.", "train.", "settings."))]
@@ -139,7 +158,8 @@ class Grid:
                 settings["data"] = datasets[settings["data"]]
             self._validate(settings, datasets)
             for seed in (seeds if seeds is not None else base.seeds or self.seeds):
-                points.append(Point(self.name, arm, combo, int(seed), {**settings, "train": {**settings["train"], "seed": int(seed)}}))
+                seeded = {**settings, "train": {**settings["train"], "seed": int(seed)}}
+                points.append(Point(self.name, arm, combo, int(seed), seeded))
         return points
 
     def _validate(self, settings: dict, datasets: dict) -> None:
@@ -152,3 +172,8 @@ class Grid:
             names = ", ".join(sorted(datasets)) or "none"
             raise GridError(f"dataset {data!r} is not a folder: give its path with --set data.{data}=/path/to/images "
                             f"(datasets of this grid: {names}; 'shapes' and 'shapes-gray' are embedded)")
+        try:
+            trainer_config(settings, "results/<study>/<point>")
+            sample_config(settings, "results/<study>/<point>")
+        except (ConfigError, SampleError) as exc:
+            raise GridError(f"{self.name}: {exc} (from the grid's scale or --set train.FIELD=VALUE)") from None

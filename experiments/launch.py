@@ -1,8 +1,8 @@
 """The one launcher: a grid's missing points go to a submitit executor -- local, debug or slurm.
 
     >>> from experiments.launch import study_points
-    >>> [p["name"] for p in study_points("ablations", "smoke")][:2]
-    ['recipe-s0', 'skip_conn=False-s0']
+    >>> [p["name"] for p in study_points("ablations", "smoke")][:3]
+    ['recipe-s0', 'recipe-s1', 'skip_conn=False-s0']
 
 Local and SLURM differ by the executor's name only. On SLURM the grid goes out as one job array
 (``--parallel`` = its array parallelism); locally, points run ``--parallel`` at a time. Points already
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import submitit
 
-from experiments.grids import GRIDS
 from experiments.grid import GridError
+from experiments.grids import GRIDS
 from experiments.point import PointJob, PointMismatch, point_status
 from usm.threads import cpu_share, split_cpus
 
@@ -43,11 +43,17 @@ def study_points(grid: str, scale: str = "smoke", seeds=None, factorial: bool = 
 
 
 def statuses(results: str, points: list[dict]) -> list[tuple[dict, str, Path]]:
+    """(point, status, directory) per point; ``differs`` when the directory holds other settings."""
     out = []
     for point in points:
         directory = Path(results) / point["study"] / point["name"]
-        out.append((point, point_status(directory), directory))
+        out.append((point, "differs" if holds_other(directory, point) else point_status(directory), directory))
     return out
+
+
+def holds_other(directory: Path, point: dict) -> bool:
+    spec = directory / "point.json"
+    return spec.exists() and json.loads(spec.read_text()) != {k: v for k, v in point.items() if k != "name"}
 
 
 def format_status(rows) -> str:
@@ -56,10 +62,14 @@ def format_status(rows) -> str:
         extra = ""
         if status == "failed":
             info = json.loads((directory / "failed.json").read_text())
-            extra = f"  {info['error']}  (log: {info['log']}{', job log: ' + info['job_log'] if info['job_log'] else ''})"
+            job_log = f", job log: {info['job_log']}" if info["job_log"] else ""
+            extra = f"  {info['error']}  (log: {info['log']}{job_log})"
+        elif status == "differs":
+            extra = "  holds a point with other settings (point.json): its results are not these"
         lines.append(f"{status:>8}  {point['name']:<40} {directory}{extra}")
     counts = {s: sum(1 for _, st, _ in rows if st == s) for s in ("done", "running", "failed", "pending")}
-    lines.append("  ".join(f"{k}: {v}" for k, v in counts.items()))
+    differs = sum(1 for _, st, _ in rows if st == "differs")
+    lines.append("  ".join(f"{k}: {v}" for k, v in counts.items()) + (f"  differs: {differs}" if differs else ""))
     return "\n".join(lines)
 
 
@@ -83,14 +93,15 @@ def make_executor(cluster: str, folder: Path, parallel: int, slurm: dict, extra_
 def check_existing(results: str, points: list[dict]) -> None:
     """Refuse, before launching anything, a point whose directory holds another config."""
     for point in points:
-        spec = Path(results) / point["study"] / point["name"] / "point.json"
-        if spec.exists() and json.loads(spec.read_text()) != {k: v for k, v in point.items() if k != "name"}:
-            raise PointMismatch(f"{spec.parent} holds a different point (settings differ): results are never "
+        directory = Path(results) / point["study"] / point["name"]
+        if holds_other(directory, point):
+            raise PointMismatch(f"{directory} holds a different point (settings differ): results are never "
                                 "overwritten; use another --results, study settings, or remove the folder")
 
 
 def launch(points: list[dict], results: str, cluster: str = "local", parallel: int = 1, slurm: dict | None = None,
-           extra_sbatch=(), wait: bool = True, log=print) -> list[tuple[dict, str, Path]]:
+           extra_sbatch=(), wait: bool = True, log=print, partial: bool = False) -> list[tuple[dict, str, Path]]:
+    """Run the points that are not done. ``partial``: they are a selection (``--only``) of the study."""
     check_existing(results, points)
     rows = statuses(results, points)
     todo = [p for p, status, _ in rows if status in ("pending", "failed")]
@@ -116,7 +127,7 @@ def launch(points: list[dict], results: str, cluster: str = "local", parallel: i
                 executor.submit(job, results, point)
     rows = statuses(results, points)
     if all(status == "done" for _, status, _ in rows):
-        finish(results, points[0]["study"], log)
+        finish(results, points[0]["study"], log, partial)
     return rows
 
 
@@ -125,8 +136,9 @@ def prepare(points: list[dict], log=print) -> None:
     calibration (real-vs-real floor, noise ceiling) and, on the embedded data, the shape classifier."""
     from analysis.quality import calibration
 
-    for data, resolution, count in sorted({(p["settings"]["data"], p["settings"]["resolution"], p["settings"]["num_samples"])
-                                            for p in points if p["settings"]["metric"] == "swd"}):
+    needed = {(p["settings"]["data"], p["settings"]["resolution"], p["settings"]["num_samples"])
+              for p in points if p["settings"]["metric"] == "swd"}
+    for data, resolution, count in sorted(needed):
         log(f"calibrating the quality metrics on {data} ({resolution} px, {count} images; cached after the first time)")
         calibration(data, resolution, count)
 
@@ -173,11 +185,13 @@ def _wait(jobs, log) -> None:
             log(f"job {job.job_id} failed: {str(exc).splitlines()[-1] if str(exc) else type(exc).__name__}")
 
 
-def finish(results: str, study: str, log=print) -> None:
+def finish(results: str, study: str, log=print, partial: bool = False) -> None:
     from analysis.plots import write_plots
     from analysis.tables import write_tables
 
     study_dir = Path(results) / study
     paths = write_tables(study_dir)
     plots = write_plots(study_dir, results)
-    log(f"study complete: {paths['md']}, {paths['tex']}, {paths['csv']} and {len(plots)} plot files in {study_dir / 'plots'}")
+    what = ("the selected points are done (--only: the tables hold every finished point of the study)" if partial
+            else "study complete")
+    log(f"{what}: {paths['md']}, {paths['tex']}, {paths['csv']} and {len(plots)} plot files in {study_dir / 'plots'}")

@@ -8,8 +8,10 @@ A point's directory is ``results/<study>/<point name>``. ``point.json`` is writt
 match on every later run (a different config in an existing directory is an error). The work runs
 under an exclusive ``flock`` on ``<dir>/lock``: a second launcher (or a requeued duplicate) finds
 the point busy and leaves it alone, and a dead process releases its lock automatically. Each step
-resumes: the trainer from its checkpoint, sampling from the PNGs already written. ``done`` is
-written only after the metrics; a failure writes ``failed.json`` with the error and the log path.
+resumes: the trainer from its checkpoint, sampling from the PNGs already written. The trainer and
+the sampler are called as functions with typed configs (``usm.training``); their errors name the
+problem, and a failure writes ``failed.json`` with that error and the log path. ``done`` is
+written only after the metrics.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ import traceback
 from pathlib import Path
 
 import numpy as np
-
 import submitit
 
+from experiments.grid import sample_config, trainer_config
 from usm.threads import use_cpu_share
 
 
@@ -69,31 +71,21 @@ def claim(directory: Path, point: dict):
     return handle
 
 
-def train_args(directory: Path, s: dict) -> list[str]:
-    train = dict(s["train"])
-    args = ["--model", s["model"], "--data", s["data"], "--resolution", str(s["resolution"]), "--latent", s["latent"],
-            "--run-dir", str(directory)]
-    for key, value in train.items():
-        args += [f"--{key.replace('_', '-')}", str(value)]
-    if s["model_args"]:
-        args += ["--model-arg", *[f"{k}={v}" for k, v in s["model_args"].items()]]
-    return args
-
-
 def measure(directory: Path, s: dict) -> dict:
     if s["metric"] == "profile":
-        from analysis.profile import profile_one
         import torch
+
+        from analysis.profile import profile_one
 
         return {f"{key}@{size}": value for size in s["image_sizes"]
                 for key, value in profile_one(s["model"], size, 1, torch.device("cpu"), throughput=False).items()
                 if isinstance(value, (int, float)) and not isinstance(value, bool)}
     from analysis.flops import count_registered
-    from usm.runs import RunDir
+    from usm.training.run_dir import RunDir
 
     derived = RunDir(directory).read_config()["derived"]
-    flops = count_registered(s["model"], **{"input_size": derived["input_size"], "in_channels": derived["in_channels"],
-                                            **s["model_args"]})
+    flops = count_registered(s["model"], **{"input_size": derived["input_size"],
+                                            "in_channels": derived["in_channels"], **s["model_args"]})
     samples = np.load(directory / "samples" / "final" / "samples.npz")["images"]
     out = {"gflops": flops.gflops, "params": flops.params, "num_samples": len(samples)}
     if s["metric"] == "swd":
@@ -109,31 +101,35 @@ def measure(directory: Path, s: dict) -> dict:
     return out
 
 
+def train_point(directory: Path, settings: dict) -> None:
+    """Train the point's run to its last step; an outcome other than "done" is an error."""
+    from usm.training import train
+
+    outcome = train(trainer_config(settings, directory))
+    if outcome.status != "done":
+        raise RuntimeError(f"training ended {outcome.status} at step {outcome.step} of "
+                           f"{settings['train'].get('max_steps')} (see {directory / 'log.txt'})")
+
+
 def run_point(results: str, point: dict, rank: int = 0) -> str:
     """Run (or finish) one point. Returns its final status. With several tasks (one per GPU), every
     rank trains (DDP); rank 0 alone holds the point's lock, samples, measures and marks it done."""
-    from usm.sample import main as sample_main
-    from usm.train import main as train_main
+    from usm.training import generate
 
     directory = Path(results) / point["study"] / point["name"]
     if point_status(directory) == "done":
         return "done"
+    s = point["settings"]
     if rank > 0:
-        if point["settings"]["metric"] != "profile" and train_main(train_args(directory, point["settings"])) not in (0,):
-            raise RuntimeError(f"training (rank {rank}) failed")
+        if s["metric"] != "profile":
+            train_point(directory, s)
         return "worker"
     handle = claim(directory, {k: v for k, v in point.items() if k != "name"})
     try:
         (directory / "failed.json").unlink(missing_ok=True)
-        s = point["settings"]
         if s["metric"] != "profile":
-            code = train_main(train_args(directory, s))
-            if code != 0:
-                raise RuntimeError(f"training exited with code {code}")
-            code = sample_main([str(directory), "--num", str(s["num_samples"]), "--steps", str(s["sample_steps"]),
-                                "--seed", "0", "--out", str(directory / "samples" / "final")])
-            if code != 0:
-                raise RuntimeError(f"sampling exited with code {code}")
+            train_point(directory, s)
+            generate(sample_config(s, directory))
         metrics = measure(directory, s)
         (directory / "metrics").mkdir(exist_ok=True)
         (directory / "metrics" / "quality.json").write_text(json.dumps(metrics, indent=2))

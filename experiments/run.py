@@ -9,6 +9,7 @@
 Rerunning is always safe: done points are skipped, running ones left alone, failed ones retried.
 When every point is done, results/<study>/table.{md,tex,csv} and results/<study>/plots/ are written.
 SLURM options may also come from ``--cluster-profile FILE.json`` (same keys as the flags).
+``python -m experiments.run ...`` is the same command (the installed package is imported either way).
 """
 
 from __future__ import annotations
@@ -18,14 +19,11 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
-
-from experiments.grid import GridError  # noqa: E402
-from experiments.grids import GRIDS  # noqa: E402
-from experiments.launch import (SLURM_FLAGS, default_parallel, format_status, launch, statuses,  # noqa: E402
-                                study_points)
-from experiments.point import PointMismatch  # noqa: E402
-from usm.cli import parse_assignments  # noqa: E402
+from experiments.grid import GridError
+from experiments.grids import GRIDS
+from experiments.launch import SLURM_FLAGS, default_parallel, format_status, launch, statuses, study_points
+from experiments.point import PointMismatch
+from usm.cli import parse_assignments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +76,8 @@ def main(argv=None) -> int:
     if args.only:
         points = [p for p in points if any(text in p["name"] for text in args.only)]
         if not points:
-            print(f"error: no point of {args.grid} matches {args.only}; run --dry-run to see the names", file=sys.stderr)
+            print(f"error: no point of {args.grid} matches {args.only}; run --dry-run to see the names",
+                  file=sys.stderr)
             return 2
     if args.dry_run:
         for point in points:
@@ -92,7 +91,8 @@ def main(argv=None) -> int:
     slurm.update({k: getattr(args, k) for k in [*SLURM_FLAGS, "max_requeues"] if getattr(args, k, None) is not None})
     try:
         parallel = args.parallel if args.parallel is not None else default_parallel(args.cluster)
-        rows = launch(points, args.results, args.cluster, parallel, slurm, args.sbatch, wait=not args.no_wait)
+        rows = launch(points, args.results, args.cluster, parallel, slurm, args.sbatch, wait=not args.no_wait,
+                      partial=bool(args.only))
     except PointMismatch as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

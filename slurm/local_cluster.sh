@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A one-node SLURM cluster on this machine, for the tests and CI (DESIGN.md section 10).
+# A one-node SLURM cluster on this machine, for the tests and CI (docs/environment.md).
 #   source slurm/local_cluster.sh start    # exports SLURM_CONF; needs root and Debian's slurm + munge
 #   bash slurm/local_cluster.sh stop
 # With slurmdbd + MariaDB installed it also starts accounting, so sacct (and submitit's job states) work.

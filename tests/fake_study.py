@@ -16,8 +16,8 @@ def make_study(root: Path) -> Path:
             (run / "config.json").write_text(json.dumps({
                 "identity": {"model": {"model": "USM-T/2"}, "train": {"seed": seed}},
                 "runtime": {"max_steps": 100}}))
-            (run / "point.json").write_text(json.dumps({"arm": arm, "axes": {"skip_conn": arm == "recipe"}, "seed": seed,
-                                                        "order": list(ARMS).index(arm)}))
+            point = {"arm": arm, "axes": {"skip_conn": arm == "recipe"}, "seed": seed, "order": list(ARMS).index(arm)}
+            (run / "point.json").write_text(json.dumps(point))
             steps = range(10, 101 if value is not None else 51, 10)
             (run / "stats.jsonl").write_text("".join(
                 json.dumps({"step": s, "loss": 1.0 / s + seed * 0.01}) + "\n" for s in steps))

@@ -4,7 +4,7 @@ It follows the reference's structure and names -- flat ``enc_blocks`` / ``dec_bl
 ``attn.self_attention`` mixer with a leading direction axis (K = 1) on its scan parameters, the
 unused ``ln_1`` and ``y_embedder`` -- and its conventions (time given as a step number in
 [0, 1000]). Its selective scan is its own naive loop. Weights saved from it must load into
-``usm.models.USM`` through ``usm.convert`` and give the same outputs.
+``usm.models.USM`` through ``usm.models.convert`` and give the same outputs.
 """
 
 import math

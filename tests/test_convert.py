@@ -8,11 +8,16 @@ import pytest
 import torch
 
 from tests.reference_layout_usm import ReferenceLayoutUSM
-from usm.convert import (ReferenceCheckpointError, infer_config, load_reference_state_dict, main,
-                         to_reference_state_dict)
 from usm.models import USM
+from usm.models.convert import (
+    ReferenceCheckpointError,
+    infer_config,
+    load_reference_state_dict,
+    main,
+    to_reference_state_dict,
+)
 
-# A copy of shared/reference/usm_reference_state_dict.json: keys and shapes of the real reference.
+# Keys and shapes of the real reference implementation's state dict (USM-S/1 and USM-B/1), recorded from it.
 MANIFEST = Path(__file__).parent / "data" / "usm_reference_state_dict.json"
 SIZES = {"USM-S/1": (384, 13), "USM-B/1": (768, 25)}
 
@@ -88,7 +93,8 @@ def test_wrong_checkpoints_raise_naming_keys():
     with pytest.raises(ReferenceCheckpointError, match=r"unexpected \(1\): extra.weight"):
         load_reference_state_dict(model, {**sd, "extra.weight": torch.zeros(1)})
     bad = dict(sd, **{"final_layer.linear.weight": torch.zeros(8, 32)})
-    with pytest.raises(ReferenceCheckpointError, match=r"final_layer.linear.weight: checkpoint \(8, 32\), model expects \(4, 32\)"):
+    expected = r"final_layer.linear.weight: checkpoint \(8, 32\), model expects \(4, 32\)"
+    with pytest.raises(ReferenceCheckpointError, match=expected):
         load_reference_state_dict(model, bad)
     deeper = USM(input_size=8, patch_size=1, in_channels=4, hidden_size=32, depth=13)
     with pytest.raises(ReferenceCheckpointError, match="missing"):

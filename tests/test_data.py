@@ -88,7 +88,8 @@ def test_bad_files_stop_the_run_or_are_skipped_and_counted(tmp_path):
     write_png(tmp_path / "good.png")
     write_png(tmp_path / "tiny.png", size=(16, 16))
     (tmp_path / "broken.png").write_bytes(b"not an image")
-    with pytest.raises(DataError, match=r"(?s)2 of 3 files .*broken.png: unreadable.*tiny.png: 16x16 is smaller.*--skip-bad-images"):
+    expected = r"(?s)2 of 3 files .*broken.png: unreadable.*tiny.png: 16x16 is smaller.*--skip-bad-images"
+    with pytest.raises(DataError, match=expected):
         open_dataset(str(tmp_path), 32)
     dataset = open_dataset(str(tmp_path), 32, skip_bad=True)
     assert len(dataset) == 1 and dataset.skipped == 2

@@ -33,7 +33,8 @@ def test_ablation_grid_arms():
     assert [p.arm for p in points] == ["recipe", "skip_conn=False", "upsampler=pixelshuffle", "pos_emb=fixed",
                                        "timesteps=uniform", "skip_gate=True"]
     recipe, pixelshuffle = points[0].settings, points[2].settings
-    assert recipe["model_args"] == {"skip_conn": True, "use_convtranspose": True, "learn_pos_emb": True, "skip_gate": False}
+    assert recipe["model_args"] == {"skip_conn": True, "use_convtranspose": True, "learn_pos_emb": True,
+                                    "skip_gate": False}
     assert pixelshuffle["model_args"]["use_convtranspose"] is False
     assert points[4].settings["train"]["timesteps"] == "uniform"
     assert len(GRIDS["ablations"].points("smoke", seeds=[0], factorial=True)) == 32
@@ -43,8 +44,8 @@ def test_ablation_grid_arms():
 def test_smoke_scale_keeps_the_papers_structure():
     """Without skip connections all of the output passes the bottleneck: at smoke scale it must hold
     at least as many numbers as the velocity target, as USM-B/1's does on 32x32x4 latents (3x)."""
-    from usm.registry import build_model
     from usm.data.datasets import open_dataset
+    from usm.models.registry import build_model
 
     settings = GRIDS["ablations"].points("smoke")[0].settings
     channels = open_dataset(settings["data"], settings["resolution"]).channels
@@ -88,7 +89,8 @@ def test_paper_grid_takes_dataset_paths(tmp_path):
     (tmp_path / "celeba").mkdir()
     points = GRIDS["paper"].points("paper", overrides={"data.afhq": str(tmp_path / "afhq"),
                                                         "data.celebahq": str(tmp_path / "celeba")})
-    assert len(points) == 6 and {p.settings["data"] for p in points} == {str(tmp_path / "afhq"), str(tmp_path / "celeba")}
+    assert len(points) == 6
+    assert {p.settings["data"] for p in points} == {str(tmp_path / "afhq"), str(tmp_path / "celeba")}
     assert {p.settings["model"] for p in points} == {"USM-B/1", "ZigMa-B/1", "DiT-B/2"}
 
 

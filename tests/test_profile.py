@@ -8,8 +8,8 @@ import torch
 from analysis.__main__ import main as analysis_main
 from analysis.memory import activation_bytes
 from analysis.profile import model_activation_bytes
+from usm.models.registry import build_model
 from usm.rectified_flow import training_loss
-from usm.registry import build_model
 
 
 @pytest.mark.parametrize("name", ["USM-T/2", "ZigMa-T/2"])

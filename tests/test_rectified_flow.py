@@ -4,8 +4,8 @@ import pytest
 import torch
 from scipy import stats
 
+from usm.models.registry import build_model
 from usm.rectified_flow import interpolate, sample, sample_timesteps, training_loss
-from usm.registry import build_model
 
 
 def test_interpolation_endpoints_and_velocity():

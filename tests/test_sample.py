@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from usm.checkpoint import list_checkpoints
 from usm.sample import main as sample_main
 from usm.train import main as train_main
+from usm.training.checkpoint import list_checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -55,4 +55,4 @@ def test_missing_run_is_a_clear_error(tmp_path, capsys):
     assert "neither a run directory nor a checkpoint" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert sample_main([str(tmp_path / "empty"), "--num", "1"]) == 2
-    assert "no valid checkpoint" in capsys.readouterr().err
+    assert "no verified checkpoint" in capsys.readouterr().err

@@ -1,11 +1,11 @@
-"""Scan orders against DESIGN.md's 4 x 4 vectors, and inverse(order) == identity on many grids."""
+"""Scan orders against the 4 x 4 vectors of docs/scan.md, and inverse(order) == identity on many grids."""
 
 import pytest
 import torch
 
 from usm.scan_orders import PATHS, USM_SCHEMES, ZIGMA_PATHS, inverse_order, path_name, scan_order
 
-# Printed by the reference code for a 4 x 4 grid (DESIGN.md section 4).
+# Printed by the reference code for a 4 x 4 grid (docs/scan.md).
 REFERENCE_4X4 = {
     0: [0, 1, 2, 3, 7, 6, 5, 4, 8, 9, 10, 11, 15, 14, 13, 12],
     1: [12, 13, 14, 15, 11, 10, 9, 8, 4, 5, 6, 7, 3, 2, 1, 0],

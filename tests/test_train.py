@@ -5,18 +5,18 @@ import random
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import torch
 
 import usm.train as train_module
-from usm.checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
+import usm.training.loop as loop
 from usm.rectified_flow import training_loss
-from usm.runs import RunDir, model_from_config
 from usm.seeding import derive_seed, generator
 from usm.train import main
+from usm.training.checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
+from usm.training.run_dir import RunDir, model_from_config
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +42,8 @@ def assert_same_weights(a, b):
 def test_corrupt_newest_checkpoint_falls_back_and_keep_limits(tmp_path, caplog):
     for step in (1, 2, 3, 4):
         save_checkpoint(tmp_path, step, {"step": step}, keep=3)
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_000000002.pt", "step_000000003.pt", "step_000000004.pt"]
+    names = [p.name for p in list_checkpoints(tmp_path)]
+    assert names == ["step_000000002.pt", "step_000000003.pt", "step_000000004.pt"]
     newest = list_checkpoints(tmp_path)[-1]
     newest.write_bytes(newest.read_bytes()[:-5])  # truncated
     (tmp_path / "step_000000009.pt").write_bytes(b"partial")  # a write killed before its checksum
@@ -116,7 +117,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
         loss = training_loss(*a, **k)
         return loss * float("nan") if calls["n"] == 5 else loss
 
-    monkeypatch.setattr(train_module, "training_loss", flaky_loss)
+    monkeypatch.setattr(loop, "training_loss", flaky_loss)
     assert main(args(tmp_path / "run", steps=10)) == train_module.EXIT_DIVERGED
     step, state, _ = latest_checkpoint(RunDir(tmp_path / "run").checkpoints)
     assert step == 3 and all(torch.isfinite(v).all() for v in state["model"].values())
@@ -177,7 +178,8 @@ def test_latent_training_through_a_local_vae_and_cache(tmp_path):
 
 def run_cli(run_dir, steps, extra=(), timeout=300):
     cmd = [sys.executable, "-m", "usm.train", *args(run_dir, *extra, model="USM-T/2", steps=steps)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.mark.slow
@@ -188,7 +190,7 @@ def test_sigkill_at_arbitrary_moments_then_resume_is_bitwise_identical(tmp_path)
     rng = random.Random(0)
     cmd = [sys.executable, "-m", "usm.train", *args(tmp_path / "killed", model="USM-T/2", steps=steps)]
     kills = 0
-    for attempt in range(30):
+    for _ in range(30):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 env={**os.environ, "OMP_NUM_THREADS": "2"})
         try:

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from usm.models import USM
+from usm.models.registry import MODELS, build_model
 from usm.models.usm import PixelShuffleUp
-from usm.registry import MODELS, build_model
 
 TINY = dict(input_size=32, patch_size=2, in_channels=3, hidden_size=16, depth=7, d_state=4)
 FLAGS = ["skip_conn", "use_convtranspose", "learn_pos_emb", "skip_gate"]
@@ -31,7 +31,8 @@ def test_every_flag_combination_runs_forward_and_backward(flags):
     out = model(x, torch.rand(2))
     assert out.shape == x.shape
     out.square().mean().backward()
-    no_grad = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]
+    no_grad = [n for n, p in model.named_parameters()
+               if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]
     assert not no_grad, f"parameters without gradient: {no_grad}"
 
 

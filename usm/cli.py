@@ -7,6 +7,12 @@
 
 from __future__ import annotations
 
+import sys
+
+
+class UsageError(ValueError):
+    """A bad command-line input: the command prints the message as one line and exits with code 2."""
+
 
 def parse_value(text: str):
     """'true'/'false' -> bool, 'none'/'null' -> None, then int, then float, else the string."""
@@ -24,11 +30,12 @@ def parse_value(text: str):
 
 
 def parse_assignments(pairs, flag: str) -> dict:
-    """KEY=VALUE strings -> dict; a malformed pair exits naming the flag."""
+    """KEY=VALUE strings -> dict; a malformed pair exits (code 2, like argparse) naming the flag."""
     out = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"{flag} {pair!r}: expected KEY=VALUE")
+            print(f"error: {flag} {pair!r}: expected KEY=VALUE", file=sys.stderr)
+            raise SystemExit(2)
         out[key] = parse_value(value)
     return out

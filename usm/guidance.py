@@ -2,7 +2,7 @@
 
     >>> import torch
     >>> from usm.guidance import guided
-    >>> from usm.registry import build_model
+    >>> from usm.models.registry import build_model
     >>> model = build_model("DiT-T/2", in_channels=3, num_classes=4).eval()
     >>> x, t, y = torch.randn(2, 3, 32, 32), torch.rand(2), torch.tensor([0, 3])
     >>> torch.allclose(guided(model, x, t, y, scale=1.0), model(x, t, y))

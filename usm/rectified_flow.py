@@ -8,14 +8,14 @@
     >>> x1.tolist()  # the constant field 1 moves noise 0 to 1 in unit time
     [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
 
-Convention (DESIGN.md section 2): ``x_t = t * x_1 + (1 - t) * eps``, t = 0 is noise and t = 1 is
+Convention (docs/conventions.md): ``x_t = t * x_1 + (1 - t) * eps``, t = 0 is noise and t = 1 is
 data, the model predicts the velocity ``v = x_1 - eps``, and the loss is the MSE. Models with
 ``learn_sigma`` output 2C channels: the first C are the velocity.
 
 Timestep sampling (``TIMESTEPS``): ``log``, logit-normal (t = sigmoid(n), n ~ N(0, 1)), and
 ``uniform``, t ~ U[0, 1] over the whole interval. The reference code's ``uniform`` drew t in
-[0, 1) and then divided by 1000, so it trained on almost pure noise only (DESIGN.md section 5,
-defect 1); this one does not.
+[0, 1) and then divided by 1000, so it trained on almost pure noise only (docs/models.md,
+"Defects of the reference code"); this one does not.
 
 Samplers (``SAMPLERS``): Euler and Heun from t = 0 to t = 1 in N uniform steps (default 25),
 with classifier-free guidance through ``usm.guidance.guided``.

@@ -12,7 +12,7 @@
 Tokens are numbered row-major (``r * W + c``). A scan order is a gather index; its inverse (the
 argsort) puts a scanned sequence back on the grid. Every path is one primitive -- a snake, row- or
 column-major, starting at a named corner, optionally walked backwards -- so paths are rows of a
-table (``PATHS``), and USM's eight schemes (DESIGN.md section 4) and ZigMa's eight zigzags are
+table (``PATHS``), and USM's eight schemes (docs/scan.md) and ZigMa's eight zigzags are
 tuples of names. They are defined for any H x W, square or not.
 """
 
@@ -60,7 +60,7 @@ PATHS: dict[str, Snake] = {
     for reverse in (False, True)
 }
 
-# USM's scheme ids 0-7 (DESIGN.md section 4; block number % 8 picks one).
+# USM's scheme ids 0-7 (docs/scan.md; block number % 8 picks one).
 USM_SCHEMES: tuple[str, ...] = (
     "row-snake-TL", "row-snake-TL-reversed",
     "row-snake-TR", "row-snake-TR-reversed",

@@ -14,6 +14,7 @@ an uninterrupted one would have read.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from PIL import Image
 from usm.data.folder import DataError, center_crop_arr, scan_folder
 from usm.data.shapes import CLASSES, SIZES, VARIANTS, load_shapes
 from usm.seeding import generator
+
+log = logging.getLogger("usm.data")
 
 
 @dataclass
@@ -130,9 +133,33 @@ def open_dataset(data: str, resolution: int, context: str | None = None, skip_ba
         return ImageDataset(lambda i: images[i], len(images), labels, CLASSES, tokens, name=data,
                             channels=images.shape[-1])
     files, labels, classes, skipped = scan_folder(data, resolution, skip_bad)
+    return ImageDataset(FolderImages(files, resolution, skip_bad), len(files), labels, classes, tokens,
+                        name=str(data), skipped=skipped)
 
-    def load(i):
-        with Image.open(files[i]) as image:
-            return center_crop_arr(image.convert("RGB"), resolution)
 
-    return ImageDataset(load, len(files), labels, classes, tokens, name=str(data), skipped=skipped)
+class FolderImages:
+    """Loads image i of a folder. The start-up check reads headers only, so a file can still fail
+    here (truncated after its header, changed during the run): the error names it. With
+    ``skip_bad`` the next readable image takes its place (deterministically) and it is counted."""
+
+    def __init__(self, files: list[Path], resolution: int, skip_bad: bool):
+        self.files, self.resolution, self.skip_bad, self.skipped_mid_run = files, resolution, skip_bad, 0
+
+    def read(self, i: int) -> np.ndarray:
+        with Image.open(self.files[i]) as image:
+            image.load()
+            return center_crop_arr(image.convert("RGB"), self.resolution)
+
+    def __call__(self, i: int) -> np.ndarray:
+        for attempt in range(len(self.files)):
+            index = (i + attempt) % len(self.files)
+            try:
+                return self.read(index)
+            except (OSError, SyntaxError, ValueError) as exc:  # PIL raises all three for broken files
+                if not self.skip_bad:
+                    raise DataError(f"{self.files[index]} cannot be read ({type(exc).__name__}: {exc}): fix or "
+                                    "remove it, or rerun with --skip-bad-images to train without it") from None
+                self.skipped_mid_run += 1
+                log.warning("skipping unreadable image %s (%s); %d skipped during this run so far",
+                            self.files[index], exc, self.skipped_mid_run)
+        raise DataError(f"no image of {self.files[0].parent} can be read any more")

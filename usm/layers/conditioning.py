@@ -7,7 +7,7 @@
     >>> c.shape, context
     (torch.Size([4, 32]), None)
 
-``cond`` follows the model call convention (DESIGN.md section 2): None (unconditional), a
+``cond`` follows the model call convention (docs/conventions.md): None (unconditional), a
 LongTensor of class ids (B,), or a FloatTensor of context tokens (B, T, d_context). Text tokens
 are projected to the hidden size; their mean joins the conditioning vector and the projected
 tokens are what cross-attention attends to. A model built for one mode refuses the others with

@@ -62,7 +62,7 @@ def unpatchify(tokens: torch.Tensor, patch_size: int, channels: int) -> torch.Te
 class TimestepEmbedder(nn.Module):
     """t -> 256-d sinusoidal features of ``t * time_scale`` -> MLP(SiLU) -> hidden.
 
-    The models take t in [0, 1] (DESIGN.md section 2); ``time_scale=1000`` reproduces the
+    The models take t in [0, 1] (docs/conventions.md); ``time_scale=1000`` reproduces the
     DiT/USM convention of embedding diffusion step numbers."""
 
     def __init__(self, hidden: int, freq_dim: int = 256, time_scale: float = 1000.0):
@@ -102,7 +102,8 @@ class LabelEmbedder(nn.Module):
     def forward(self, labels: torch.Tensor) -> torch.Tensor:
         valid = self.embedding_table.num_embeddings  # the null class included, when there is one
         if labels.numel() and (labels.min() < 0 or labels.max() >= valid):
-            raise ValueError(f"class ids must lie in [0, {valid - 1}], got {labels.min().item()}..{labels.max().item()}")
+            low, high = labels.min().item(), labels.max().item()
+            raise ValueError(f"class ids must lie in [0, {valid - 1}], got {low}..{high}")
         if self.training and self.dropout_prob > 0:
             drop = torch.rand(labels.shape, device=labels.device) < self.dropout_prob
             labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)

@@ -6,17 +6,17 @@
     >>> model(torch.randn(2, 3, 16, 16), torch.rand(2)).shape
     torch.Size([2, 3, 16, 16])
 
-Layout (DESIGN.md section 5), depth = 2 * 3k + 1: three encoder stages of k blocks, each followed
+Layout (docs/models.md), depth = 2 * 3k + 1: three encoder stages of k blocks, each followed
 by a stride-2 conv that halves H and W; one middle block; three decoder stages of k blocks, each
 starting with a 2x upsampler. Every encoder block output is pushed on a stack and each decoder
 block pops one of the same resolution (used through Linear(2D -> D) with ``skip_conn``).
 Block b scans along USM scheme (b % 8): encoder block i -> i, middle -> depth // 2, decoder
 block i -> depth // 2 + 1 + i.
 
-Fixes of the reference implementation (DESIGN.md section 5): PixelShuffle upsampling works
+Fixes of the reference implementation (docs/models.md): PixelShuffle upsampling works
 (``use_convtranspose=False``; the reference crashes); ``skip_gate`` applies to every block, the
 middle one included; the unused ``ln_1`` norms and the unconditional ``y_embedder`` are not built;
-XL/1 builds (see ``usm.registry``).
+XL/1 builds (see ``usm.models.registry``).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from usm.layers.attention import TextBranch
 from usm.layers.backbone import add_positions, run_block
 from usm.layers.conditioning import Conditioner
 from usm.layers.embeddings import PatchEmbed, sincos_2d, unpatchify
+from usm.models.spec import family_table, records_config
 from usm.models.ss2d import SS2D
 
 
@@ -93,6 +94,7 @@ class DecoderStage(nn.Module):
         self.blocks = nn.ModuleList(blocks)
 
 
+@records_config
 class USM(nn.Module):
     STAGES = 3
 
@@ -110,11 +112,6 @@ class USM(nn.Module):
         if input_size % patch_size or grid % (2 ** self.STAGES):
             raise ValueError(f"input_size / patch_size = {input_size}/{patch_size} must be a whole number "
                              f"divisible by {2 ** self.STAGES} (three 2x downsamplings)")
-        self.config = dict(input_size=input_size, patch_size=patch_size, in_channels=in_channels,
-                           hidden_size=hidden_size, depth=depth, num_classes=num_classes, learn_sigma=learn_sigma,
-                           learn_pos_emb=learn_pos_emb, skip_conn=skip_conn, use_convtranspose=use_convtranspose,
-                           skip_gate=skip_gate, has_text=has_text, d_context=d_context,
-                           class_dropout_prob=class_dropout_prob, d_state=d_state, expand=expand)
         self.in_channels, self.patch_size = in_channels, patch_size
         self.out_channels = 2 * in_channels if learn_sigma else in_channels
         self.blocks_per_stage = k = (depth - 1) // (2 * self.STAGES)
@@ -213,28 +210,23 @@ class USM(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------------
-# Sizes (DESIGN.md section 5). Defaults: the reference's configuration for a 256x256 image's SD-VAE
+# Sizes (docs/models.md). Defaults: the reference's configuration for a 256x256 image's SD-VAE
 # latent (32x32x4), unconditional, with the paper's recipe (skip connections, ConvTranspose,
 # learned positions). ``build_model(name, **overrides)`` changes any of them.
 
-def _spec(name, description, **sizes):
-    from usm.model_spec import ModelSpec
-
-    return name, ModelSpec(name, USM, dict(input_size=32, in_channels=4, **sizes), description)
-
-
-USM_MODELS = dict([
-    _spec("USM-T/2", "tiny CPU variant: D=64, depth 7 (k=1), 0.5 M params on 32x32x3",
-          patch_size=2, hidden_size=64, depth=7),
-    _spec("USM-T/1", "tiny CPU variant: D=64, depth 7 (k=1), patch 1; the smoke study's model on 16x16x1 shapes",
-          patch_size=1, hidden_size=64, depth=7),
-    _spec("USM-S/1", "D=384, depth 13 (k=2); 24.6 M params (reference: 24.9 M with unused layers)",
-          patch_size=1, hidden_size=384, depth=13),
-    _spec("USM-B/1", "D=768, depth 25 (k=4); 169.9 M params (reference: 170.6 M with unused layers)",
-          patch_size=1, hidden_size=768, depth=25),
-    _spec("USM-L/1", "D=1024, depth 49 (k=8)", patch_size=1, hidden_size=1024, depth=49),
+USM_MODELS = family_table(USM, [
+    ("USM-T/2", "tiny CPU variant: D=64, depth 7 (k=1), 0.5 M params on 32x32x3",
+     dict(patch_size=2, hidden_size=64, depth=7)),
+    ("USM-T/1", "tiny CPU variant: D=64, depth 7 (k=1), patch 1; the smoke study's model on 16x16x1 shapes",
+     dict(patch_size=1, hidden_size=64, depth=7)),
+    ("USM-S/1", "D=384, depth 13 (k=2); 24.6 M params (reference: 24.9 M with unused layers)",
+     dict(patch_size=1, hidden_size=384, depth=13)),
+    ("USM-B/1", "D=768, depth 25 (k=4); 169.9 M params (reference: 170.6 M with unused layers)",
+     dict(patch_size=1, hidden_size=768, depth=25)),
+    ("USM-L/1", "D=1024, depth 49 (k=8)",
+     dict(patch_size=1, hidden_size=1024, depth=49)),
     # The reference's XL/1 asks for depth 57 = 28 blocks a side, which three equal stages cannot hold,
     # and does not build. We use k = 9 (depth 55), the deepest layout of the reference's form below it.
-    _spec("USM-XL/1", "D=1152, depth 55 (k=9; the reference's 57 is not 6k+1 and does not build)",
-          patch_size=1, hidden_size=1152, depth=55),
+    ("USM-XL/1", "D=1152, depth 55 (k=9; the reference's 57 is not 6k+1 and does not build)",
+     dict(patch_size=1, hidden_size=1152, depth=55)),
 ])

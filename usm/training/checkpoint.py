@@ -1,7 +1,7 @@
 """Crash-safe checkpoints: atomic writes, checksums, keep-last-K, fall back past broken files.
 
     >>> import tempfile, torch
-    >>> from usm.checkpoint import save_checkpoint, latest_checkpoint
+    >>> from usm.training.checkpoint import save_checkpoint, latest_checkpoint
     >>> d = tempfile.mkdtemp()
     >>> _ = save_checkpoint(d, 10, {"w": torch.ones(2)})
     >>> step, state, path = latest_checkpoint(d)
@@ -12,7 +12,9 @@ A checkpoint is ``step_XXXXXXXXX.pt`` plus ``step_XXXXXXXXX.pt.sha256``. The pay
 in memory, written to a temporary file, fsync'd and renamed, then the checksum is written the same
 way: a checkpoint "exists" only once its checksum does, so a process killed at any moment leaves
 either a complete checkpoint or one that is ignored. Loading verifies the checksum; a file that
-fails it (or fails to unpickle) is reported and the previous checkpoint is used instead.
+fails it (or fails to unpickle) is reported and the previous checkpoint is used instead. The
+trainer moves such files to ``unverified/`` (``set_aside``) before it writes new ones, so a step it
+trains again never overwrites them: nothing is deleted that was not verified first.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-log = logging.getLogger("usm.checkpoint")
+log = logging.getLogger("usm.training.checkpoint")
 PATTERN = re.compile(r"^step_(\d{9})\.pt$")
 
 
@@ -84,12 +86,34 @@ def load_verified(path: Path, map_location="cpu") -> dict:
     return torch.load(io.BytesIO(data), map_location=map_location, weights_only=False)
 
 
-def latest_checkpoint(directory: str | Path, map_location="cpu") -> tuple[int, dict, Path] | None:
-    """(step, state, path) of the newest checkpoint that verifies, or None. Broken ones are skipped
-    with a warning naming them."""
+def newest_verified(directory: str | Path, map_location="cpu") -> tuple[tuple[int, dict, Path] | None, list[Path]]:
+    """((step, state, path) of the newest checkpoint that verifies, or None; the newer ones that did
+    not verify, each reported with a warning)."""
+    broken = []
     for path in reversed(list_checkpoints(directory)):
         try:
-            return int(PATTERN.match(path.name).group(1)), load_verified(path, map_location), path
-        except Exception as exc:  # a checksum mismatch, or a file torch cannot read
+            return (int(PATTERN.match(path.name).group(1)), load_verified(path, map_location), path), broken
+        except Exception as exc:  # a checksum mismatch, an unreadable sidecar, a file torch cannot read
             log.warning("skipping checkpoint %s: %s; falling back to the previous one", path, exc)
-    return None
+            broken.append(path)
+    return None, broken
+
+
+def latest_checkpoint(directory: str | Path, map_location="cpu") -> tuple[int, dict, Path] | None:
+    """(step, state, path) of the newest checkpoint that verifies, or None."""
+    return newest_verified(directory, map_location)[0]
+
+
+def set_aside(path: Path) -> Path:
+    """Move a checkpoint and its sidecar into ``unverified/`` beside it (kept, never overwritten)."""
+    folder = path.parent / "unverified"
+    folder.mkdir(exist_ok=True)
+    target = folder / path.name
+    suffix = 1
+    while target.exists():
+        target, suffix = folder / f"{path.name}.{suffix}", suffix + 1
+    os.replace(path, target)
+    sidecar = path.with_name(path.name + ".sha256")
+    if sidecar.exists():
+        os.replace(sidecar, target.with_name(target.name + ".sha256"))
+    return target

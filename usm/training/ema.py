@@ -1,7 +1,7 @@
 """Exponential moving average of a model's trainable weights (never wrapped for DDP).
 
     >>> import torch
-    >>> from usm.ema import make_ema, update_ema
+    >>> from usm.training.ema import make_ema, update_ema
     >>> model = torch.nn.Linear(2, 1); ema = make_ema(model)
     >>> with torch.no_grad(): _ = model.weight.add_(1.0)
     >>> update_ema(ema, model, decay=0.5)

@@ -1,7 +1,7 @@
 """Load checkpoints saved by the reference U-Shape Mamba implementation into ``usm.models.USM``.
 
-    >>> from usm.convert import load_reference_state_dict, to_reference_state_dict
-    >>> from usm.registry import build_model
+    >>> from usm.models.convert import load_reference_state_dict, to_reference_state_dict
+    >>> from usm.models.registry import build_model
     >>> model = build_model("USM-T/2")
     >>> report = load_reference_state_dict(model, to_reference_state_dict(model))
     >>> len(report.dropped), report.dropped[-1]  # ln_1 weight and bias of 7 blocks, y_embedder
@@ -9,14 +9,14 @@
 
 Command line (the config is read off the checkpoint's shapes; ``--set key=value`` overrides)::
 
-    python -m usm.convert reference.pt usm.pt [--key ema] [--set learn_pos_emb=false]
+    python -m usm.models.convert reference.pt usm.pt [--key ema] [--set learn_pos_emb=false]
 
 Mapping: the reference keeps encoder blocks and downsamplers in one flat list ``enc_blocks``
 (k blocks then a conv, per stage) and decoder upsamplers and blocks in ``dec_blocks`` (an
 upsampler then k blocks); its scan parameters carry a leading direction axis of size 1
 (``x_proj_weight`` (1, R+2N, E)). Loading is strict: anything missing, unexpected or of the wrong
 shape raises an error naming the keys. The only keys dropped are the reference's unused pieces
-(DESIGN.md section 5): every block's ``attn.ln_1`` and, for models without text, ``y_embedder``
+(docs/models.md): every block's ``attn.ln_1`` and, for models without text, ``y_embedder``
 (a Linear(768 -> D) built but never called); the report lists them.
 """
 
@@ -130,7 +130,7 @@ def load_reference_state_dict(model: USM, state_dict: dict[str, torch.Tensor]) -
         raise ReferenceCheckpointError(
             "the reference checkpoint does not fit this USM configuration "
             f"({model.config}):\n  " + "\n  ".join(problems)
-            + "\nBuild the model with the checkpoint's hyper-parameters (python -m usm.convert infers them).")
+            + "\nBuild the model with the checkpoint's hyper-parameters (python -m usm.models.convert infers them).")
     model.load_state_dict(converted, strict=True)
     return ConversionReport(loaded=len(converted), dropped=dropped)
 
@@ -179,14 +179,15 @@ def infer_config(state_dict: dict[str, torch.Tensor]) -> dict:
         depth=6 * k + 1, learn_sigma=out_features == 2 * in_channels * patch_size ** 2,
         num_classes=0 if labels is None else labels.shape[0] - 1, class_dropout_prob=0.1 if labels is not None else 0.0,
         learn_pos_emb=not fixed_pos, skip_conn="dec_blocks.1.skip.weight" in state_dict,
-        use_convtranspose="dec_blocks.0.weight" in state_dict and tuple(state_dict["dec_blocks.0.weight"].shape[2:]) == (2, 2),
+        use_convtranspose=("dec_blocks.0.weight" in state_dict
+                           and tuple(state_dict["dec_blocks.0.weight"].shape[2:]) == (2, 2)),
         skip_gate=state_dict[first_dec_block].shape[0] == inner,
         expand=inner // hidden, d_state=state_dict["middle_block.attn.self_attention.A_logs"].shape[1],
     )
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m usm.convert", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m usm.models.convert", description=__doc__.split("\n\n")[0])
     parser.add_argument("src", help="checkpoint saved by the reference implementation (.pt)")
     parser.add_argument("dst", help="where to write the usm-bench checkpoint")
     parser.add_argument("--key", default=None,

@@ -1,0 +1,240 @@
+"""Typed configuration of a training run: one dataclass per concern, flags generated from them.
+
+    >>> from usm.training.config import Config, parse_args
+    >>> cfg = parse_args(["--model", "USM-T/2", "--run-dir", "/tmp/r", "--model-arg", "skip_conn=false"])
+    >>> cfg.model.model_args, cfg.train.lr
+    ({'skip_conn': False}, 0.0001)
+    >>> Config.from_flat({"model": "USM-T/2", "run_dir": "/tmp/r", "batch_size": 0})
+    Traceback (most recent call last):
+    ...
+    usm.training.config.ConfigError: --batch-size 0: must be at least 1
+
+Every field becomes a ``--flag`` (underscores -> dashes) with its default and the reason for it as
+help. ``identity()`` is what makes two runs the same run: changing it in an existing run directory
+is an error, while runtime fields (``RUNTIME``: how long to go on, how often to save) may change
+between invocations of one run.
+
+``Config.from_flat`` builds a config from field names (what the experiment layer uses) and
+``validate`` checks every value that can be checked without touching the run directory, so a bad
+input ends with one ``ConfigError`` line naming the flag, the value and the fix, before anything
+is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from usm.cli import parse_assignments
+from usm.models.registry import MODELS
+from usm.models.spec import ModelArgError
+
+
+class ConfigError(ValueError):
+    """A setting that cannot run; the message names the flag, the value and the fix."""
+
+
+def _opt(default, help, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class ModelConfig:
+    model: str = _opt("USM-T/2", "registered model name", choices=sorted(MODELS), metavar="NAME")
+    model_args: dict = _opt(None, "constructor overrides KEY=VALUE, e.g. skip_conn=false (ablation arms)",
+                            nargs="*", metavar="KEY=VALUE", flag="--model-arg")
+    class_dropout_prob: float = _opt(0.1, "label/caption dropout for classifier-free guidance (DiT's 0.1)")
+
+
+@dataclass
+class DataConfig:
+    data: str = _opt("shapes", "'shapes' (embedded, 32x32, no download) or a folder of images")
+    resolution: int = _opt(32, "training image size (centre crop); 256 for the paper's datasets")
+    cond: str = _opt("none", "conditioning: none, class (sub-folder labels) or text (--context tokens)",
+                     choices=["none", "class", "text"])
+    context: str = _opt(None, "text mode: .npy of precomputed tokens (num_images, tokens, d_context)")
+    latent: str = _opt("none", "none (pixel space), sd-vae-ft-ema, sd-vae-ft-mse, or a local VAE folder")
+    latent_cache: str = _opt(None, "encode the dataset once into this .npy and train from it")
+    skip_bad_images: bool = _opt(False, "leave unreadable/too-small images out (counted) instead of stopping")
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = _opt(400_000, "total optimizer steps of the run (the paper trains up to 400k)")
+    batch_size: int = _opt(8, "per-process batch (the paper's 8)")
+    lr: float = _opt(1e-4, "AdamW learning rate (the paper's 1e-4)")
+    weight_decay: float = _opt(0.0, "AdamW weight decay (the paper uses none)")
+    warmup_steps: int = _opt(0, "linear learning-rate warm-up steps")
+    grad_clip: float = _opt(1.0, "clip the global gradient norm before each step; 0 = off")
+    ema_decay: float = _opt(0.9999, "EMA decay of the trainable weights (the paper's 0.9999)")
+    timesteps: str = _opt("log", "timestep sampling: log (logit-normal) or uniform over [0, 1]",
+                          choices=["log", "uniform"])
+    seed: int = _opt(0, "run seed; every random draw derives from (seed, rank, step)")
+    mixed_precision: str = _opt("no", "no, bf16 or fp16 (GPU)", choices=["no", "bf16", "fp16"])
+
+
+@dataclass
+class RunConfig:
+    run_dir: str = _opt(None, "run directory (required): config, logs, stats, checkpoints", required=True)
+    ckpt_every: int = _opt(1000, "checkpoint every N steps (and always when an invocation ends)")
+    keep: int = _opt(3, "checkpoints to keep (newest)")
+    log_every: int = _opt(10, "append a stats.jsonl line every N steps")
+    num_workers: int = _opt(0, "data-loader worker processes")
+    time_budget: float = _opt(None, "end this invocation cleanly (with a checkpoint) after S seconds")
+    max_steps_per_invocation: int = _opt(None, "end this invocation after N steps (SLURM requeue chunks)")
+    dry_run: bool = _opt(False, "print the resolved config and exit")
+    from_scratch: bool = _opt(False, "start at step 0 although checkpoints exist and none verifies "
+                                     "(they are moved to checkpoints/unverified/, never deleted)")
+
+
+@dataclass
+class Config:
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+    run: RunConfig
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_flat(cls, values: dict) -> "Config":
+        """A validated config from ``{field: value}`` (field names are unique across sections)."""
+        owner = {f.name: section for section, kind in SECTIONS.items() for f in dataclasses.fields(kind)}
+        unknown = sorted(set(values) - set(owner))
+        if unknown:
+            raise ConfigError(f"unknown trainer setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(owner))}")
+        sections = {name: {} for name in SECTIONS}
+        for key, value in values.items():
+            sections[owner[key]][key] = value
+        cfg = cls(**{name: kind(**sections[name]) for name, kind in SECTIONS.items()})
+        cfg.model.model_args = dict(cfg.model.model_args or {})
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> "Config":
+        """Check types and ranges of every field, and the model arguments against the model's
+        signature; ConfigError on the first problem. Nothing is written."""
+        for section, kind in SECTIONS.items():
+            part = getattr(self, section)
+            for f in dataclasses.fields(kind):
+                value = getattr(part, f.name)
+                setattr(part, f.name, _typed(f, value))
+        flag = _flag
+        t, r, d = self.train, self.run, self.data
+        positive = [(t.batch_size, "batch_size"), (r.ckpt_every, "ckpt_every"), (r.keep, "keep"),
+                    (r.log_every, "log_every"), (d.resolution, "resolution")]
+        for value, name in positive:
+            if value < 1:
+                raise ConfigError(f"{flag(name)} {value}: must be at least 1")
+        for value, name in [(t.max_steps, "max_steps"), (t.warmup_steps, "warmup_steps"),
+                            (r.num_workers, "num_workers")]:
+            if value < 0:
+                raise ConfigError(f"{flag(name)} {value}: must not be negative")
+        if not (math.isfinite(t.lr) and t.lr > 0):
+            raise ConfigError(f"--lr {t.lr}: must be a positive finite number (the paper's is 1e-4)")
+        if not (math.isfinite(t.weight_decay) and t.weight_decay >= 0):
+            raise ConfigError(f"--weight-decay {t.weight_decay}: must be a finite number >= 0")
+        if not (math.isfinite(t.grad_clip) and t.grad_clip >= 0):
+            raise ConfigError(f"--grad-clip {t.grad_clip}: must be a finite number >= 0 (0 turns clipping off)")
+        if not 0 <= t.ema_decay < 1:
+            raise ConfigError(f"--ema-decay {t.ema_decay}: must lie in [0, 1) (the paper's is 0.9999)")
+        if not 0 <= self.model.class_dropout_prob < 1:
+            raise ConfigError(f"--class-dropout-prob {self.model.class_dropout_prob}: must lie in [0, 1)")
+        if r.time_budget is not None and not (math.isfinite(r.time_budget) and r.time_budget >= 0):
+            raise ConfigError(f"--time-budget {r.time_budget}: must be a number of seconds >= 0 "
+                              "(0 = one step, then a checkpoint)")
+        if r.max_steps_per_invocation is not None and r.max_steps_per_invocation < 1:
+            raise ConfigError(f"--max-steps-per-invocation {r.max_steps_per_invocation}: must be at least 1")
+        if not r.run_dir:
+            raise ConfigError("--run-dir is required: the folder that holds the run's config, logs and checkpoints")
+        if d.context is not None and not Path(d.context).is_file():
+            raise ConfigError(f"--context {d.context}: no such file (a .npy of tokens, one row per image)")
+        if d.context is not None and d.cond != "text":
+            raise ConfigError(f"--context is given but --cond is {d.cond!r}: add --cond text, or drop --context")
+        from usm.data.latents import VAE_MODELS
+
+        if d.latent not in ("none", *VAE_MODELS) and not Path(d.latent).is_dir():
+            raise ConfigError(f"--latent {d.latent}: neither 'none', one of {', '.join(VAE_MODELS)}, "
+                              "nor a folder holding a saved VAE")
+        if d.latent_cache is not None and d.latent == "none":
+            raise ConfigError("--latent-cache needs --latent (pixel-space runs read the images directly)")
+        if self.model.model not in MODELS:
+            raise ConfigError(f"--model {self.model.model}: unknown; valid: {', '.join(sorted(MODELS))}")
+        try:
+            self.model.model_args = MODELS[self.model.model].check_overrides(self.model.model_args)
+        except ModelArgError as exc:
+            raise ConfigError(f"--model-arg: {exc}") from None
+        return self
+
+    def identity(self) -> dict:
+        """What defines the run (everything but RUNTIME fields)."""
+        out = self.to_dict()
+        for section, name in RUNTIME:
+            out[section].pop(name, None)
+        return out
+
+
+# Fields that may change between invocations of the same run.
+RUNTIME = [("train", "max_steps"), *[("run", f.name) for f in dataclasses.fields(RunConfig)],
+           ("data", "latent_cache")]
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "run": RunConfig}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _typed(f: dataclasses.Field, value):
+    """``value`` checked against the field's declared type (an int is fine for a float)."""
+    kind = f.type if isinstance(f.type, str) else f.type.__name__
+    if value is None and f.default is None:
+        return value
+    if kind == "bool" and not isinstance(value, bool):
+        raise ConfigError(f"{_flag(f.name)} {value!r}: expected true or false")
+    if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{_flag(f.name)} {value!r}: expected an integer")
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{_flag(f.name)} {value!r}: expected a number")
+        return float(value)
+    if kind == "str" and not isinstance(value, str):
+        raise ConfigError(f"{_flag(f.name)} {value!r}: expected a string")
+    if kind == "dict" and not isinstance(value, dict):
+        raise ConfigError(f"{_flag(f.name)} {value!r}: expected KEY=VALUE pairs")
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{_flag(f.name)} {value!r}: valid: {', '.join(choices)}")
+    return value
+
+
+def build_parser(prog: str = "python -m usm.train") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Train a registered model with rectified flow. "
+                                     "Run the same command again to resume from the latest checkpoint.")
+    for section, cls in SECTIONS.items():
+        group = parser.add_argument_group(section)
+        for f in dataclasses.fields(cls):
+            meta = dict(f.metadata)
+            flag = meta.pop("flag", "--" + f.name.replace("_", "-"))
+            kwargs = dict(dest=f"{section}.{f.name}", help=f"{meta.pop('help')} (default: {f.default})", **meta)
+            if f.type in ("bool", bool):
+                group.add_argument(flag, action="store_true", **kwargs)
+                continue
+            kwargs.setdefault("metavar", f.name.upper() if "choices" not in meta else None)
+            if "nargs" in meta:
+                group.add_argument(flag, **kwargs)
+            else:
+                kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
+                group.add_argument(flag, type=kind, default=f.default, **kwargs)
+    return parser
+
+
+def parse_args(argv=None) -> Config:
+    """The config of a command line, validated (ConfigError). argparse exits with code 2 on bad syntax."""
+    args = vars(build_parser().parse_args(argv))
+    flat = {key.split(".")[1]: value for key, value in args.items()}
+    flat["model_args"] = parse_assignments(flat["model_args"], "--model-arg")
+    return Config.from_flat(flat)

@@ -1,0 +1,363 @@
+"""The one trainer: rectified flow for every registered model, on CPU, one GPU or many.
+
+    >>> import tempfile
+    >>> from usm.training import Config, train
+    >>> cfg = Config.from_flat({"model": "USM-T/2", "data": "shapes", "run_dir": tempfile.mkdtemp(),
+    ...                         "max_steps": 2, "batch_size": 2, "log_every": 1})
+    >>> train(cfg)
+    Outcome(status='done', step=2)
+
+``train(cfg)`` reads top to bottom in four stages: ``setup`` (devices, data, the resolved config
+and the model, all checked before anything is written), ``resume`` (the newest checkpoint that
+verifies), ``run_steps`` (the loop) and the outcome. Run it again on the same run directory to
+resume: every random draw of a step -- which images, which flips, the noise, the timesteps, label
+dropout -- is derived from (seed, rank, step), so on CPU a run killed at any moment and restarted
+ends with weights bitwise identical to an uninterrupted one (tests/test_train.py kills it with
+SIGKILL).
+
+An invocation ends at ``max_steps``, or early and cleanly (with a checkpoint) at ``time_budget``
+seconds or ``max_steps_per_invocation`` steps (status ``paused``), so a SLURM job can requeue. A
+non-finite loss stops the run (status ``diverged``) without saving the broken state: the last good
+checkpoint stays the newest. A trainer holds the run directory's lock while it runs.
+
+Fixed relative to the reference trainer (docs/models.md): per-rank seeds differ; the EMA copy is
+never wrapped for DDP; unused parameters do not break DDP; gradients are clipped before the
+optimizer step; resume takes the step and data position from the checkpoint itself; checkpoints
+that do not verify are set aside, never overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from usm.data.datasets import ImageDataset, StepBatches, open_dataset
+from usm.data.folder import DataError
+from usm.rectified_flow import training_loss
+from usm.seeding import derive_seed, generator
+from usm.training.checkpoint import newest_verified, save_checkpoint, set_aside
+from usm.training.config import Config, ConfigError
+from usm.training.ema import make_ema, update_ema
+from usm.training.run_dir import RunDir, model_from_config
+
+log = logging.getLogger("usm.train")
+
+
+class NoVerifiedCheckpoint(RuntimeError):
+    """Checkpoints exist but none verifies: starting again would silently discard the run."""
+
+
+@dataclass
+class Outcome:
+    status: str  # "done" (max_steps reached), "paused" (invocation limit), "diverged", "dry-run"
+    step: int
+
+
+@dataclass
+class Session:
+    """Everything ``setup`` prepares: checked, nothing written yet."""
+
+    cfg: Config
+    accelerator: object
+    run: RunDir
+    dataset: ImageDataset
+    source: torch.utils.data.Dataset
+    vae: object
+    resolved: dict
+    model: torch.nn.Module
+    rank: int = 0
+    world: int = 1
+
+
+class CachedLatents(torch.utils.data.Dataset):
+    """A dataset whose images are replaced by their cached latents (image or mirror)."""
+
+    def __init__(self, dataset: ImageDataset, latents: np.ndarray):
+        self.dataset, self.latents = dataset, latents
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        index, flip = item
+        return {"x": torch.from_numpy(np.array(self.latents[index, int(flip)])), **self.dataset.extras(index)}
+
+
+def setup_logging(run: RunDir, is_main: bool, to_file: bool) -> None:
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if is_main and to_file:
+        run.path.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(run.log_path))
+    logging.basicConfig(level=logging.INFO if is_main else logging.WARNING, handlers=handlers, force=True,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def resolve(cfg: Config, dataset: ImageDataset, vae=None) -> dict:
+    """The resolved config: identity (what makes the run), runtime settings, and derived sizes."""
+    data = cfg.data
+    if data.cond == "class" and dataset.num_classes == 0:
+        raise DataError(f"--cond class needs labels, but {data.data} has no class sub-folders "
+                        "(put each class's images in its own sub-folder)")
+    if data.cond == "text" and dataset.context is None:
+        raise DataError("--cond text needs --context: a .npy of precomputed tokens (num_images, tokens, d_context)")
+    if vae is not None:
+        from usm.data.latents import latent_shape
+
+        channels, side = latent_shape(vae, data.resolution)
+    else:
+        channels, side = dataset.channels, data.resolution
+    derived = dict(in_channels=channels, input_size=side,
+                   num_classes=dataset.num_classes if data.cond == "class" else 0,
+                   d_context=int(dataset.context.shape[2]) if data.cond == "text" else 0,
+                   dataset_size=len(dataset), class_names=dataset.class_names if data.cond == "class" else [])
+    return {"identity": cfg.identity(), "runtime": cfg.to_dict()["run"] | {"max_steps": cfg.train.max_steps},
+            "derived": derived}
+
+
+def make_batch_cond(batch: dict, cond: str, device):
+    if cond == "class":
+        return batch["label"].to(device)
+    if cond == "text":
+        return batch["context"].to(device)
+    return None
+
+
+def restore_rng(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if torch.cuda.is_available() and state.get("cuda") is not None:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage 1: setup. Everything is checked here; nothing is written but the log.
+
+def setup(cfg: Config) -> Session:
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    cfg.validate()
+    # cpu=True off-GPU: without it accelerate does not set up multi-process CPU runs (torchrun + gloo).
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.train.mixed_precision,
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    run = RunDir(cfg.run.run_dir)
+    if not cfg.run.dry_run:
+        run.check_writable()
+    setup_logging(run, accelerator.is_main_process, to_file=not cfg.run.dry_run)
+
+    dataset = open_dataset(cfg.data.data, cfg.data.resolution, cfg.data.context, cfg.data.skip_bad_images)
+    if dataset.skipped:
+        log.warning("skipped %d unusable images of %s (--skip-bad-images)", dataset.skipped, cfg.data.data)
+    vae = None
+    if cfg.data.latent != "none":
+        from usm.data.latents import load_vae
+
+        vae = load_vae(cfg.data.latent, accelerator.device)
+    resolved = resolve(cfg, dataset, vae)
+    # DataError now, not at the first step, if the data cannot fill one global batch
+    StepBatches(len(dataset), cfg.train.batch_size, cfg.train.seed, accelerator.num_processes)
+    torch.manual_seed(derive_seed(cfg.train.seed, "init"))  # identical initial weights on every rank
+    try:
+        model = model_from_config(resolved)
+    except (ValueError, TypeError) as exc:  # e.g. a resolution the model's patching cannot divide
+        raise ConfigError(f"{cfg.model.model} cannot be built for this run: {exc}") from None
+    resolved["derived"]["model_config"] = model.config
+    return Session(cfg, accelerator, run, dataset, dataset, vae, resolved, model,
+                   accelerator.process_index, accelerator.num_processes)
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage 2: claim the run directory and resume from its newest verified checkpoint.
+
+def claim(s: Session) -> None:
+    """Write (or check) config.json: only now, after every check of ``setup`` passed."""
+    if s.accelerator.is_main_process:
+        s.run.claim(s.resolved)
+    s.accelerator.wait_for_everyone()
+    cfg = s.cfg
+    if s.vae is not None and cfg.data.latent_cache:
+        from usm.data.latents import build_latent_cache
+
+        if s.accelerator.is_main_process:  # encode once, then every rank reads the file
+            build_latent_cache(s.dataset, s.vae, cfg.data.latent_cache, progress=lambda it: tqdm(it, desc="latents"))
+        s.accelerator.wait_for_everyone()
+        s.source = CachedLatents(s.dataset, build_latent_cache(s.dataset, s.vae, cfg.data.latent_cache))
+        s.vae = None  # batches already hold latents
+
+
+def resume(s: Session, ema, optimizer, scheduler) -> int:
+    """Load the newest verified checkpoint into model, EMA, optimizer, scheduler and RNGs; its step."""
+    found, broken = newest_verified(s.run.checkpoints)
+    if found is None and broken and not s.cfg.run.from_scratch:
+        raise NoVerifiedCheckpoint(
+            f"{s.run.checkpoints} holds {len(broken)} checkpoint(s) and none verifies (newest: {broken[0].name}); "
+            "starting again would discard the run. Restore them, or rerun with --from-scratch to start at "
+            "step 0 (they are moved to checkpoints/unverified/, not deleted)")
+    if s.accelerator.is_main_process:
+        for path in broken:
+            log.warning("moved unverifiable checkpoint %s to %s", path, set_aside(path))
+    s.accelerator.wait_for_everyone()
+    step = 0
+    if found is not None:
+        step, state, path = found
+        s.model.load_state_dict(state["model"])  # strict: a mismatch is an error, never a silent partial load
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        restore_rng(state["rng"][s.rank] if s.rank < len(state["rng"]) else state["rng"][0])
+        log.info("resumed from %s (step %d)", path, step)
+    else:
+        log.info("starting %s: %s parameters", s.cfg.model.model, f"{sum(p.numel() for p in s.model.parameters()):,}")
+    dropped = s.run.drop_stats_after(step) if s.accelerator.is_main_process else 0
+    if dropped:
+        log.info("dropped %d stats lines logged after step %d (those steps are trained again)", dropped, step)
+    return step
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage 3: the loop.
+
+def loss_of(s: Session, model, batch: dict, step: int) -> torch.Tensor:
+    """The rectified-flow loss of one batch; every random draw derives from (seed, rank, step)."""
+    cfg, device = s.cfg, s.accelerator.device
+    torch.manual_seed(derive_seed(cfg.train.seed, "step", s.rank, step))  # label dropout and the like
+    x = batch["x"].to(device)
+    if s.vae is not None:
+        from usm.data.latents import encode
+
+        x = encode(s.vae, x).float()
+    cond = make_batch_cond(batch, cfg.data.cond, device)
+    noise_gen = generator(cfg.train.seed, "noise", s.rank, step, device=device)
+    return training_loss(model, x, cond, cfg.train.timesteps, noise_gen)
+
+
+def update(s: Session, model, trainable: list, loss: torch.Tensor, ema, optimizer, scheduler) -> torch.Tensor:
+    """Backward, gradient clipping (before the step), AdamW, scheduler and EMA; the gradient norm."""
+    s.accelerator.backward(loss)
+    if s.cfg.train.grad_clip > 0:
+        grad_norm = s.accelerator.clip_grad_norm_(trainable, s.cfg.train.grad_clip)
+    else:
+        grad_norm = torch.sqrt(sum(p.grad.float().square().sum() for p in trainable if p.grad is not None))
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    update_ema(ema, s.accelerator.unwrap_model(model), s.cfg.train.ema_decay)
+    return grad_norm
+
+
+def run_steps(s: Session, step: int, ema, optimizer, scheduler) -> Outcome:
+    cfg, accelerator = s.cfg, s.accelerator
+    model, optimizer = accelerator.prepare(s.model, optimizer)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    def checkpoint(at_step: int) -> None:
+        states = [rng_state()]
+        if s.world > 1:  # every rank's generators, so each resumes its own
+            states = [None] * s.world
+            torch.distributed.all_gather_object(states, rng_state())
+        if accelerator.is_main_process:
+            save_checkpoint(s.run.checkpoints, at_step, {
+                "step": at_step, "model": accelerator.unwrap_model(model).state_dict(), "ema": ema.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": states,
+                "config": s.resolved}, keep=cfg.run.keep)
+        accelerator.wait_for_everyone()
+
+    end = cfg.train.max_steps
+    if cfg.run.max_steps_per_invocation:
+        end = min(end, step + cfg.run.max_steps_per_invocation)
+    if step >= end:
+        log.info("nothing to do: the run is at step %d of %d", step, cfg.train.max_steps)
+        return Outcome("done" if step >= cfg.train.max_steps else "paused", step)
+
+    order = StepBatches(len(s.dataset), cfg.train.batch_size, cfg.train.seed, s.world, s.rank)
+    loader = torch.utils.data.DataLoader(s.source, batch_sampler=order.sampler(step, end),
+                                         num_workers=cfg.run.num_workers)
+    started, last_log, last_log_step, last_saved = time.monotonic(), time.monotonic(), step, step
+    bar = tqdm(total=cfg.train.max_steps, initial=step, disable=not accelerator.is_main_process, desc="train",
+               dynamic_ncols=True, mininterval=1.0)
+    status = "done"
+    model.train()
+    try:  # the bar ends its line however the loop ends, so an error is printed on its own line
+        batches = iter(loader)
+        while step < end:
+            try:
+                batch = next(batches)
+            except DataError:  # an image that broke mid-run: keep the steps trained so far, then stop
+                if step > last_saved and s.world == 1:  # a lone rank cannot gather the others' states
+                    checkpoint(step)
+                raise
+            loss = loss_of(s, model, batch, step)
+            if not torch.isfinite(loss):
+                log.error("non-finite loss %s at step %d: stopping without saving; the newest checkpoint (step %d) is "
+                          "the last good state. Every draw is seeded, so resuming this run unchanged diverges again: "
+                          "start a new --run-dir with a lower --lr or a --grad-clip.", loss.item(), step, last_saved)
+                status = "diverged"
+                break
+            grad_norm = update(s, model, trainable, loss, ema, optimizer, scheduler)
+            step += 1
+            bar.update(1)
+
+            if step % cfg.run.log_every == 0 or step == end:
+                mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
+                now = time.monotonic()
+                speed = (step - last_log_step) / max(now - last_log, 1e-9)
+                record = {"step": step, "loss": mean_loss, "lr": scheduler.get_last_lr()[0],
+                          "grad_norm": float(grad_norm), "steps_per_s": speed,
+                          "images_seen": step * cfg.train.batch_size * s.world}
+                if accelerator.is_main_process:
+                    s.run.append_stats(record)
+                    bar.set_postfix(loss=f"{mean_loss:.4f}")
+                last_log, last_log_step = now, step
+            out_of_time = cfg.run.time_budget is not None and time.monotonic() - started > cfg.run.time_budget
+            if step % cfg.run.ckpt_every == 0 or step == end or out_of_time:
+                checkpoint(step)
+                last_saved = step
+            if out_of_time and step < end:
+                status = "paused"
+                log.info("time budget of %.0f s used at step %d: checkpoint saved, rerun to resume",
+                         cfg.run.time_budget, step)
+                break
+    finally:
+        bar.close()
+    if status == "done" and step < cfg.train.max_steps:
+        status = "paused"
+        log.info("invocation limit reached at step %d of %d: rerun to resume", step, cfg.train.max_steps)
+    if status == "done":
+        log.info("finished: step %d", step)
+    return Outcome(status, step)
+
+
+# --------------------------------------------------------------------------------------------------
+# The whole run.
+
+def train(cfg: Config) -> Outcome:
+    s = setup(cfg)
+    if cfg.run.dry_run:
+        print(json.dumps(s.resolved, indent=2))
+        return Outcome("dry-run", 0)
+    lock = s.run.locked() if s.accelerator.is_main_process else contextlib.nullcontext()
+    with lock:
+        claim(s)
+        ema = make_ema(s.model).to(s.accelerator.device)
+        trainable = [p for p in s.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        warmup = cfg.train.warmup_steps
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda i: min(1.0, (i + 1) / warmup) if warmup else 1.0)
+        step = resume(s, ema, optimizer, scheduler)
+        return run_steps(s, step, ema, optimizer, scheduler)

@@ -1,0 +1,155 @@
+"""A run directory: its files, its resolved config, its lock, and the model it describes.
+
+    >>> import tempfile
+    >>> from usm.training.run_dir import RunDir
+    >>> run = RunDir(tempfile.mkdtemp())
+    >>> run.append_stats({"step": 1, "loss": 0.5}); run.read_stats()
+    [{'step': 1, 'loss': 0.5}]
+    >>> with run.locked():
+    ...     RunDir(run.path).locked().__enter__()
+    Traceback (most recent call last):
+    ...
+    usm.training.run_dir.RunBusy: ... is in use by another trainer ...
+
+Layout (docs/conventions.md): ``config.json`` (the resolved config), ``trainer.lock``,
+``log.txt``, ``stats.jsonl`` (one JSON object per line, appended), ``checkpoints/``, ``metrics/``,
+``samples/``.
+
+The lock is ``flock(2)`` on ``trainer.lock``, held for the whole training invocation and released
+by the kernel when the process dies, however it dies. On Linux, ``flock`` on NFS is carried out with
+POSIX byte-range locks through the NFS lock manager, so it holds across the nodes of a cluster
+(NFSv3 with lockd, NFSv4); Lustre needs its ``flock`` mount option, and GPFS supports it. Where the
+filesystem refuses locks, the trainer warns that it cannot detect a second trainer and goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from usm.models.registry import build_model, model_spec
+
+log = logging.getLogger("usm.run_dir")
+
+
+class ConfigMismatch(ValueError):
+    """A run directory already holds a different run."""
+
+
+class RunBusy(RuntimeError):
+    """Another trainer holds the run directory's lock."""
+
+
+class RunDirError(OSError):
+    """The run directory cannot be written; the message names the path."""
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.config_path = self.path / "config.json"
+        self.log_path = self.path / "log.txt"
+        self.stats_path = self.path / "stats.jsonl"
+        self.checkpoints = self.path / "checkpoints"
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold ``trainer.lock`` (RunBusy if another process holds it)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path / "trainer.lock", "a")
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunBusy(f"{self.path} is in use by another trainer (its trainer.lock is held): wait for it "
+                              "to finish, or stop it; two trainers on one run would overwrite each other") from None
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK):
+                    raise
+                log.warning("the filesystem of %s does not support flock (%s): a second trainer on this run "
+                            "would not be detected", self.path, exc.strerror)
+            yield self
+        finally:
+            handle.close()
+
+    def check_writable(self) -> None:
+        """Fail now, before any step is trained, if the directory or its checkpoints/ cannot be written.
+        Writes nothing that stays."""
+        for folder in (self.path, self.checkpoints):
+            existing = folder
+            while not existing.exists():
+                existing = existing.parent
+            if not existing.is_dir():
+                raise RunDirError(f"{existing} is not a folder: --run-dir must name a folder")
+            try:
+                with tempfile.TemporaryFile(dir=existing):
+                    pass
+            except OSError as exc:
+                raise RunDirError(f"cannot write in {existing} ({exc.strerror}): the run needs write access "
+                                  f"to {folder}; fix its permissions or choose another --run-dir") from None
+
+    def read_config(self) -> dict | None:
+        return json.loads(self.config_path.read_text()) if self.config_path.exists() else None
+
+    def claim(self, resolved: dict) -> None:
+        """Write ``resolved`` as this directory's config, or check it equals the one already there
+        (apart from runtime fields, which the caller leaves out of ``resolved['identity']``)."""
+        existing = self.read_config()
+        if existing is not None and existing["identity"] != resolved["identity"]:
+            diffs = [f"{section}.{key}: {existing['identity'][section].get(key)!r} here, "
+                     f"{resolved['identity'][section].get(key)!r} requested"
+                     for section in resolved["identity"] for key in resolved["identity"][section]
+                     if existing["identity"].get(section, {}).get(key) != resolved["identity"][section][key]]
+            raise ConfigMismatch(f"{self.path} already holds a different run:\n  " + "\n  ".join(diffs)
+                                 + "\nUse another --run-dir, or rerun with the original settings to resume.")
+        self.path.mkdir(parents=True, exist_ok=True)
+        tmp = self.config_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(resolved, indent=2))
+        os.replace(tmp, self.config_path)
+
+    def append_stats(self, record: dict) -> None:
+        with open(self.stats_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read_stats(self) -> list[dict]:
+        if not self.stats_path.exists():
+            return []
+        return [json.loads(line) for line in self.stats_path.read_text().splitlines() if line.strip()]
+
+    def drop_stats_after(self, step: int) -> int:
+        """On resume, forget lines logged after the checkpoint (those steps are trained again).
+        Returns how many lines were dropped."""
+        records = self.read_stats()
+        keep = [r for r in records if r.get("step", 0) <= step]
+        if len(keep) != len(records):
+            tmp = self.stats_path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+            os.replace(tmp, self.stats_path)
+        return len(records) - len(keep)
+
+
+def model_overrides(identity: dict, derived: dict) -> dict:
+    """The constructor overrides a run's settings imply: data sizes, conditioning, ``--model-arg``."""
+    model_cfg = identity["model"]
+    kwargs = dict(input_size=derived["input_size"], in_channels=derived["in_channels"],
+                  num_classes=derived["num_classes"], class_dropout_prob=model_cfg["class_dropout_prob"])
+    if derived["d_context"]:
+        kwargs.update(has_text=True, d_context=derived["d_context"])
+    return {**kwargs, **model_cfg["model_args"]}
+
+
+def model_from_config(resolved: dict):
+    """The model a resolved run config describes (architecture only, fresh weights). The record of
+    its constructor arguments (``derived.model_config``, the model's own ``config``) is used when
+    present, so a run rebuilds exactly what it trained."""
+    name, derived = resolved["identity"]["model"]["model"], resolved["derived"]
+    if "model_config" in derived:
+        spec = model_spec(name)
+        return spec.cls(**spec.check_overrides(derived["model_config"]))
+    return build_model(name, **model_overrides(resolved["identity"], derived))
