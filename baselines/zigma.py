@@ -6,7 +6,7 @@
     >>> model(torch.randn(2, 3, 8, 8), torch.rand(2)).shape
     torch.Size([2, 3, 8, 8])
 
-DESIGN.md section 6. Tokens stay a flat sequence (no U shape, no MLP). Layer i reads the grid
+docs/models.md. Tokens stay a flat sequence (no U shape, no MLP). Layer i reads the grid
 along ZigMa's zigzag path i % 8: tokens are gathered into path order before the mixer and put
 back after it (everything else is token-wise). Mamba's "add then norm" residual
 (``residual += hidden; hidden = mixer(norm(residual))``) is computed in its equivalent pre-norm
@@ -26,16 +26,16 @@ from collections import Counter
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 import usm.flops as mac
 from usm.layers.adaln import adaln_modulation, gated, modulate
 from usm.layers.attention import TextBranch
 from usm.layers.backbone import TokenStack
+from usm.layers.causal_conv import causal_conv1d_silu
 from usm.layers.conditioning import Conditioner
 from usm.layers.embeddings import PatchEmbed, sincos_2d
 from usm.layers.selective_ssm import SelectiveSSM
-from usm.model_spec import ModelSpec
+from usm.models.spec import family_table, records_config
 from usm.scan_orders import ZIGMA_PATHS, inverse_order, scan_order
 
 
@@ -52,7 +52,7 @@ class MambaMixer(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         x, z = self.in_proj(h).transpose(1, 2).chunk(2, dim=1)  # (B, E, L) each
-        x = F.silu(self.conv1d(x)[..., : h.shape[1]])  # causal: keep the first L outputs
+        x = causal_conv1d_silu(x, self.conv1d.weight.squeeze(1), self.conv1d.bias)  # sees positions <= t only
         return self.out_proj(self.ssm(x, z).transpose(1, 2))
 
 
@@ -77,6 +77,7 @@ class ZigMaBlock(nn.Module):
         return x
 
 
+@records_config
 class ZigMa(TokenStack):
     def __init__(self, input_size: int = 32, patch_size: int = 1, in_channels: int = 4, hidden_size: int = 768,
                  depth: int = 24, num_classes: int = 0, learn_sigma: bool = False, pos_embed: str = "learned",
@@ -89,10 +90,6 @@ class ZigMa(TokenStack):
         if input_size % patch_size:
             raise ValueError(f"input_size {input_size} is not divisible by patch_size {patch_size}")
         grid = input_size // patch_size
-        self.config = dict(input_size=input_size, patch_size=patch_size, in_channels=in_channels,
-                           hidden_size=hidden_size, depth=depth, num_classes=num_classes, learn_sigma=learn_sigma,
-                           pos_embed=pos_embed, has_text=has_text, d_context=d_context,
-                           class_dropout_prob=class_dropout_prob, d_state=d_state, expand=expand, d_conv=d_conv)
         self.patch_size, self.out_channels = patch_size, (2 if learn_sigma else 1) * in_channels
         self.use_checkpoint = use_checkpoint
         self.patch_embed = PatchEmbed(patch_size, in_channels, hidden_size)
@@ -140,16 +137,12 @@ class ZigMa(TokenStack):
 
 
 # --------------------------------------------------------------------------------------------------
-# Sizes (DESIGN.md section 6): d_state 16, expand 2, d_conv 4; defaults a 32x32x4 latent, unconditional.
+# Sizes (docs/models.md): d_state 16, expand 2, d_conv 4; defaults a 32x32x4 latent, unconditional.
 
-def _spec(name, description, **sizes):
-    return name, ModelSpec(name, ZigMa, dict(input_size=32, in_channels=4, **sizes), description)
-
-
-ZIGMA_MODELS = dict([
-    _spec("ZigMa-T/2", "tiny CPU variant: D=64, 4 layers", patch_size=2, hidden_size=64, depth=4),
-    *[_spec(f"ZigMa-{size}/{patch}", f"D={hidden}, {depth} layers, patch {patch}",
-            patch_size=patch, hidden_size=hidden, depth=depth)
+ZIGMA_MODELS = family_table(ZigMa, [
+    ("ZigMa-T/2", "tiny CPU variant: D=64, 4 layers", dict(patch_size=2, hidden_size=64, depth=4)),
+    *[(f"ZigMa-{size}/{patch}", f"D={hidden}, {depth} layers, patch {patch}",
+       dict(patch_size=patch, hidden_size=hidden, depth=depth))
       for size, hidden, depth in (("S", 368, 24), ("B", 768, 24), ("L", 1024, 48))
       for patch in (1, 2, 4)],
 ])

@@ -6,7 +6,7 @@ import torch
 from baselines.dit import DiT
 from baselines.zigma import ZigMa
 from usm.guidance import guided
-from usm.registry import MODELS, build_model
+from usm.models.registry import MODELS, build_model
 from usm.scan_orders import ZIGMA_PATHS
 
 TINY_NAMES = ["USM-T/2", "ZigMa-T/2", "DiT-T/2"]
@@ -98,7 +98,7 @@ def param_count(name, **kwargs):
 
 
 def test_parameter_counts():
-    assert param_count("ZigMa-B/1") == 134_624_260  # DESIGN.md: about 134.6 M on 32x32x4
+    assert param_count("ZigMa-B/1") == 134_624_260  # the ZigMa paper: about 134.6 M on 32x32x4
     assert param_count("DiT-XL/2", num_classes=1000, learn_sigma=True) == 675_129_632  # DiT's published count
     assert param_count("DiT-B/2", num_classes=1000, learn_sigma=True) == 130_512_416  # about 130.5 M
 
@@ -108,7 +108,7 @@ def test_dit_learn_sigma_outputs_twice_the_channels():
     assert model(torch.randn(1, 3, 32, 32), torch.rand(1)).shape == (1, 6, 32, 32)
 
 
-# DiT's published forward GFLOPs at 256x256 (32x32x4 latent, batch 1; DESIGN.md section 7).
+# DiT's published forward GFLOPs at 256x256 (32x32x4 latent, batch 1; docs/models.md).
 DIT_GFLOPS = {"DiT-S/2": 6.06, "DiT-B/2": 23.01, "DiT-L/2": 80.71, "DiT-XL/2": 118.64,
               "DiT-B/4": 5.56, "DiT-XL/4": 29.05, "DiT-XL/8": 7.39}
 
@@ -148,3 +148,29 @@ def test_baselines_refuse_bad_configurations():
         ZigMa(input_size=30, patch_size=4)
     with pytest.raises(ValueError, match="hidden size 36 is not divisible by 8 heads"):
         DiT(input_size=8, hidden_size=36, num_heads=8, depth=1)
+
+
+def test_causal_conv_sees_only_the_past_and_matches_a_padded_conv():
+    from usm.layers.causal_conv import causal_conv1d_silu
+
+    conv = torch.nn.Conv1d(6, 6, kernel_size=4, groups=6, padding=3)
+    x = torch.randn(2, 6, 9)
+    expected = torch.nn.functional.silu(conv(x)[..., :9])
+    torch.testing.assert_close(causal_conv1d_silu(x, conv.weight.squeeze(1), conv.bias), expected)
+    later = x.clone()
+    later[..., 5:] += 1.0  # changing positions >= 5 leaves outputs 0..4 unchanged
+    out = causal_conv1d_silu(later, conv.weight.squeeze(1), conv.bias)
+    torch.testing.assert_close(out[..., :5], expected[..., :5])
+    assert not torch.allclose(out[..., 5:], expected[..., 5:])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_causal_conv_cuda_kernel_matches_torch():
+    from usm.layers.causal_conv import causal_conv1d_silu, cuda_kernel
+
+    if cuda_kernel() is None:
+        pytest.skip("causal-conv1d is not installed (the cuda extra)")
+    x, w, b = torch.randn(2, 64, 129, device="cuda"), torch.randn(64, 4, device="cuda"), torch.randn(64, device="cuda")
+    fused, plain = causal_conv1d_silu(x, w, b, backend="cuda"), causal_conv1d_silu(x, w, b, backend="torch")
+    torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-4)

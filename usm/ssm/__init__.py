@@ -6,7 +6,7 @@
     >>> selective_scan(u, torch.rand_like(u), A, B, B, backend="reference").shape
     torch.Size([2, 8, 16])
 
-Semantics (DESIGN.md section 3, mamba_ssm's ``selective_scan_fn`` convention)::
+Semantics (docs/scan.md, mamba_ssm's ``selective_scan_fn`` convention)::
 
     delta <- softplus(delta + delta_bias)            (when asked)
     h_t    = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t,   h_{-1} = 0
@@ -17,9 +17,12 @@ Work is done in float32; the output has u's dtype. Backends (``BACKENDS``):
 - ``reference``: a per-step loop, obviously correct (O(L) backward through autograd);
 - ``torch``: vectorised pure PyTorch with a hand-written backward, the fallback everywhere;
 - ``numba``: compiled CPU kernels (forward and backward), the default on the CPU when numba imports;
+- ``triton``: Triton kernels (forward and backward) for CUDA tensors, no compile step (Triton comes
+  with PyTorch's CUDA wheels); on the CPU only under ``TRITON_INTERPRET=1`` (the tests);
 - ``mamba_ssm``: mamba_ssm's fused CUDA kernel (optional ``cuda`` extra);
-- ``auto``: ``mamba_ssm`` for CUDA tensors when it imports; ``numba`` for CPU tensors when it
-  imports; else ``torch``. ``last_backend()`` names the backend the latest call ran.
+- ``auto``: for CUDA tensors ``mamba_ssm`` when it imports, else ``triton`` when it imports, else
+  ``torch``; for CPU tensors ``numba`` when it imports, else ``torch``. ``last_backend()`` names the
+  backend the latest call ran.
 """
 
 from __future__ import annotations
@@ -33,11 +36,14 @@ from usm.ssm.mamba_cuda import mamba_ssm_status, selective_scan_mamba_ssm
 from usm.ssm.numba_cpu import available as numba_available
 from usm.ssm.numba_cpu import selective_scan_numba
 from usm.ssm.reference import selective_scan_reference
+from usm.ssm.triton_gpu import available as triton_available
+from usm.ssm.triton_gpu import selective_scan_triton
 
 BACKENDS = {
     "reference": selective_scan_reference,
     "torch": selective_scan_torch,
     "numba": selective_scan_numba,
+    "triton": selective_scan_triton,
     "mamba_ssm": selective_scan_mamba_ssm,
 }
 _LAST = {"backend": None}
@@ -47,8 +53,10 @@ def resolve_backend(backend: str, device) -> str:
     """The concrete backend ``backend`` means for tensors on ``device``."""
     if backend == "auto":
         kind = getattr(device, "type", str(device))
-        if kind == "cuda" and mamba_ssm_status()[0]:
-            return "mamba_ssm"
+        if kind == "cuda":
+            if mamba_ssm_status()[0]:
+                return "mamba_ssm"
+            return "triton" if triton_available()[0] else "torch"
         return "numba" if kind == "cpu" and numba_available()[0] else "torch"
     if backend not in BACKENDS:
         raise ValueError(f"unknown scan backend {backend!r}; choose one of {sorted(BACKENDS) + ['auto']}")
@@ -76,8 +84,8 @@ def last_backend() -> str | None:
 # FLOP counting. Tracing counters (fvcore) cannot look inside the scan, and its cost is defined by a
 # formula anyway (9 * B * L * D * N multiply-adds, + B * D * L for the D term). Inside
 # ``counting_scans()`` every scan becomes this one traceable op, which a counter handles by name
-# (analysis.flops) from the shapes of u (B, D, L) and A (D, N), its first and third inputs. It returns zeros: values after it are
-# meaningless, shapes and the operators that run are those of the real model.
+# (analysis.flops) from the shapes of u (B, D, L) and A (D, N), its first and third inputs. It returns
+# zeros: values after it are meaningless, shapes and the operators that run are those of the real model.
 
 _COUNTING = False
 
@@ -107,4 +115,5 @@ def counting_scans():
         _COUNTING = previous
 
 
-__all__ = ["BACKENDS", "counting_scans", "last_backend", "resolve_backend", "scan_flops", "selective_scan", "mamba_ssm_status"]
+__all__ = ["BACKENDS", "counting_scans", "last_backend", "resolve_backend", "scan_flops", "selective_scan",
+           "mamba_ssm_status"]

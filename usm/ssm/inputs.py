@@ -6,7 +6,7 @@
     >>> check_inputs(u, u, A, B, B, None, None, None).bc_groups
     1
 
-The three forms of B and C (DESIGN.md section 3):
+The three forms of B and C (docs/scan.md):
 
 - ``variable``: (batch, N, L), one B_t per sequence position, shared by all channels;
 - ``grouped``:  (batch, G, N, L), channel d uses group d // (D / G);
@@ -84,3 +84,30 @@ def expand_bc(x: torch.Tensor, form: str, channels: int, length: int) -> torch.T
     if form == "variable":
         return x[:, None]
     return x.repeat_interleave(channels // x.shape[1], dim=1)
+
+
+# The compiled backends (numba, triton) see B and C in one layout, (batch, G, N, L), as views.
+
+def work_groups(shape) -> int:
+    """Groups of the kernels' (batch, G, N, L) layout: D when B or C is fixed (one 'group' per channel)."""
+    return shape.channels if "fixed" in (shape.b_form, shape.c_form) else shape.bc_groups
+
+
+def grouped_bc(x: torch.Tensor, form: str, shape, groups: int) -> torch.Tensor:
+    """B or C as (batch, groups, N, L): variable and fixed forms broadcast, coarser groups repeat."""
+    batch, length = shape.batch, shape.length
+    if form == "variable":
+        return x.unsqueeze(1).expand(-1, groups, -1, -1)
+    if form == "fixed":
+        return x[None, :, :, None].expand(batch, -1, -1, length)
+    return x.repeat_interleave(groups // x.shape[1], dim=1)
+
+
+def ungroup_bc(grad: torch.Tensor, form: str, original: tuple) -> torch.Tensor:
+    """A (batch, G, N, L) gradient back to the form (and shape) its B or C came in."""
+    if form == "variable":
+        return grad.sum(1)
+    if form == "fixed":
+        return grad.sum((0, 3))
+    batch, groups, state, length = grad.shape
+    return grad.reshape(batch, original[1], groups // original[1], state, length).sum(2)

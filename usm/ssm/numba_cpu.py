@@ -30,7 +30,7 @@ import math
 import numpy as np
 import torch
 
-from usm.ssm.inputs import check_inputs
+from usm.ssm.inputs import check_inputs, grouped_bc, ungroup_bc, work_groups
 
 CHECKPOINT = 32  # positions between saved states; the backward recomputes at most this many
 
@@ -70,38 +70,13 @@ def _np(x: torch.Tensor) -> np.ndarray:
     return x.detach().float().contiguous().numpy()
 
 
-def _work_groups(shape) -> int:
-    """Groups of the kernel's (batch, G, N, L) layout: D when B or C is fixed (one 'group' per channel)."""
-    return shape.channels if "fixed" in (shape.b_form, shape.c_form) else shape.bc_groups
-
-
-def _grouped(x: torch.Tensor, form: str, shape, groups: int) -> torch.Tensor:
-    """B or C as (batch, groups, N, L): variable and fixed forms broadcast, coarser groups repeat."""
-    batch, length = shape.batch, shape.length
-    if form == "variable":
-        return x.unsqueeze(1).expand(-1, groups, -1, -1)
-    if form == "fixed":
-        return x[None, :, :, None].expand(batch, -1, -1, length)
-    return x.repeat_interleave(groups // x.shape[1], dim=1)
-
-
-def _ungroup(grad: torch.Tensor, form: str, original: tuple) -> torch.Tensor:
-    """A (batch, G, N, L) gradient back to the form (and shape) its B or C came in."""
-    if form == "variable":
-        return grad.sum(1)
-    if form == "fixed":
-        return grad.sum((0, 3))
-    batch, groups, state, length = grad.shape
-    return grad.reshape(batch, original[1], groups // original[1], state, length).sum(2)
-
-
 class _NumbaScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, shape):
         forward_kernel, _ = _kernels()
         batch, channels, length, state = shape.batch, shape.channels, shape.length, shape.state
-        groups = _work_groups(shape)
-        Bg, Cg = _grouped(B, shape.b_form, shape, groups), _grouped(C, shape.c_form, shape, groups)
+        groups = work_groups(shape)
+        Bg, Cg = grouped_bc(B, shape.b_form, shape, groups), grouped_bc(C, shape.c_form, shape, groups)
         per_item = _split(batch, groups, channels // groups, _threads())
         arrays = [_np(u), _np(delta), _np(A), _np(Bg.transpose(2, 3)), _np(Cg.transpose(2, 3)),
                   _np(D) if D is not None else np.zeros(channels, np.float32),
@@ -137,7 +112,7 @@ class _NumbaScan(torch.autograd.Function):
                         du, ddelta, dz, dA, dD, dbias, dB, dC)
         dB, dC = (torch.from_numpy(g).sum(1).transpose(2, 3) for g in (dB, dC))  # (batch, G, N, L)
         grads = [torch.from_numpy(du), torch.from_numpy(ddelta), torch.from_numpy(dA).sum(0),
-                 _ungroup(dB, shape.b_form, b_shape), _ungroup(dC, shape.c_form, c_shape),
+                 ungroup_bc(dB, shape.b_form, b_shape), ungroup_bc(dC, shape.c_form, c_shape),
                  torch.from_numpy(dD).sum(0), torch.from_numpy(dz) if dz.size else None, torch.from_numpy(dbias).sum(0)]
         grads = [None if dtype is None else g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
         return (*grads, None, None)

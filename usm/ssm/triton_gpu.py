@@ -1,0 +1,136 @@
+"""Triton selective scan (forward and backward): the GPU path that needs no compile step.
+
+    >>> from usm.ssm.triton_gpu import available
+    >>> isinstance(available()[0], bool)
+    True
+
+mamba_ssm's CUDA kernel needs a long nvcc build; Triton ships with PyTorch's CUDA wheels, so this
+backend is what a plain ``pip install`` GPU machine gets. Same semantics and memory scheme as the
+other backends (docs/scan.md): fp32 state and arithmetic whatever the input dtype, the state
+entering every ``CHUNK``-th position saved, chunks recomputed in the backward. Every B/C form
+works; the grouped and variable forms (those USM and ZigMa use) run ``BLOCK_D`` channels per
+program, the fixed form one channel per program.
+
+Triton is imported lazily (the CPU install does not need it). On the CPU the kernels run only
+under Triton's interpreter (``TRITON_INTERPRET=1`` set before the first import of the kernels),
+which is how the tests check them without a GPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+
+from usm.ssm.inputs import check_inputs, grouped_bc, ungroup_bc, work_groups
+
+CHUNK = 32  # positions between saved states
+MAX_BLOCK_D = 64
+
+
+@functools.lru_cache(maxsize=1)
+def available() -> tuple[bool, str]:
+    try:
+        import triton  # noqa: F401
+    except Exception as exc:  # ImportError, or a triton that does not match torch
+        return False, f"{type(exc).__name__}: {exc}"
+    return True, ""
+
+
+def interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _kernels():
+    from usm.ssm import _triton_kernels
+
+    return _triton_kernels
+
+
+def _block_d(per_group: int) -> int:
+    """The largest power of two that divides a group's channels, at most MAX_BLOCK_D."""
+    block = 1
+    while block * 2 <= MAX_BLOCK_D and per_group % (block * 2) == 0:
+        block *= 2
+    return block
+
+
+def _strides(x: torch.Tensor) -> tuple[int, int, int, int]:
+    return tuple(x.stride())
+
+
+class _TritonScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, shape):
+        k = _kernels()
+        batch, channels, length, state = shape.batch, shape.channels, shape.length, shape.state
+        groups = work_groups(shape)
+        per_group = channels // groups
+        block_d = _block_d(per_group)
+        block_n = max(2, 1 << (state - 1).bit_length())
+        n_chunks = (length + CHUNK - 1) // CHUNK
+        Bg, Cg = grouped_bc(B, shape.b_form, shape, groups), grouped_bc(C, shape.c_form, shape, groups)
+        u, delta = u.contiguous(), delta.contiguous()
+        z = z.contiguous() if z is not None else None
+        A32 = A.float().contiguous()
+        Dv = D.float().contiguous() if D is not None else A32  # a placeholder pointer when absent
+        bias = delta_bias.float().contiguous() if delta_bias is not None else A32
+        out = torch.empty(batch, channels, length, device=u.device, dtype=torch.float32)
+        last = torch.empty(batch, channels, state, device=u.device, dtype=torch.float32)
+        ckpt = torch.empty(batch, channels, n_chunks, state, device=u.device, dtype=torch.float32)
+        grid = (batch, channels // block_d)
+        flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+                     SOFTPLUS=bool(delta_softplus), BLOCK_D=block_d, BLOCK_N=block_n, CHUNK=CHUNK)
+        k.scan_forward[grid](u, delta, A32, Bg, Cg, Dv, z if z is not None else u, bias, out, last, ckpt,
+                             length, channels, state, per_group, n_chunks, *_strides(Bg), *_strides(Cg), **flags)
+        ctx.save_for_backward(u, delta, A32, B, C, D, z, delta_bias, ckpt)
+        ctx.info = (shape, flags, per_group, n_chunks)
+        ctx.dtypes = tuple(None if x is None else x.dtype for x in (u, delta, A, B, C, D, z, delta_bias))
+        return out.to(u.dtype), last
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_last):
+        k = _kernels()
+        u, delta, A32, B, C, D, z, delta_bias, ckpt = ctx.saved_tensors
+        shape, flags, per_group, n_chunks = ctx.info
+        batch, channels, length, state = shape.batch, shape.channels, shape.length, shape.state
+        groups = work_groups(shape)
+        block_d, block_n = flags["BLOCK_D"], flags["BLOCK_N"]
+        n_blocks = channels // block_d
+        Bg, Cg = grouped_bc(B, shape.b_form, shape, groups), grouped_bc(C, shape.c_form, shape, groups)
+        Dv = D.float().contiguous() if D is not None else A32
+        bias = delta_bias.float().contiguous() if delta_bias is not None else A32
+        gy = grad_out.contiguous()
+        glast = grad_last.float().contiguous() if grad_last is not None else \
+            torch.zeros(batch, channels, state, device=u.device)
+        new = functools.partial(torch.empty, device=u.device, dtype=torch.float32)
+        scratch = new(batch, n_blocks, CHUNK, block_d, block_n)
+        du, ddelta = new(batch, channels, length), new(batch, channels, length)
+        dz = new(batch, channels, length) if z is not None else du
+        dA, dD, dbias = new(batch, channels, state), new(batch, channels), new(batch, channels)
+        dB, dC = new(batch, n_blocks, state, length), new(batch, n_blocks, state, length)
+        k.scan_backward[(batch, n_blocks)](
+            u, delta, A32, Bg, Cg, Dv, z if z is not None else u, bias, ckpt, gy, glast, scratch,
+            du, ddelta, dz, dA, dD, dbias, dB, dC,
+            length, channels, state, per_group, n_chunks, n_blocks, *_strides(Bg), *_strides(Cg), **flags)
+        blocks_per_group = per_group // block_d
+        dB, dC = (g.reshape(batch, groups, blocks_per_group, state, length).sum(2) for g in (dB, dC))
+        grads = [du, ddelta, dA.sum(0), ungroup_bc(dB, shape.b_form, tuple(B.shape)),
+                 ungroup_bc(dC, shape.c_form, tuple(C.shape)), dD.sum(0) if D is not None else None,
+                 dz if z is not None else None, dbias.sum(0) if delta_bias is not None else None]
+        grads = [None if g is None else g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
+        return (*grads, None, None)
+
+
+def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                          return_last_state=False):
+    shape = check_inputs(u, delta, A, B, C, D, z, delta_bias)
+    ok, why = available()
+    if not ok:
+        raise RuntimeError(f"backend 'triton' needs triton ({why}); it comes with PyTorch's CUDA wheels")
+    if u.device.type != "cuda" and not interpreted():
+        raise ValueError(f"backend 'triton' runs on CUDA tensors (got {u.device}); on the CPU use 'numba' or "
+                         "'torch', or set TRITON_INTERPRET=1 before the first scan to run Triton's interpreter")
+    out, last = _TritonScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, shape)
+    return (out, last.to(u.dtype)) if return_last_state else out
