@@ -34,7 +34,7 @@ class GridError(ValueError):
 @dataclass(frozen=True)
 class Axis:
     name: str
-    target: str  # "model_args", "train" or "model" (the model name itself) or "data"
+    target: str  # "model_args", "train", "model" (the model name) or "data" (a name, or a dict with trainer settings)
     key: str
     values: dict  # shown value -> setting value
 
@@ -44,6 +44,9 @@ class Axis:
         setting = self.values[value]
         if self.target == "model":
             settings["model"] = setting
+        elif self.target == "data" and isinstance(setting, dict):  # a dataset with trainer settings (text)
+            settings["data"] = setting["data"]
+            settings["train"].update({k: v for k, v in setting.items() if k != "data"})
         elif self.target == "data":
             settings["data"] = setting
         else:
@@ -93,9 +96,11 @@ def trainer_config(settings: dict, directory: str | Path) -> Config:
 
 
 def sample_config(settings: dict, directory: str | Path) -> SampleConfig:
-    """The sampler's config of a point: its final samples, seed 0, in ``samples/final``."""
+    """The sampler's config of a point: its final samples, seed 0, in ``samples/final``; a text run's
+    samples are conditioned on its training tokens (row i for image i)."""
     return SampleConfig(target=str(directory), num=settings["num_samples"], steps=settings["sample_steps"],
-                        seed=0, out=str(Path(directory) / "samples" / "final")).validate()
+                        seed=0, out=str(Path(directory) / "samples" / "final"),
+                        context=settings["train"].get("context")).validate()
 
 
 def safe(text: str) -> str:
@@ -156,6 +161,9 @@ class Grid:
                 axes[name].apply(value, settings)
             if settings["data"] in datasets:
                 settings["data"] = datasets[settings["data"]]
+            context = settings["train"].get("context")
+            if context in datasets:  # e.g. --set data.coco-tokens=/data/coco/tokens.npy
+                settings["train"]["context"] = datasets[context]
             self._validate(settings, datasets)
             for seed in (seeds if seeds is not None else base.seeds or self.seeds):
                 seeded = {**settings, "train": {**settings["train"], "seed": int(seed)}}
@@ -172,6 +180,10 @@ class Grid:
             names = ", ".join(sorted(datasets)) or "none"
             raise GridError(f"dataset {data!r} is not a folder: give its path with --set data.{data}=/path/to/images "
                             f"(datasets of this grid: {names}; 'shapes' and 'shapes-gray' are embedded)")
+        context = settings["train"].get("context")
+        if context not in (None, "captions") and not Path(context).is_file():
+            raise GridError(f"text tokens {context!r} are not a file: give them with --set data.{context}=PATH.npy "
+                            "(an array (num_images, tokens, d_context), rows in the images' sorted file order)")
         try:
             trainer_config(settings, "results/<study>/<point>")
             sample_config(settings, "results/<study>/<point>")

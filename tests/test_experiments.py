@@ -4,6 +4,7 @@ import fcntl
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 import experiments.point as point_module
@@ -84,25 +85,36 @@ def test_grids_are_validated_before_anything_launches(call, message):
         call()
 
 
-def test_paper_grid_takes_dataset_paths(tmp_path):
-    (tmp_path / "afhq").mkdir()
-    (tmp_path / "celeba").mkdir()
-    points = GRIDS["paper"].points("paper", overrides={"data.afhq": str(tmp_path / "afhq"),
-                                                        "data.celebahq": str(tmp_path / "celeba")})
-    assert len(points) == 6
-    assert {p.settings["data"] for p in points} == {str(tmp_path / "afhq"), str(tmp_path / "celeba")}
+def test_paper_grid_takes_dataset_paths_and_text_tokens(tmp_path):
+    for name in ("afhq", "celeba", "coco"):
+        (tmp_path / name).mkdir()
+    tokens = tmp_path / "tokens.npy"
+    overrides = {"data.afhq": str(tmp_path / "afhq"), "data.celebahq": str(tmp_path / "celeba"),
+                 "data.coco": str(tmp_path / "coco")}
+    with pytest.raises(GridError, match="--set data.coco-tokens="):
+        GRIDS["paper"].points("paper", overrides=overrides)
+    np.save(tokens, np.zeros((2, 77, 768), np.float32))
+    points = GRIDS["paper"].points("paper", overrides={**overrides, "data.coco-tokens": str(tokens)})
+    assert len(points) == 9
+    assert {p.settings["data"] for p in points} == {str(tmp_path / n) for n in ("afhq", "celeba", "coco")}
     assert {p.settings["model"] for p in points} == {"USM-B/1", "ZigMa-B/1", "DiT-B/2"}
+    coco = [p for p in points if p.settings["data"].endswith("coco")]
+    assert all(p.settings["train"]["cond"] == "text" and p.settings["train"]["context"] == str(tokens) for p in coco)
 
 
-def run(results, *extra, grid="paper"):
-    return run_main(["--grid", grid, "--cluster", "debug", "--results", str(results), *TINY, *extra])
+UNCONDITIONAL = ("--only", "dataset=shapes-s")  # the paper grid's smoke points without text
+
+
+def run(results, *extra, grid="paper", only=UNCONDITIONAL):
+    selection = only if grid == "paper" else ()
+    return run_main(["--grid", grid, "--cluster", "debug", "--results", str(results), *selection, *TINY, *extra])
 
 
 def test_study_runs_once_then_nothing_then_only_what_is_missing(tmp_path, capsys):
     results = tmp_path / "results"
     assert run(results) == 0
     out = capsys.readouterr().out
-    assert "3 point(s) to run" in out and "study complete" in out
+    assert "3 point(s) to run" in out and "the selected points are done" in out
     study = results / "paper"
     assert {"table.md", "table.tex", "table.csv"} <= {p.name for p in study.iterdir()}
     assert (study / "plots" / "loss_curves.png").exists()
@@ -120,7 +132,7 @@ def test_study_runs_once_then_nothing_then_only_what_is_missing(tmp_path, capsys
     assert run(results) == 0
     assert "1 point(s) to run" in capsys.readouterr().out
 
-    assert run_main(["--grid", "paper", "--results", str(results), *TINY, "--status"]) == 0
+    assert run_main(["--grid", "paper", "--results", str(results), *UNCONDITIONAL, *TINY, "--status"]) == 0
     assert "done: 3  running: 0  failed: 0  pending: 0" in capsys.readouterr().out
 
 
@@ -143,7 +155,7 @@ def test_a_point_locked_by_another_launcher_is_left_alone(tmp_path, capsys):
     directory.mkdir(parents=True)
     with open(directory / "lock", "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        assert run_main(["--grid", "paper", "--results", str(results), "--status", *TINY]) == 0
+        assert run_main(["--grid", "paper", "--results", str(results), "--status", *UNCONDITIONAL, *TINY]) == 0
         assert f"running  {points[0]['name']}" in capsys.readouterr().out
         assert PointJob()(str(results), points[0]) == "busy"  # a duplicate job never runs it twice
         assert not (directory / "point.json").exists()  # and leaves nothing behind
@@ -171,6 +183,17 @@ def test_a_failing_point_is_reported_with_its_log_while_the_others_finish(tmp_pa
     monkeypatch.setattr(point_module, "measure", real_measure)
     assert run(results) == 0  # the retry runs only the failed point, which resumes from its checkpoint
     assert (results / "paper" / "table.md").exists()
+
+
+def test_the_text_arm_trains_on_captions_and_samples_from_them(tmp_path, capsys):
+    results = tmp_path / "results"
+    assert run(results, only=("--only", "model=USM,dataset=shapes-text")) == 0
+    directory = results / "paper" / "model=USM,dataset=shapes-text-s0"
+    config = json.loads((directory / "config.json").read_text())
+    assert config["identity"]["data"]["cond"] == "text" and config["derived"]["d_context"] == 32
+    provenance = json.loads((directory / "samples" / "final" / "provenance.json").read_text())
+    assert provenance["context_sha256"] == "captions"
+    assert json.loads((directory / "metrics" / "quality.json").read_text())["swd"] > 0
 
 
 @pytest.mark.slow

@@ -1,29 +1,34 @@
 """The paper's comparison: USM-B/1 vs ZigMa-B/1 (and DiT-B/2) on AFHQ, CelebA-HQ and COCO (text).
 
-Datasets are given by path: ``--set data.afhq=/data/afhq/train data.celebahq=... data.coco=...``.
-(COCO with text also needs precomputed context tokens; that arm is future work of the launcher.)
+Datasets are given by path: ``--set data.afhq=/data/afhq/train data.celebahq=/data/celebahq/train
+data.coco=/data/coco/train2017 data.coco-tokens=/data/coco/tokens.npy``. COCO is text-conditioned:
+its tokens are precomputed (e.g. CLIP text-encoder outputs, one row per image in sorted file
+order, shape (num_images, tokens, d_context)). At smoke scale the embedded shapes stand in, with
+and without their synthetic captions (``--context captions``), so the text path runs on a CPU.
 """
 
 from experiments.grid import Axis, Grid, Scale
 
 MODELS_AXIS = Axis("model", "model", "model", {"USM": "USM-B/1", "ZigMa": "ZigMa-B/1", "DiT": "DiT-B/2"})
+TEXT = dict(cond="text")  # trainer settings of a text-conditioned dataset
 
 PAPER = Grid(
     name="paper",
     description="USM vs ZigMa vs DiT per dataset",
-    axes=(MODELS_AXIS, Axis("dataset", "data", "data", {"afhq": "afhq", "celebahq": "celebahq"})),
+    axes=(MODELS_AXIS, Axis("dataset", "data", "data", {
+        "afhq": "afhq", "celebahq": "celebahq", "coco": dict(data="coco", context="coco-tokens", **TEXT)})),
     recipe={"model": "USM", "dataset": "afhq"},
     arms="factorial",
     scales={
-        # smoke: the tiny variants on the embedded dataset (the only one that needs no path)
+        # smoke: the tiny variants on the embedded dataset, unconditional and with its captions
         "smoke": Scale(model="USM-T/2", data="shapes", resolution=32, num_samples=128, metric="swd",
                        train=dict(max_steps=300, batch_size=8, lr=5e-4, ema_decay=0.995, ckpt_every=100,
                                   log_every=10),
                        axis_values={"model": {"USM": "USM-T/2", "ZigMa": "ZigMa-T/2", "DiT": "DiT-T/2"},
-                                    "dataset": {"shapes": "shapes"}}),
+                                    "dataset": {"shapes": "shapes",
+                                                "shapes-text": dict(data="shapes", context="captions", **TEXT)}}),
         "paper": Scale(model="USM-B/1", data="afhq", resolution=256, latent="sd-vae-ft-ema", num_samples=5000,
                        metric="fid", train=dict(max_steps=400_000, batch_size=8, lr=1e-4, ema_decay=0.9999,
                                                 ckpt_every=5000, log_every=100)),
     },
 )
-

@@ -27,6 +27,7 @@ from usm.data.shapes import CLASSES, SIZES, VARIANTS, load_shapes
 from usm.seeding import generator
 
 log = logging.getLogger("usm.data")
+CAPTIONS = "captions"  # --context value: the embedded data's synthetic captions (usm.data.captions)
 
 
 @dataclass
@@ -115,9 +116,16 @@ class ImageDataset(torch.utils.data.Dataset):
 
 def open_dataset(data: str, resolution: int, context: str | None = None, skip_bad: bool = False) -> ImageDataset:
     """``data``: "shapes" / "shapes-gray" (embedded, 16 or 32 px) or a folder of images;
-    ``context``: .npy of tokens (N, T, d)."""
+    ``context``: .npy of tokens (N, T, d), or "captions" (the embedded data's synthetic captions)."""
     tokens = None
-    if context is not None:
+    if context == CAPTIONS:
+        if data not in VARIANTS:
+            raise DataError(f"--context {CAPTIONS} means the embedded data's synthetic captions; {data} is a "
+                            "folder: give a .npy of precomputed tokens (num_images, tokens, d_context)")
+        from usm.data.captions import caption_tokens
+
+        tokens = caption_tokens(data, resolution)
+    elif context is not None:
         path = Path(context)
         if not path.is_file():
             raise DataError(f"context file {path} does not exist: text conditioning reads precomputed tokens "

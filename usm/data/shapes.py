@@ -48,28 +48,41 @@ def _mask(kind: str, x: np.ndarray, y: np.ndarray, radius: float) -> np.ndarray:
     return (x ** 2 + y ** 2 <= radius ** 2) & (x ** 2 + y ** 2 >= (radius * 0.55) ** 2)  # ring
 
 
+def scenes(count: int, seed: int = 0, size: int = SIZE) -> dict[str, np.ndarray]:
+    """What each image shows: label, radius, centre (cx, cy), hue, saturation, value, background
+    level; a pure function of the seed (``render_shapes`` draws these, the captions describe them)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, len(CLASSES), size=count)
+    fields = {name: np.empty(count) for name in ("radius", "cx", "cy", "hue", "saturation", "value", "background")}
+    for i in range(count):  # the order of the draws defines the dataset: keep it
+        radius = rng.uniform(0.2, 0.36) * size
+        fields["radius"][i] = radius
+        fields["cx"][i], fields["cy"][i] = rng.uniform(radius, size - radius, size=2)
+        fields["hue"][i], fields["saturation"][i], fields["value"][i] = \
+            rng.uniform(), rng.uniform(0.7, 1.0), rng.uniform(0.75, 1.0)
+        fields["background"][i] = rng.uniform(0.1, 0.45)
+    return {"label": labels.astype(np.int64), **fields}
+
+
 def render_shapes(count: int, seed: int = 0, size: int = SIZE, gray: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 (count, size, size, 3 or 1 if gray), labels int64 (count,)), a pure function of the seed.
-    Gray images draw a bright shape (0.7-1.0) on a dark background (0.05-0.4) from the same random stream."""
-    rng = np.random.default_rng(seed)
+    Gray images draw a bright shape (0.7-1.0) on a dark background (0.05-0.4) from the same scenes."""
     scale = 2  # supersampling factor
     coords = (np.arange(size * scale) + 0.5) / scale
     gy, gx = np.meshgrid(coords, coords, indexing="ij")
     channels = 1 if gray else 3
     images = np.empty((count, size, size, channels), dtype=np.uint8)
-    labels = rng.integers(0, len(CLASSES), size=count)
-    for i, label in enumerate(labels):
-        radius = rng.uniform(0.2, 0.36) * size
-        cx, cy = rng.uniform(radius, size - radius, size=2)
-        colour = _hsv_to_rgb(rng.uniform(), rng.uniform(0.7, 1.0), rng.uniform(0.75, 1.0))
-        background = np.full(3, rng.uniform(0.1, 0.45))
+    scene = scenes(count, seed, size)
+    for i, label in enumerate(scene["label"]):
+        colour = _hsv_to_rgb(scene["hue"][i], scene["saturation"][i], scene["value"][i])
+        background = np.full(3, scene["background"][i])
         if gray:
             colour, background = colour.max(keepdims=True) * 0.3 / 0.25 - 0.2, background[:1] - 0.05
-        inside = _mask(CLASSES[label], gx - cx, gy - cy, radius)[..., None]
+        inside = _mask(CLASSES[label], gx - scene["cx"][i], gy - scene["cy"][i], scene["radius"][i])[..., None]
         canvas = np.where(inside, colour, background)
         canvas = canvas.reshape(size, scale, size, scale, channels).mean(axis=(1, 3))
         images[i] = np.round(canvas * 255).astype(np.uint8)
-    return images, labels.astype(np.int64)
+    return images, scene["label"]
 
 
 SIZES = (16, 32)

@@ -55,7 +55,8 @@ class DataConfig:
     resolution: int = _opt(32, "training image size (centre crop); 256 for the paper's datasets")
     cond: str = _opt("none", "conditioning: none, class (sub-folder labels) or text (--context tokens)",
                      choices=["none", "class", "text"])
-    context: str = _opt(None, "text mode: .npy of precomputed tokens (num_images, tokens, d_context)")
+    context: str = _opt(None, "text mode: .npy of precomputed tokens (num_images, tokens, d_context), "
+                              "or 'captions' (synthetic captions of the embedded data)")
     latent: str = _opt("none", "none (pixel space), sd-vae-ft-ema, sd-vae-ft-mse, or a local VAE folder")
     latent_cache: str = _opt(None, "encode the dataset once into this .npy and train from it")
     skip_bad_images: bool = _opt(False, "leave unreadable/too-small images out (counted) instead of stopping")
@@ -151,7 +152,7 @@ class Config:
             raise ConfigError(f"--max-steps-per-invocation {r.max_steps_per_invocation}: must be at least 1")
         if not r.run_dir:
             raise ConfigError("--run-dir is required: the folder that holds the run's config, logs and checkpoints")
-        if d.context is not None and not Path(d.context).is_file():
+        if d.context not in (None, "captions") and not Path(d.context).is_file():
             raise ConfigError(f"--context {d.context}: no such file (a .npy of tokens, one row per image)")
         if d.context is not None and d.cond != "text":
             raise ConfigError(f"--context is given but --cond is {d.cond!r}: add --cond text, or drop --context")

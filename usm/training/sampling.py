@@ -59,7 +59,7 @@ class SampleConfig:
     batch_size: int = 64
     cfg_scale: float = 1.0  # classifier-free guidance; 1 = off
     label: int | None = None  # class of every image; default i % num_classes
-    context: str | None = None  # text runs: .npy of tokens, row i conditions image i
+    context: str | None = None  # text runs: .npy of tokens (row i conditions image i), or "captions"
     use_ema: bool = True
     device: str = "cpu"
 
@@ -71,7 +71,7 @@ class SampleConfig:
             raise SampleError(f"--method {self.method}: valid: {', '.join(sorted(SAMPLERS))}")
         if not math.isfinite(self.cfg_scale):
             raise SampleError(f"--cfg-scale {self.cfg_scale}: must be a finite number (1 = no guidance)")
-        if self.context is not None and not Path(self.context).is_file():
+        if self.context not in (None, "captions") and not Path(self.context).is_file():
             raise SampleError(f"--context {self.context}: no such file (a .npy of tokens, one row per image)")
         return self
 
@@ -94,6 +94,10 @@ class SampleConfig:
             raise SampleError("this run is text-conditional: pass --context tokens.npy (one row per image)")
         if self.context is not None and not derived["d_context"]:
             raise SampleError("--context is given but this run is not text-conditional; drop --context")
+        data = resolved["identity"]["data"]["data"]
+        if self.context == "captions" and data not in ("shapes", "shapes-gray"):
+            raise SampleError(f"--context captions: this run trained on {data}, which has no synthetic captions; "
+                              "give a .npy of tokens")
 
 
 @dataclass
@@ -146,7 +150,8 @@ def provenance(cfg: SampleConfig, state: dict, path: Path) -> dict:
             "checkpoint_sha256": sidecar.read_text().strip() if sidecar.exists() else _sha256(path),
             "model": resolved["identity"]["model"]["model"], "weights": "ema" if cfg.use_ema else "raw",
             "method": cfg.method, "steps": cfg.steps, "cfg_scale": cfg.cfg_scale, "seed": cfg.seed,
-            "label": cfg.label, "context_sha256": _sha256(Path(cfg.context)) if cfg.context else None,
+            "label": cfg.label, "context_sha256": _sha256(Path(cfg.context)) if cfg.context not in (None, "captions")
+            else cfg.context,
             "shape": [resolved["derived"]["in_channels"], resolved["derived"]["input_size"]]}
 
 
@@ -187,7 +192,11 @@ def generate(cfg: SampleConfig) -> SampleResult:
     derived, data = resolved["derived"], resolved["identity"]["data"]
     cfg.check_against(resolved)
     contexts = None
-    if cfg.context is not None:
+    if cfg.context == "captions":  # the training captions of the embedded data: row i conditions image i
+        from usm.data.captions import caption_tokens
+
+        contexts = caption_tokens(data["data"], data["resolution"])
+    elif cfg.context is not None:
         contexts = np.load(cfg.context, mmap_mode="r")
         if len(contexts) < cfg.num:
             raise SampleError(f"--context {cfg.context} has {len(contexts)} rows for {cfg.num} images: "
