@@ -1,4 +1,4 @@
-"""``python -m analysis COMMAND``: flops, profile, table, plots, fid (``--help`` on each).
+"""``python -m analysis COMMAND``: flops, profile, table, plots, fid, paper (``--help`` on each).
 
     python -m analysis flops --model USM-B/1 --image-size 256 --json
 """
@@ -58,6 +58,21 @@ def fid_command(args) -> int:
     return 0
 
 
+def paper_command(args) -> int:
+    from analysis.paper import paper_rows, render
+
+    rows = paper_rows(args.results, args.reference)
+    text = render(rows, args.format)
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for fmt, suffix in (("md", "md"), ("tex", "tex"), ("csv", "csv")):
+            (out / f"paper.{suffix}").write_text(render(rows, fmt))
+        print(f"wrote paper.md, paper.tex and paper.csv in {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -88,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--study", required=True, help="study name: the folder results/<study>")
         sub.add_argument("--results", default="results", help="results root (default: results)")
         sub.set_defaults(run=run)
+
+    paper = commands.add_parser("paper", help="the paper's claims: published, measured here, verdict")
+    paper.add_argument("--results", default="results", help="results root (default: results)")
+    paper.add_argument("--reference", default=None, help="checked-in records (default: RESULTS/reference)")
+    paper.add_argument("--format", choices=["md", "tex", "csv"], default="md")
+    paper.add_argument("--out", default=None, help="also write paper.md, .tex and .csv into this folder")
+    paper.set_defaults(run=paper_command)
 
     fid = commands.add_parser("fid", help="FID (and --kid, --isc) between a sample folder and a reference folder")
     fid.add_argument("samples")

@@ -105,6 +105,34 @@ def time_fwd_bwd(fn, inputs, repeats, device, backward: bool = True) -> float:
     return statistics.median(once() for _ in range(repeats))
 
 
+PEAK_SCRIPT = """
+import gc, resource, sys, torch
+from analysis.bench_scan import candidates, make_inputs
+name, shape, threads = sys.argv[1], [int(v) for v in sys.argv[2:6]], int(sys.argv[6])
+torch.set_num_threads(threads)
+fn = candidates(torch.device("cpu"))[name]
+small = make_inputs(1, 4, 8, shape[3], device="cpu")
+fn(**small).sum().backward()  # loads compiled kernels, warms the allocator's code paths
+inputs = make_inputs(*shape, device="cpu")
+gc.collect()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+fn(**inputs).sum().backward()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+def peak_extra_bytes(name: str, shape, threads: int) -> int:
+    """Peak resident memory one CPU forward+backward adds on top of its inputs, measured in a fresh
+    process (``ru_maxrss``, so nothing earlier in this process can hide or inflate it). It includes
+    the output and the input gradients, which every backend allocates alike."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, name, *map(str, shape), str(threads)],
+                            capture_output=True, text=True, check=True)
+    return int(result.stdout.strip().splitlines()[-1])
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -126,6 +154,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     parser.add_argument("--forward-only", action="store_true", help="time the forward alone (no_grad)")
     parser.add_argument("--only", nargs="*", help="subset of backends to run")
+    parser.add_argument("--memory", action="store_true",
+                        help="CPU: also measure each backend's peak extra memory of one fwd+bwd (fresh processes)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args(argv)
 
@@ -153,6 +183,15 @@ def main(argv=None) -> dict:
         result["speedup_of_numba_over_torch"] = seconds["torch"] / seconds["numba"]
         needed = 5 if args.shape == [8, 128, 256, 16] else 4
         result["targets"][f"torch/numba >= {needed}"] = result["speedup_of_numba_over_torch"] >= needed
+    if args.memory and device.type == "cpu":
+        result["peak_extra_bytes"] = {name: peak_extra_bytes(name, args.shape, args.threads) for name in seconds
+                                      if name in ("torch", "numba")}
+        if not args.json:
+            for name, value in result["peak_extra_bytes"].items():
+                print(f"{name:>10}: peak extra memory of one fwd+bwd {value / 2**20:8.1f} MiB")
+        if {"torch", "numba"} <= set(result["peak_extra_bytes"]):
+            peaks = result["peak_extra_bytes"]
+            result["targets"]["numba peak memory <= torch's"] = peaks["numba"] <= peaks["torch"]
     if "triton" in seconds and "torch" in seconds:
         result["speedup_of_triton_over_torch"] = seconds["torch"] / seconds["triton"]
         result["targets"]["torch/triton >= 20"] = result["speedup_of_triton_over_torch"] >= 20

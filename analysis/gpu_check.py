@@ -13,6 +13,8 @@ What it runs, in order, each part time-boxed so the whole stays within ``--budge
    fp32 and bf16, with the targets (triton >= 20x torch; within 2.5x of mamba_ssm, forward 1.5x).
 3. Training steps/s and peak memory (``torch.cuda.max_memory_allocated``) of USM-B/1, ZigMa-B/1 and
    DiT-B/2 at 256 px (a 32x32x4 latent), batch 8, bf16 autocast, with the fastest scan available.
+4. The ``mini`` scale's cost: the same measurement for its model and batch (USM-S/1, batch 32), and
+   the hours one arm's training takes at that rate (``experiments/grids/ablations.py``).
 
 It writes ``results/gpu/gpu_check.json`` and ``gpu_check.md``, naming the device, torch, triton and
 mamba_ssm versions, and what it could not run and why.
@@ -109,6 +111,19 @@ def _num(value, spec: str, suffix: str = "") -> str:
     return "-" if value is None else f"{value:{spec}}{suffix}"
 
 
+def mini_scale_cost(deadline: float, steps: int) -> dict:
+    """Steps/s of the ablation grid's mini scale on this GPU and the projected hours of one arm."""
+    from experiments.grids import GRIDS
+
+    mini = GRIDS["ablations"].scales["mini"]
+    batch, max_steps = mini.train["batch_size"], mini.train["max_steps"]
+    record = training_profile([mini.model], batch=batch, steps=steps, deadline=deadline)[0]
+    if "train_steps_per_s" in record:
+        record["max_steps"] = max_steps
+        record["hours_per_arm"] = max_steps / record["train_steps_per_s"] / 3600
+    return record
+
+
 def markdown(report: dict) -> str:
     lines = [f"# GPU check: {report['device']}", "",
              f"Command: `{report['command']}`; {report['date']}; versions: "
@@ -135,6 +150,14 @@ def markdown(report: dict) -> str:
             continue
         lines.append(f"| {r['model']} | {r['batch']} | {r['scan_backend']} | {r['train_steps_per_s']:.2f} | "
                      f"{r['images_per_s']:.1f} | {r['peak_memory_gib']:.1f} | {r['params_m']:.1f} |")
+    mini = report.get("mini")
+    if mini:
+        lines += ["", "## The mini scale's cost", ""]
+        if "hours_per_arm" in mini:
+            lines.append(f"{mini['model']} at batch {mini['batch']}: {mini['train_steps_per_s']:.2f} steps/s, so "
+                         f"{mini['max_steps']:,} steps take {mini['hours_per_arm']:.2f} h per arm (training only).")
+        else:
+            lines.append(f"not measured: {mini.get('error') or mini.get('skipped')}")
     return "\n".join(lines) + "\n"
 
 
@@ -159,7 +182,8 @@ def main(argv=None) -> int:
     print(f"cuda tests: {report['cuda_tests'].get('summary', report['cuda_tests'])}", flush=True)
     report["scan"] = scan_benchmarks(QUICK_SHAPES if args.quick else SHAPES, started + 0.75 * args.budget,
                                      repeats=3)
-    report["training"] = training_profile(MODELS, batch=8, steps=3 if args.quick else 5, deadline=deadline)
+    report["training"] = training_profile(MODELS, batch=8, steps=3 if args.quick else 5, deadline=deadline - 45)
+    report["mini"] = mini_scale_cost(deadline, steps=3 if args.quick else 5)
     report["seconds"] = round(time.monotonic() - started, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ from usm.layers.conditioning import Conditioner
 from usm.layers.embeddings import PatchEmbed, sincos_2d
 from usm.layers.selective_ssm import SelectiveSSM
 from usm.models.spec import family_table, records_config
-from usm.scan_orders import ZIGMA_PATHS, inverse_order, scan_order
+from usm.scan_orders import ZIGMA_PATHS, inverse_order, permute, scan_order
 
 
 class MambaMixer(nn.Module):
@@ -71,7 +71,8 @@ class ZigMaBlock(nn.Module):
         """x: (B, L, D) tokens in row-major grid order."""
         mods = self.adaLN_modulation(c).chunk(3 if self.text_branch is None else 6, dim=-1)
         h = modulate(self.norm(x), mods[0], mods[1])
-        x = x + gated(self.mixer(h[:, self.order])[:, self.inverse], mods[2])
+        x = x + gated(permute(self.mixer(permute(h, self.order, self.inverse, 1)), self.inverse, self.order, 1),
+                      mods[2])
         if self.text_branch is not None:
             x = self.text_branch(x, context, *mods[3:])
         return x

@@ -58,6 +58,18 @@ def test_smoke_scale_keeps_the_papers_structure():
     assert len(GRIDS["ablations"].scales["smoke"].seeds) >= 2
 
 
+def test_mini_scale_keeps_the_papers_structure_on_real_latents(tmp_path):
+    from usm.models.registry import build_model
+
+    (tmp_path / "afhq").mkdir()
+    points = GRIDS["ablations"].points("mini", overrides={"data.afhq": str(tmp_path / "afhq")})
+    settings = points[0].settings
+    assert settings["latent"] == "sd-vae-ft-ema" and settings["resolution"] == 256 and settings["metric"] == "fid"
+    mini = build_model(settings["model"], input_size=settings["resolution"] // 8, in_channels=4).structure()
+    assert mini["patch"] == 1 and mini["tokens"] == 1024 and mini["blocks_per_stage"] >= 2
+    assert mini["bottleneck_numbers"] >= mini["target_numbers"]
+
+
 def test_adding_seeds_runs_only_the_new_points(tmp_path, capsys):
     results = tmp_path / "results"
     args = ["--grid", "ablations", "--cluster", "debug", "--results", str(results), "--only", "recipe", *TINY]

@@ -28,3 +28,4 @@ def test_paper_tables_notebook_executes(tmp_path, monkeypatch):
     assert "| USM-T/2 | 128 | 0.5 |" in text and "Measured on: test CPU" in text
     assert "| recipe |" in text and "12.0 ± 2.00" in text
     assert "study 'paper': no folder" in text
+    assert "| GFLOPs, unconditional, 256 px: USM | 20.7 | - |" in text  # the claims table, same code as the CLI

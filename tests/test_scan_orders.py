@@ -86,3 +86,19 @@ def test_orders_built_under_meta_device_stay_on_cpu():
     with torch.device("meta"):
         scan_order("col-snake-BR", 3, 7)
     assert scan_order("col-snake-BR", 3, 7).device.type == "cpu"
+
+
+@pytest.mark.parametrize("dim", [0, 1, 2])
+def test_permute_matches_indexing_forward_and_backward(dim):
+    from usm.scan_orders import permute
+
+    order, inverse = scan_order(5, 3, 4), inverse_order(5, 3, 4)
+    shape = [2, 3, 5]
+    shape[dim] = 12
+    x = torch.randn(*shape, requires_grad=True)
+    weights = torch.randn(*shape)
+    (permute(x, order, inverse, dim) * weights).sum().backward()
+    expected = x.detach().clone().requires_grad_()
+    (expected.index_select(dim, order) * weights).sum().backward()
+    torch.testing.assert_close(permute(x, order, inverse, dim), expected.index_select(dim, order))
+    torch.testing.assert_close(x.grad, expected.grad)

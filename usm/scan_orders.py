@@ -100,3 +100,29 @@ def scan_order(scheme: int | str, height: int, width: int) -> torch.Tensor:
 def inverse_order(scheme: int | str, height: int, width: int) -> torch.Tensor:
     """Scatter index: ``scanned[:, inverse]`` puts a scanned sequence back in row-major order."""
     return torch.argsort(_order(path_name(scheme), height, width))
+
+
+class _Permute(torch.autograd.Function):
+    """x indexed by a permutation along ``dim``; the backward indexes by the inverse permutation.
+    (Plain indexing's backward is a scatter-add, which a permutation never needs.)"""
+
+    @staticmethod
+    def forward(ctx, x, order, inverse, dim):
+        ctx.save_for_backward(inverse)
+        ctx.dim = dim
+        return x.index_select(dim, order)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inverse,) = ctx.saved_tensors
+        return grad.index_select(ctx.dim, inverse), None, None, None
+
+
+def permute(x: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor, dim: int) -> torch.Tensor:
+    """``x`` read along a path (``order``) on dimension ``dim``; ``inverse`` must be its inverse.
+
+        >>> x = torch.arange(6.0); order = scan_order(0, 2, 3)
+        >>> permute(x, order, inverse_order(0, 2, 3), 0).tolist()
+        [0.0, 1.0, 2.0, 5.0, 4.0, 3.0]
+    """
+    return _Permute.apply(x, order, inverse, dim)

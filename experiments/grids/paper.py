@@ -27,6 +27,11 @@ PAPER = Grid(
                        axis_values={"model": {"USM": "USM-T/2", "ZigMa": "ZigMa-T/2", "DiT": "DiT-T/2"},
                                     "dataset": {"shapes": "shapes",
                                                 "shapes-text": dict(data="shapes", context="captions", **TEXT)}}),
+        # mini: the S sizes on 256 px SD-VAE latents, about an hour per arm on one GPU (see grids/ablations.py)
+        "mini": Scale(model="USM-S/1", data="afhq", resolution=256, latent="sd-vae-ft-ema", num_samples=5000,
+                      metric="fid", train=dict(max_steps=30_000, batch_size=32, lr=2e-4, ema_decay=0.9995,
+                                               ckpt_every=2000, log_every=100, mixed_precision="bf16"),
+                      axis_values={"model": {"USM": "USM-S/1", "ZigMa": "ZigMa-S/1", "DiT": "DiT-S/2"}}),
         "paper": Scale(model="USM-B/1", data="afhq", resolution=256, latent="sd-vae-ft-ema", num_samples=5000,
                        metric="fid", train=dict(max_steps=400_000, batch_size=8, lr=1e-4, ema_decay=0.9999,
                                                 ckpt_every=5000, log_every=100)),

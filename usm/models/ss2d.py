@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from usm.layers.selective_ssm import SelectiveSSM
-from usm.scan_orders import inverse_order, path_name, scan_order
+from usm.scan_orders import inverse_order, path_name, permute, scan_order
 
 
 class SS2D(nn.Module):
@@ -49,7 +49,7 @@ class SS2D(nn.Module):
         x, z = (xz, None) if self.skip_gate else xz.chunk(2, dim=-1)
         x = F.silu(self.conv2d(x.permute(0, 3, 1, 2)))  # (B, E, H, W)
         order, inverse = self.orders(height, width)
-        y = self.ssm(x.flatten(2)[:, :, order])[:, :, inverse]  # scan along the path, back to row-major
+        y = permute(self.ssm(permute(x.flatten(2), order, inverse, 2)), inverse, order, 2)  # along the path, back
         y = self.out_norm(y.transpose(1, 2).reshape(batch, height, width, -1))
         if z is not None:
             y = y * F.silu(z)

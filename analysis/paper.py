@@ -1,0 +1,290 @@
+"""The paper's claims beside what this harness measures: published, measured here, and a verdict.
+
+    python -m analysis paper                       # Markdown, from results/ and the checked-in records
+    python -m analysis paper --format tex --out results/paper_tables
+
+Every published number comes from one data file, ``analysis/paper_claims.json``, with the place in
+the paper it comes from. Measurements come from records only:
+
+- efficiency: the profile records (``results/profile/``, else the checked-in
+  ``results/reference/profile/``), the GPU check (``results/gpu/gpu_check.json``) when one ran,
+  and the models' analytic FLOP formulas for the text-conditioned GFLOPs;
+- quality (FID): a finished ``paper`` study with FID (``results/paper``);
+- ablation: the ``ablations`` study (``results/ablations``), else the checked-in per-run records of
+  the smoke study (``results/reference/ablations_smoke_runs.csv``).
+
+A verdict is ``agrees`` (within the tolerance), ``same direction`` (USM better in both, by another
+amount), ``differs``, or ``not measured yet`` with what it needs. Each row says how and on what
+device the number was measured, so a CPU time is never read as the paper's GPU time.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+CLAIMS_FILE = Path(__file__).with_name("paper_claims.json")
+TOLERANCE = {"gflops": 0.10, "ratio": 0.15, "fid": 0.15}
+PAPER_MODELS = {"USM": "USM-B/1", "ZigMa": "ZigMa-B/1"}
+
+
+@dataclass
+class Row:
+    table: str
+    claim: str
+    published: str
+    measured: str
+    how: str
+    verdict: str
+
+
+def load_claims() -> dict:
+    return json.loads(CLAIMS_FILE.read_text())
+
+
+def _fmt(value: float) -> str:
+    if abs(value) < 10:
+        return f"{value:.3g}"
+    return f"{value:.1f}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def verdict(measured: float, published: float, tolerance: float, same_direction: bool | None = None) -> str:
+    if abs(measured / published - 1) <= tolerance:
+        return "agrees"
+    if same_direction:
+        return "same direction, differs in size"
+    return "differs"
+
+
+# --------------------------------------------------------------------------------------------------
+# Records
+
+def profile_records(results: Path, reference: Path) -> tuple[list[dict], Path | None]:
+    for folder in (results / "profile", reference / "profile"):
+        records = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+        if records:
+            return records, folder
+    return [], None
+
+
+def gpu_report(results: Path) -> dict | None:
+    path = results / "gpu" / "gpu_check.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def text_gflops(name: str) -> float:
+    """Forward GFLOPs of a registered model with text conditioning (77 tokens of 768, CLIP's shape),
+    from its analytic formula, built on the meta device (no weights)."""
+    import torch
+
+    from usm.models.registry import build_model
+
+    with torch.device("meta"):
+        model = build_model(name, has_text=True, d_context=768)
+    return model.flop_formula(batch=1, context_tokens=77)["total"] / 1e9
+
+
+# --------------------------------------------------------------------------------------------------
+# Tables
+
+def efficiency_rows(claims: list[dict], results: Path, reference: Path) -> list[Row]:
+    records, folder = profile_records(results, reference)
+    at_256 = {r["model"]: r for r in records if r["image_size"] == 256}
+    gpu = gpu_report(results)
+    rows = []
+    for claim in (c for c in claims if c["table"] == "efficiency"):
+        if claim["id"] == "gflops-uncond":
+            rows += _gflops_rows(claim, {m: at_256[n]["gflops"] for m, n in PAPER_MODELS.items() if n in at_256},
+                                 f"fvcore count with the scan at 9*B*L*D*N ({folder})")
+        elif claim["id"] == "gflops-text":
+            rows += _gflops_rows(claim, {m: text_gflops(n) for m, n in PAPER_MODELS.items()},
+                                 "analytic formula (equal to the fvcore count in the tests), 77 tokens of 768")
+        elif claim["id"] in RATIO_SOURCES:
+            rows.append(_ratio_row(claim, at_256, gpu))
+    return rows
+
+
+def _gflops_rows(claim: dict, measured: dict, how: str) -> list[Row]:
+    rows = []
+    for model, published in claim["models"].items():
+        if model not in measured:
+            rows.append(Row("efficiency", f"{claim['what']}: {model}", _fmt(published), "-", how,
+                            "not measured yet: run python -m analysis profile"))
+            continue
+        value = measured[model]
+        rows.append(Row("efficiency", f"{claim['what']}: {model}", _fmt(published), _fmt(value),
+                        how, verdict(value, published, TOLERANCE["gflops"])
+                        + f" ({value / published:.2f}x the published value)"))
+    if len(measured) == 2:
+        published = claim["models"]["USM"] / claim["models"]["ZigMa"]
+        value = measured["USM"] / measured["ZigMa"]
+        rows.append(Row("efficiency", f"{claim['what']}: USM / ZigMa", f"{published:.2f}", f"{value:.2f}", how,
+                        verdict(value, published, TOLERANCE["ratio"], same_direction=value < 1 and published < 1)))
+    return rows
+
+
+def _range(claim: dict) -> str:
+    low, high = claim["ratio_range"]
+    return f"{low:.2f}-{high:.2f}"
+
+
+def _range_verdict(value: float, claim: dict) -> str:
+    low, high = claim["ratio_range"]
+    if low * (1 - TOLERANCE["ratio"]) <= value <= high * (1 + TOLERANCE["ratio"]):
+        return "agrees"
+    usm_better = value > 1 if claim["higher_is_better"] else value < 1
+    return "same direction, differs in size" if usm_better else "differs"
+
+
+# claim id -> (GPU check key, how; profile record key, how), each a ratio USM / ZigMa
+RATIO_SOURCES = {
+    "speed": ("train_steps_per_s", "training steps/s, 256 px, batch 8, bf16, {device} (GPU check)",
+              "train_steps_per_s", "training steps/s, 256 px, batch 1, {device} (CPU, not the paper's GPU)"),
+    "memory": ("peak_memory_gib", "peak GPU memory of a training step, batch 8, bf16, {device} (GPU check)",
+               "activation_bytes", "activation memory of a training step (bytes saved for backward, any "
+                                   "device), 256 px, {device}"),
+}
+
+
+def _usm_over_zigma(by_model: dict, key: str) -> float | None:
+    usm, zigma = (by_model.get(PAPER_MODELS[m], {}).get(key) for m in ("USM", "ZigMa"))
+    return usm / zigma if usm and zigma else None
+
+
+def _ratio_row(claim: dict, at_256: dict, gpu: dict | None) -> Row:
+    gpu_key, gpu_how, cpu_key, cpu_how = RATIO_SOURCES[claim["id"]]
+    name = f"{claim['what']} (x = USM / ZigMa)"
+    if gpu:
+        value = _usm_over_zigma({r["model"]: r for r in gpu.get("training", [])}, gpu_key)
+        if value is not None:
+            return Row("efficiency", name, _range(claim), f"{value:.2f}", gpu_how.format(device=gpu["device"]),
+                       _range_verdict(value, claim))
+    value = _usm_over_zigma(at_256, cpu_key)
+    if value is not None:
+        device = at_256[PAPER_MODELS["USM"]].get("device_name", "unknown device")
+        return Row("efficiency", name, _range(claim), f"{value:.2f}", cpu_how.format(device=device),
+                   _range_verdict(value, claim) + "; on a GPU: not measured yet (python -m analysis.gpu_check)")
+    return Row("efficiency", name, _range(claim), "-", "-",
+               "not measured yet: python -m analysis profile, or python -m analysis.gpu_check on a GPU")
+
+
+def quality_rows(claims: list[dict], results: Path) -> list[Row]:
+    frame = _study_frame(results / "paper")
+    rows = []
+    for claim in (c for c in claims if c["table"] == "quality"):
+        published = " vs ".join(f"{m} {v}" for m, v in claim["models"].items())
+        measured = {}
+        if frame is not None and "fid" in frame and "axis.dataset" in frame:
+            done = frame[(frame["status"] == "done") & (frame["axis.dataset"] == claim["dataset"])]
+            measured = done.groupby("axis.model")["fid"].mean().to_dict()
+        if not {"USM", "ZigMa"} <= set(measured):
+            rows.append(Row("quality", claim["what"], published, "-", "-",
+                            "not measured yet: needs the dataset, SD-VAE and Inception weights and a GPU "
+                            "(python experiments/run.py --grid paper --scale paper ...)"))
+            continue
+        gap, published_gap = measured["ZigMa"] - measured["USM"], claim["models"]["ZigMa"] - claim["models"]["USM"]
+        rows.append(Row("quality", claim["what"], published,
+                        f"USM {measured['USM']:.2f} vs ZigMa {measured['ZigMa']:.2f}",
+                        f"FID (torch-fidelity, Inception 2015-12-05) of the study in {results / 'paper'}",
+                        verdict(measured["USM"], claim["models"]["USM"], TOLERANCE["fid"], same_direction=gap > 0)
+                        + f"; gap {gap:+.2f} (published {published_gap:+.2f})"))
+    return rows
+
+
+def _study_frame(folder: Path):
+    if not folder.is_dir():
+        return None
+    from analysis.collect import collect_study
+
+    try:
+        return collect_study(folder)
+    except FileNotFoundError:
+        return None
+
+
+def ablation_rows(claims: list[dict], results: Path, reference: Path) -> list[Row]:
+    import pandas as pd
+
+    frame = _study_frame(results / "ablations")
+    source = f"the ablations study in {results / 'ablations'}"
+    if frame is None or "swd" not in frame:
+        path = reference / "ablations_smoke_runs.csv"
+        frame = pd.read_csv(path) if path.exists() else None
+        source = f"the checked-in smoke study ({path})"
+    rows = []
+    for claim in (c for c in claims if c["table"] == "ablation"):
+        published = " -> ".join(f"{arm} {v}" for arm, v in claim["arms"].items())
+        if frame is None:
+            rows.append(Row("ablation", claim["what"], published, "-", "-",
+                            "not measured yet: python experiments/run.py --grid ablations"))
+            continue
+        rows.append(_ablation_row(claim, frame[frame["status"] == "done"], published, source))
+    return rows
+
+
+def _ablation_row(claim: dict, done, published: str, source: str) -> Row:
+    from analysis.tables import welch_p
+
+    arms = list(claim["arms"])
+    metric = "fid" if "fid" in done else "swd"
+    values = {arm: done.loc[done["arm"] == arm, metric].dropna() for arm in arms}
+    if any(v.empty for v in values.values()):
+        return Row("ablation", claim["what"], published, "-", source, f"not measured yet: arms {arms} not finished")
+    means = {arm: v.mean() for arm, v in values.items()}
+    p = welch_p(values[arms[1]], values[arms[0]])
+    worse = means[arms[1]] > means[arms[0]]  # both metrics: lower is better
+    published_worse = claim["arms"][arms[1]] > claim["arms"][arms[0]]
+    extra = [f"{m} {done.loc[done['arm'] == arms[0], m].mean():.2f} -> {done.loc[done['arm'] == arms[1], m].mean():.2f}"
+             for m in ("recognisable",) if m in done]
+    measured = " -> ".join(f"{arm} {_fmt(means[arm])}" for arm in arms) + f" ({metric}"
+    measured += f", {len(values[arms[0]])} seeds, Welch p={p:.2g}" + (f"; {extra[0]}" if extra else "") + ")"
+    if metric != "fid":
+        word = "agrees in direction" if worse == published_worse else "differs in direction"
+        return Row("ablation", claim["what"], published, measured, f"{source}: {metric.upper()}, not FID",
+                   f"{word} (a small-scale proxy, not the paper's FID)")
+    return Row("ablation", claim["what"], published, measured, source,
+               verdict(means[arms[1]], claim["arms"][arms[1]], TOLERANCE["fid"], same_direction=worse))
+
+
+# --------------------------------------------------------------------------------------------------
+# The report
+
+def paper_rows(results: str | Path = "results", reference: str | Path | None = None) -> list[Row]:
+    results = Path(results)
+    reference = Path(reference) if reference else results / "reference"
+    claims = load_claims()["claims"]
+    return (efficiency_rows(claims, results, reference) + quality_rows(claims, results)
+            + ablation_rows(claims, results, reference))
+
+
+TITLES = {"efficiency": "Efficiency (USM-B/1 vs ZigMa-B/1, 256 px)", "quality": "Image quality (FID)",
+          "ablation": "Ablation"}
+COLUMNS = ["claim", "published", "measured", "how", "verdict"]
+
+
+def render(rows: list[Row], fmt: str = "md") -> str:
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=["table", *COLUMNS])
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in rows)
+        return out.getvalue()
+    parts = []
+    for table, title in TITLES.items():
+        chosen = [r for r in rows if r.table == table]
+        if fmt == "tex":
+            escape = lambda s: str(s).replace("_", r"\_").replace("%", r"\%").replace("->", r"$\to$")  # noqa: E731
+            body = "\n".join(" & ".join(escape(getattr(r, c)) for c in COLUMNS) + r" \\" for r in chosen)
+            parts.append(f"% {title}\n\\begin{{tabular}}{{lllll}}\n\\toprule\n"
+                         + " & ".join(c.capitalize() for c in COLUMNS) + r" \\" + "\n\\midrule\n"
+                         + body + "\n\\bottomrule\n\\end{tabular}")
+        else:
+            lines = [f"### {title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+            lines += ["| " + " | ".join(getattr(r, c) for c in COLUMNS) + " |" for r in chosen]
+            parts.append("\n".join(lines))
+    source = load_claims()["paper"]
+    footer = f"Published values: {source} (analysis/paper_claims.json says where in the paper each comes from)."
+    return "\n\n".join(parts) + ("\n\n" + footer + "\n" if fmt == "md" else "\n")

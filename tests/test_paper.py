@@ -1,0 +1,86 @@
+"""The paper's claims beside our measurements: one cell of each table type, every format."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from analysis.__main__ import main as analysis_main
+from analysis.paper import load_claims, paper_rows, render
+
+REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference"
+
+
+def write_run(study: Path, name: str, axes: dict, arm: str, seed: int, metrics: dict) -> None:
+    run = study / name
+    (run / "metrics").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"identity": {"model": {"model": "x"}, "train": {"seed": seed}},
+                                                 "runtime": {"max_steps": 10}}))
+    (run / "point.json").write_text(json.dumps({"arm": arm, "axes": axes, "seed": seed, "order": 0}))
+    (run / "stats.jsonl").write_text(json.dumps({"step": 10, "loss": 0.1}) + "\n")
+    (run / "metrics" / "quality.json").write_text(json.dumps(metrics))
+    (run / "done").touch()
+
+
+def row(rows, text):
+    return next(r for r in rows if text in r.claim)
+
+
+def test_every_claim_names_where_it_comes_from():
+    claims = load_claims()
+    assert "2504.13499" in claims["paper"]
+    assert all(c["where"] and c["table"] in ("efficiency", "quality", "ablation") for c in claims["claims"])
+
+
+def test_efficiency_from_the_checked_in_profile(tmp_path):
+    rows = paper_rows(tmp_path, REFERENCE)
+    usm = row(rows, "GFLOPs, unconditional, 256 px: USM")
+    assert (usm.published, usm.measured) == ("20.7", "50.9") and usm.verdict.startswith("differs (2.46x")
+    ratio = row(rows, "unconditional, 256 px: USM / ZigMa")
+    assert ratio.verdict == "same direction, differs in size"
+    speed = row(rows, "speed")
+    assert "CPU, not the paper's GPU" in speed.how and "python -m analysis.gpu_check" in speed.verdict
+
+
+def test_gpu_check_records_take_precedence_for_speed_and_memory(tmp_path):
+    (tmp_path / "gpu").mkdir()
+    training = [{"model": "USM-B/1", "train_steps_per_s": 3.5, "peak_memory_gib": 13.0},
+                {"model": "ZigMa-B/1", "train_steps_per_s": 2.0, "peak_memory_gib": 20.0}]
+    (tmp_path / "gpu" / "gpu_check.json").write_text(json.dumps({"device": "NVIDIA H100", "training": training}))
+    rows = paper_rows(tmp_path, REFERENCE)
+    assert row(rows, "speed").measured == "1.75" and row(rows, "speed").verdict == "agrees"
+    assert "NVIDIA H100" in row(rows, "memory").how and row(rows, "memory").measured == "0.65"
+
+
+def test_quality_not_measured_then_from_a_finished_fid_study(tmp_path):
+    rows = paper_rows(tmp_path, REFERENCE)
+    assert row(rows, "AFHQ").verdict.startswith("not measured yet")
+    study = tmp_path / "paper"
+    for model, fid in (("USM", 18.0), ("ZigMa", 30.0)):
+        write_run(study, f"model={model},dataset=afhq-s0", {"model": model, "dataset": "afhq"},
+                  f"model={model},dataset=afhq", 0, {"fid": fid})
+    afhq = row(paper_rows(tmp_path, REFERENCE), "AFHQ")
+    assert afhq.measured == "USM 18.00 vs ZigMa 30.00" and afhq.verdict.startswith("agrees; gap +12.00")
+
+
+def test_ablation_from_a_smoke_study_is_a_direction_not_a_fid(tmp_path):
+    study = tmp_path / "ablations"
+    for seed, (recipe, noskip) in enumerate(((50.0, 100.0), (60.0, 110.0))):
+        write_run(study, f"recipe-s{seed}", {"skip_conn": True}, "recipe", seed, {"swd": recipe})
+        write_run(study, f"skip_conn=False-s{seed}", {"skip_conn": False}, "skip_conn=False", seed, {"swd": noskip})
+    skip = row(paper_rows(tmp_path, tmp_path / "nothing"), "skip connections")
+    assert skip.measured.startswith("recipe 55.0 -> skip_conn=False 105.0 (swd, 2 seeds, Welch p=")
+    assert skip.verdict.startswith("agrees in direction") and "not FID" in skip.how
+
+
+@pytest.mark.parametrize("fmt, needle", [("md", "### Efficiency"), ("tex", r"\begin{tabular}"),
+                                         ("csv", "table,claim,published,measured,how,verdict")])
+def test_formats(tmp_path, fmt, needle):
+    assert needle in render(paper_rows(tmp_path, REFERENCE), fmt)
+
+
+def test_command_writes_all_formats(tmp_path, capsys):
+    out = tmp_path / "tables"
+    assert analysis_main(["paper", "--results", str(tmp_path), "--reference", str(REFERENCE), "--out", str(out)]) == 0
+    assert "| GFLOPs, unconditional, 256 px: USM | 20.7 | 50.9 |" in capsys.readouterr().out
+    assert {p.name for p in out.iterdir()} == {"paper.md", "paper.tex", "paper.csv"}
