@@ -219,3 +219,18 @@ def test_auto_reports_the_backend_that_ran():
     assert last_backend() == "numba"
     selective_scan(**inputs, backend="torch")
     assert last_backend() == "torch"
+
+
+def test_numba_scan_leaves_torch_on_its_share_of_threads():
+    """Starting numba's OpenMP pool resets the thread count torch shares; the scan puts it back (a
+    process given one CPU must not run torch on two threads after its first scan)."""
+    import subprocess
+    import sys
+
+    code = ("import torch; torch.set_num_threads(1)\n"
+            "from usm.ssm.numba_cpu import selective_scan_numba\n"
+            "u = torch.randn(1, 4, 8); B = torch.randn(1, 2, 8)\n"
+            "selective_scan_numba(u, u.abs(), -torch.rand(4, 2), B, B)\n"
+            "import numba; print(torch.get_num_threads(), numba.get_num_threads())")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.stdout.split() == ["1", "1"], result.stdout + result.stderr

@@ -51,11 +51,18 @@ def _kernels():
 
 
 def _threads() -> int:
-    """The CPU threads torch was given (its share of the machine), within numba's pool."""
+    """The CPU threads torch was given (its share of the machine), within numba's pool.
+
+    Starting numba's OpenMP pool (its first ``set_num_threads``) resets the OpenMP thread count
+    that torch shares to all the machine's CPUs; torch's count is read first and put back, or a
+    process given one CPU would run torch on two threads from its first scan on."""
     import numba
 
-    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    wanted = torch.get_num_threads()
+    threads = max(1, min(wanted, numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(threads)
+    if torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
     return threads
 
 
