@@ -106,25 +106,27 @@ def time_fwd_bwd(fn, inputs, repeats, device, backward: bool = True) -> float:
 
 
 PEAK_SCRIPT = """
-import gc, resource, sys, torch
+import gc, re, sys, torch
 from analysis.bench_scan import candidates, make_inputs
 name, shape, threads = sys.argv[1], [int(v) for v in sys.argv[2:6]], int(sys.argv[6])
 torch.set_num_threads(threads)
 fn = candidates(torch.device("cpu"))[name]
-small = make_inputs(1, 4, 8, shape[3], device="cpu")
-fn(**small).sum().backward()  # loads compiled kernels, warms the allocator's code paths
+fn(**make_inputs(1, 4, 8, shape[3], device="cpu")).sum().backward()  # loads compiled kernels
 inputs = make_inputs(*shape, device="cpu")
 gc.collect()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def status(key):
+    return int(re.search(key + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current resident size
+before = status("VmRSS")
 fn(**inputs).sum().backward()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+print(status("VmHWM") - before)
 """
 
 
 def peak_extra_bytes(name: str, shape, threads: int) -> int:
-    """Peak resident memory one CPU forward+backward adds on top of its inputs, measured in a fresh
-    process (``ru_maxrss``, so nothing earlier in this process can hide or inflate it). It includes
-    the output and the input gradients, which every backend allocates alike."""
+    """Peak resident memory one CPU forward+backward adds on top of its inputs, in a fresh process:
+    Linux's peak-RSS counter is reset just before the call (``/proc/self/clear_refs``) and read
+    after it. It includes the output and the input gradients, which every backend allocates alike."""
     import subprocess
     import sys
 

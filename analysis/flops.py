@@ -33,6 +33,7 @@ ELEMENTWISE = {
     "aten::mean", "aten::sum", "aten::clone", "aten::zeros_like", "aten::new_zeros", "aten::index",
     "aten::repeat", "aten::expand_as", "aten::fill_", "aten::ones_like", "aten::add_", "aten::mul_",
     "aten::numpy_T", "aten::embedding", "aten::pixel_shuffle",
+    "prim::PythonOp._Permute",  # usm.scan_orders.permute: a gather along a scan path
 }
 # fvcore's names for its operator classes, ours for the extra ones.
 CATEGORY = {"scaled_dot_product_attention": "attention", "rms_norm": "norm", "layer_norm": "norm",

@@ -22,7 +22,7 @@ from usm.layers.adaln import FinalLayer, adaln_modulation, gated, modulate
 from usm.layers.attention import SelfAttention, TextBranch
 from usm.layers.backbone import TokenStack
 from usm.layers.conditioning import Conditioner
-from usm.layers.embeddings import PatchEmbed, sincos_2d
+from usm.layers.embeddings import sincos_2d
 from usm.models.spec import family_table, records_config
 
 
@@ -53,12 +53,7 @@ class DiT(TokenStack):
                  learn_sigma: bool = False, has_text: bool = False, d_context: int = 768,
                  use_checkpoint: bool = False, class_dropout_prob: float = 0.1):
         super().__init__()
-        if input_size % patch_size:
-            raise ValueError(f"input_size {input_size} is not divisible by patch_size {patch_size}")
-        grid = input_size // patch_size
-        self.patch_size, self.out_channels = patch_size, (2 if learn_sigma else 1) * in_channels
-        self.use_checkpoint = use_checkpoint
-        self.patch_embed = PatchEmbed(patch_size, in_channels, hidden_size)
+        grid = self.embed_tokens(input_size, patch_size, in_channels, hidden_size, learn_sigma, use_checkpoint)
         self.pos_embed = nn.Parameter(sincos_2d(hidden_size, grid, grid)[None], requires_grad=False)
         self.conditioner = Conditioner(hidden_size, num_classes, class_dropout_prob, d_context if has_text else 0)
         self.blocks = nn.ModuleList(DiTBlock(hidden_size, num_heads, mlp_ratio, has_text) for _ in range(depth))

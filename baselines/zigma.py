@@ -33,7 +33,7 @@ from usm.layers.attention import TextBranch
 from usm.layers.backbone import TokenStack
 from usm.layers.causal_conv import causal_conv1d_silu
 from usm.layers.conditioning import Conditioner
-from usm.layers.embeddings import PatchEmbed, sincos_2d
+from usm.layers.embeddings import sincos_2d
 from usm.layers.selective_ssm import SelectiveSSM
 from usm.models.spec import family_table, records_config
 from usm.scan_orders import ZIGMA_PATHS, inverse_order, permute, scan_order
@@ -88,12 +88,7 @@ class ZigMa(TokenStack):
         super().__init__()
         if pos_embed not in ("learned", "sincos", "none"):
             raise ValueError(f"pos_embed must be 'learned', 'sincos' or 'none', got {pos_embed!r}")
-        if input_size % patch_size:
-            raise ValueError(f"input_size {input_size} is not divisible by patch_size {patch_size}")
-        grid = input_size // patch_size
-        self.patch_size, self.out_channels = patch_size, (2 if learn_sigma else 1) * in_channels
-        self.use_checkpoint = use_checkpoint
-        self.patch_embed = PatchEmbed(patch_size, in_channels, hidden_size)
+        grid = self.embed_tokens(input_size, patch_size, in_channels, hidden_size, learn_sigma, use_checkpoint)
         if pos_embed == "learned":  # from zeros, as ZigMa
             self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid, hidden_size))
         elif pos_embed == "sincos":

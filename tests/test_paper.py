@@ -84,3 +84,12 @@ def test_command_writes_all_formats(tmp_path, capsys):
     assert analysis_main(["paper", "--results", str(tmp_path), "--reference", str(REFERENCE), "--out", str(out)]) == 0
     assert "| GFLOPs, unconditional, 256 px: USM | 20.7 | 50.9 |" in capsys.readouterr().out
     assert {p.name for p in out.iterdir()} == {"paper.md", "paper.tex", "paper.csv"}
+
+
+def test_readme_section_is_the_commands_output(monkeypatch):
+    root = REFERENCE.parents[1]
+    monkeypatch.chdir(root)
+    readme = (root / "README.md").read_text()
+    start = readme.index("<!-- paper-claims: generated")
+    block = readme[readme.index("\n", start) + 1: readme.index("<!-- paper-claims: end -->")].strip()
+    assert block == render(paper_rows("results/none-here", "results/reference")).strip()

@@ -3,7 +3,7 @@ that needs no download.
 
     >>> from usm.data.captions import captions, caption_tokens
     >>> captions(2, size=16)
-    ['a small magenta ring at the bottom left', 'a large purple triangle at the top right']
+    ['a small purple ring at the top left', 'a large red triangle at the bottom right']
     >>> caption_tokens("shapes", 16, count=3).shape  # (images, tokens, d_context)
     (3, 8, 32)
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-from usm.layers.embeddings import unpatchify
+from usm.layers.embeddings import PatchEmbed, unpatchify
 
 
 def run_block(block, use_checkpoint: bool, *args):
@@ -36,6 +36,16 @@ class TokenStack(nn.Module):
     """The skeleton of a flat token-sequence model (DiT, ZigMa): patch embedding, positions, blocks
     called as ``block(h, c, context)``, then ``head(h, c)`` and unpatchify. Subclasses build
     ``conditioner``, ``patch_embed``, ``pos_embed`` (or None), ``blocks`` and define ``head``."""
+
+    def embed_tokens(self, input_size: int, patch_size: int, in_channels: int, hidden_size: int,
+                     learn_sigma: bool, use_checkpoint: bool) -> int:
+        """Build the patch embedding and the output sizes every token stack shares; the grid side."""
+        if input_size % patch_size:
+            raise ValueError(f"input_size {input_size} is not divisible by patch_size {patch_size}")
+        self.patch_size, self.out_channels = patch_size, (2 if learn_sigma else 1) * in_channels
+        self.use_checkpoint = use_checkpoint
+        self.patch_embed = PatchEmbed(patch_size, in_channels, hidden_size)
+        return input_size // patch_size
 
     def head(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -22,6 +22,25 @@ def _softplus(x):
 
 
 @triton.jit
+def _channel_block(A_ptr, D_ptr, bias_ptr, state, per_group, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
+                   BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
+    """This program's channels, state lanes, B/C group, and its rows of A, D and delta_bias (fp32)."""
+    pid_d = tl.program_id(1)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    n = tl.arange(0, BLOCK_N)
+    n_ok = n < state
+    group = (pid_d * BLOCK_D) // per_group
+    A = tl.load(A_ptr + d[:, None] * state + n[None, :], mask=n_ok[None, :], other=0.0).to(tl.float32)
+    Dv = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + d).to(tl.float32)
+    bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + d).to(tl.float32)
+    return d, n, n_ok, group, A, Dv, bias
+
+
+@triton.jit
 def scan_forward(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
     out_ptr, last_ptr, ckpt_ptr,
@@ -31,16 +50,8 @@ def scan_forward(
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr,
 ):
     pid_b = tl.program_id(0)
-    pid_d = tl.program_id(1)
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    n = tl.arange(0, BLOCK_N)
-    n_ok = n < state
-    group = (pid_d * BLOCK_D) // per_group
-    A = tl.load(A_ptr + d[:, None] * state + n[None, :], mask=n_ok[None, :], other=0.0).to(tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + d).to(tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + d).to(tl.float32)
+    d, n, n_ok, group, A, Dv, bias = _channel_block(A_ptr, D_ptr, bias_ptr, state, per_group, HAS_D, HAS_BIAS,
+                                                    BLOCK_D, BLOCK_N)
     row = (pid_b * channels + d) * length  # (BLOCK_D,) offsets of position 0 in u, delta, z, out
     b_row = B_ptr + pid_b * sb_b + group * sb_g + n * sb_n
     c_row = C_ptr + pid_b * sc_b + group * sc_g + n * sc_n
@@ -79,16 +90,9 @@ def scan_backward(
 ):
     pid_b = tl.program_id(0)
     pid_d = tl.program_id(1)
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    n = tl.arange(0, BLOCK_N)
-    n_ok = n < state
+    d, n, n_ok, group, A, Dv, bias = _channel_block(A_ptr, D_ptr, bias_ptr, state, per_group, HAS_D, HAS_BIAS,
+                                                    BLOCK_D, BLOCK_N)
     tile_ok = n_ok[None, :]
-    group = (pid_d * BLOCK_D) // per_group
-    A = tl.load(A_ptr + d[:, None] * state + n[None, :], mask=tile_ok, other=0.0).to(tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + d).to(tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + d).to(tl.float32)
     row = (pid_b * channels + d) * length
     b_row = B_ptr + pid_b * sb_b + group * sb_g + n * sb_n
     c_row = C_ptr + pid_b * sc_b + group * sc_g + n * sc_n
