@@ -83,9 +83,8 @@ def measure(directory: Path, s: dict) -> dict:
     from analysis.flops import count_registered
     from usm.training.run_dir import RunDir
 
-    derived = RunDir(directory).read_config()["derived"]
-    flops = count_registered(s["model"], **{"input_size": derived["input_size"],
-                                            "in_channels": derived["in_channels"], **s["model_args"]})
+    # the constructor arguments the run trained with (sizes, conditioning, --model-arg), as recorded
+    flops = count_registered(s["model"], **RunDir(directory).read_config()["derived"]["model_config"])
     samples = np.load(directory / "samples" / "final" / "samples.npz")["images"]
     out = {"gflops": flops.gflops, "params": flops.params, "num_samples": len(samples)}
     if s["metric"] == "swd":

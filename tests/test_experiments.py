@@ -205,7 +205,12 @@ def test_the_text_arm_trains_on_captions_and_samples_from_them(tmp_path, capsys)
     assert config["identity"]["data"]["cond"] == "text" and config["derived"]["d_context"] == 32
     provenance = json.loads((directory / "samples" / "final" / "provenance.json").read_text())
     assert provenance["context_sha256"] == "captions"
-    assert json.loads((directory / "metrics" / "quality.json").read_text())["swd"] > 0
+    metrics = json.loads((directory / "metrics" / "quality.json").read_text())
+    assert metrics["swd"] > 0
+    from analysis.flops import count_registered  # the text branch is counted: the model as it trained
+
+    text = count_registered("USM-T/2", input_size=32, in_channels=3, has_text=True, d_context=32)
+    assert metrics["gflops"] == pytest.approx(text.gflops)
 
 
 @pytest.mark.slow
