@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from usm.data.datasets import missing_context
 from usm.data.shapes import VARIANTS as EMBEDDED
 from usm.models.registry import MODELS
 from usm.training.config import Config, ConfigError
@@ -181,7 +182,7 @@ class Grid:
             raise GridError(f"dataset {data!r} is not a folder: give its path with --set data.{data}=/path/to/images "
                             f"(datasets of this grid: {names}; 'shapes' and 'shapes-gray' are embedded)")
         context = settings["train"].get("context")
-        if context not in (None, "captions") and not Path(context).is_file():
+        if missing_context(context):
             raise GridError(f"text tokens {context!r} are not a file: give them with --set data.{context}=PATH.npy "
                             "(an array (num_images, tokens, d_context), rows in the images' sorted file order)")
         try:

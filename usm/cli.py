@@ -14,6 +14,22 @@ class UsageError(ValueError):
     """A bad command-line input: the command prints the message as one line and exits with code 2."""
 
 
+TYPE_NAMES = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string"}
+
+
+def typed(kind: str, value):
+    """``value`` if it is of ``kind`` ("bool", "int", "float" or "str"; an int is a float too, and is
+    returned as one), else TypeError. A bool is not an int here, though Python says it is."""
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(kind)
+        return float(value)
+    expected = {"bool": bool, "int": int, "str": str}[kind]
+    if not isinstance(value, expected) or (kind == "int" and isinstance(value, bool)):
+        raise TypeError(kind)
+    return value
+
+
 def parse_value(text: str):
     """'true'/'false' -> bool, 'none'/'null' -> None, then int, then float, else the string."""
     lowered = text.lower()

@@ -114,25 +114,35 @@ class ImageDataset(torch.utils.data.Dataset):
         return out
 
 
-def open_dataset(data: str, resolution: int, context: str | None = None, skip_bad: bool = False) -> ImageDataset:
-    """``data``: "shapes" / "shapes-gray" (embedded, 16 or 32 px) or a folder of images;
-    ``context``: .npy of tokens (N, T, d), or "captions" (the embedded data's synthetic captions)."""
-    tokens = None
+def missing_context(context: str | None) -> bool:
+    """Whether ``--context`` names a tokens file that does not exist (None and "captions" need none)."""
+    return context not in (None, CAPTIONS) and not Path(context).is_file()
+
+
+def load_tokens(context: str, data: str, resolution: int) -> np.ndarray:
+    """Text tokens (num_images, tokens, d_context): a .npy file (memory-mapped), or ``captions``, the
+    synthetic captions of the embedded data ``data`` at ``resolution``."""
     if context == CAPTIONS:
         if data not in VARIANTS:
             raise DataError(f"--context {CAPTIONS} means the embedded data's synthetic captions; {data} is a "
                             "folder: give a .npy of precomputed tokens (num_images, tokens, d_context)")
         from usm.data.captions import caption_tokens
 
-        tokens = caption_tokens(data, resolution)
-    elif context is not None:
-        path = Path(context)
-        if not path.is_file():
-            raise DataError(f"context file {path} does not exist: text conditioning reads precomputed tokens "
-                            "from one .npy array (num_images, tokens, d_context), rows in sorted file order")
-        tokens = np.load(path, mmap_mode="r")
-        if tokens.ndim != 3:
-            raise DataError(f"context file {path} has shape {tokens.shape}; expected (num_images, tokens, d_context)")
+        return caption_tokens(data, resolution)
+    path = Path(context)
+    if not path.is_file():
+        raise DataError(f"context file {path} does not exist: text conditioning reads precomputed tokens "
+                        "from one .npy array (num_images, tokens, d_context), rows in sorted file order")
+    tokens = np.load(path, mmap_mode="r")
+    if tokens.ndim != 3:
+        raise DataError(f"context file {path} has shape {tokens.shape}; expected (num_images, tokens, d_context)")
+    return tokens
+
+
+def open_dataset(data: str, resolution: int, context: str | None = None, skip_bad: bool = False) -> ImageDataset:
+    """``data``: "shapes" / "shapes-gray" (embedded, 16 or 32 px) or a folder of images;
+    ``context``: .npy of tokens (N, T, d), or "captions" (the embedded data's synthetic captions)."""
+    tokens = load_tokens(context, data, resolution) if context is not None else None
     if data in VARIANTS:
         if resolution not in SIZES:
             raise DataError(f"the embedded {data} dataset is drawn at {' or '.join(map(str, SIZES))} px; "

@@ -31,7 +31,10 @@ from typing import Any, Callable
 
 import torch.nn as nn
 
-_TYPES = {"bool": bool, "int": int, "float": float, "str": str}
+from usm.cli import typed
+
+MESSAGES = {"bool": "is not a bool; use true or false", "int": "is not an integer", "float": "is not a number",
+            "str": "is not a string"}
 
 
 class ModelArgError(ValueError):
@@ -59,20 +62,13 @@ def records_config(cls):
 def check_arg(owner: str, parameter: inspect.Parameter, value):
     """``value`` if it fits ``parameter``'s annotation (an int is accepted for a float), else ModelArgError."""
     annotation = parameter.annotation
-    kind = _TYPES.get(annotation if isinstance(annotation, str) else getattr(annotation, "__name__", ""))
-    if kind is None or value is None and parameter.default is None:
+    kind = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    if kind not in MESSAGES or value is None and parameter.default is None:
         return value
-    if kind is bool and not isinstance(value, bool):
-        raise ModelArgError(f"{owner}: {parameter.name}={value!r} is not a bool; use true or false")
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ModelArgError(f"{owner}: {parameter.name}={value!r} is not an integer")
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ModelArgError(f"{owner}: {parameter.name}={value!r} is not a number")
-        return float(value)
-    if kind is str and not isinstance(value, str):
-        raise ModelArgError(f"{owner}: {parameter.name}={value!r} is not a string")
-    return value
+    try:
+        return typed(kind, value)
+    except TypeError:
+        raise ModelArgError(f"{owner}: {parameter.name}={value!r} {MESSAGES[kind]}") from None
 
 
 @dataclass(frozen=True)

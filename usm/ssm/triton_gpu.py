@@ -60,6 +60,16 @@ def _strides(x: torch.Tensor) -> tuple[int, int, int, int]:
     return tuple(x.stride())
 
 
+def _operands(shape, B, C, A32, D, delta_bias):
+    """B and C in the kernels' (batch, G, N, L) layout (views where possible), and D and delta_bias
+    as fp32 (A's fp32 copy stands in as a pointer the kernels never read when one is absent)."""
+    groups = work_groups(shape)
+    Bg, Cg = grouped_bc(B, shape.b_form, shape, groups), grouped_bc(C, shape.c_form, shape, groups)
+    Dv = D.float().contiguous() if D is not None else A32
+    bias = delta_bias.float().contiguous() if delta_bias is not None else A32
+    return Bg, Cg, Dv, bias
+
+
 class _TritonScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, shape):
@@ -70,12 +80,10 @@ class _TritonScan(torch.autograd.Function):
         block_d = _block_d(per_group)
         block_n = max(2, 1 << (state - 1).bit_length())
         n_chunks = (length + CHUNK - 1) // CHUNK
-        Bg, Cg = grouped_bc(B, shape.b_form, shape, groups), grouped_bc(C, shape.c_form, shape, groups)
         u, delta = u.contiguous(), delta.contiguous()
         z = z.contiguous() if z is not None else None
         A32 = A.float().contiguous()
-        Dv = D.float().contiguous() if D is not None else A32  # a placeholder pointer when absent
-        bias = delta_bias.float().contiguous() if delta_bias is not None else A32
+        Bg, Cg, Dv, bias = _operands(shape, B, C, A32, D, delta_bias)
         out = torch.empty(batch, channels, length, device=u.device, dtype=torch.float32)
         last = torch.empty(batch, channels, state, device=u.device, dtype=torch.float32)
         ckpt = torch.empty(batch, channels, n_chunks, state, device=u.device, dtype=torch.float32)
@@ -98,9 +106,7 @@ class _TritonScan(torch.autograd.Function):
         groups = work_groups(shape)
         block_d, block_n = flags["BLOCK_D"], flags["BLOCK_N"]
         n_blocks = channels // block_d
-        Bg, Cg = grouped_bc(B, shape.b_form, shape, groups), grouped_bc(C, shape.c_form, shape, groups)
-        Dv = D.float().contiguous() if D is not None else A32
-        bias = delta_bias.float().contiguous() if delta_bias is not None else A32
+        Bg, Cg, Dv, bias = _operands(shape, B, C, A32, D, delta_bias)
         gy = grad_out.contiguous()
         glast = grad_last.float().contiguous() if grad_last is not None else \
             torch.zeros(batch, channels, state, device=u.device)

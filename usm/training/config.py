@@ -28,7 +28,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from usm.cli import parse_assignments
+from usm.cli import TYPE_NAMES, parse_assignments, typed
+from usm.data.datasets import missing_context
 from usm.models.registry import MODELS
 from usm.models.spec import ModelArgError
 
@@ -152,7 +153,7 @@ class Config:
             raise ConfigError(f"--max-steps-per-invocation {r.max_steps_per_invocation}: must be at least 1")
         if not r.run_dir:
             raise ConfigError("--run-dir is required: the folder that holds the run's config, logs and checkpoints")
-        if d.context not in (None, "captions") and not Path(d.context).is_file():
+        if missing_context(d.context):
             raise ConfigError(f"--context {d.context}: no such file (a .npy of tokens, one row per image)")
         if d.context is not None and d.cond != "text":
             raise ConfigError(f"--context is given but --cond is {d.cond!r}: add --cond text, or drop --context")
@@ -194,16 +195,11 @@ def _typed(f: dataclasses.Field, value):
     kind = f.type if isinstance(f.type, str) else f.type.__name__
     if value is None and f.default is None:
         return value
-    if kind == "bool" and not isinstance(value, bool):
-        raise ConfigError(f"{_flag(f.name)} {value!r}: expected true or false")
-    if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(f"{_flag(f.name)} {value!r}: expected an integer")
-    if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{_flag(f.name)} {value!r}: expected a number")
-        return float(value)
-    if kind == "str" and not isinstance(value, str):
-        raise ConfigError(f"{_flag(f.name)} {value!r}: expected a string")
+    if kind in TYPE_NAMES:
+        try:
+            value = typed(kind, value)
+        except TypeError:
+            raise ConfigError(f"{_flag(f.name)} {value!r}: expected {TYPE_NAMES[kind]}") from None
     if kind == "dict" and not isinstance(value, dict):
         raise ConfigError(f"{_flag(f.name)} {value!r}: expected KEY=VALUE pairs")
     choices = f.metadata.get("choices")

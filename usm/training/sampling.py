@@ -34,6 +34,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from usm.data.datasets import CAPTIONS, load_tokens, missing_context
 from usm.rectified_flow import SAMPLERS, sample
 from usm.seeding import generator
 from usm.training.checkpoint import latest_checkpoint, load_verified
@@ -71,7 +72,7 @@ class SampleConfig:
             raise SampleError(f"--method {self.method}: valid: {', '.join(sorted(SAMPLERS))}")
         if not math.isfinite(self.cfg_scale):
             raise SampleError(f"--cfg-scale {self.cfg_scale}: must be a finite number (1 = no guidance)")
-        if self.context not in (None, "captions") and not Path(self.context).is_file():
+        if missing_context(self.context):
             raise SampleError(f"--context {self.context}: no such file (a .npy of tokens, one row per image)")
         return self
 
@@ -94,10 +95,6 @@ class SampleConfig:
             raise SampleError("this run is text-conditional: pass --context tokens.npy (one row per image)")
         if self.context is not None and not derived["d_context"]:
             raise SampleError("--context is given but this run is not text-conditional; drop --context")
-        data = resolved["identity"]["data"]["data"]
-        if self.context == "captions" and data not in ("shapes", "shapes-gray"):
-            raise SampleError(f"--context captions: this run trained on {data}, which has no synthetic captions; "
-                              "give a .npy of tokens")
 
 
 @dataclass
@@ -147,11 +144,11 @@ def provenance(cfg: SampleConfig, state: dict, path: Path) -> dict:
     sidecar = path.with_name(path.name + ".sha256")
     resolved = state["config"]
     return {"checkpoint": str(path.resolve()), "step": int(state.get("step", -1)),
-            "checkpoint_sha256": sidecar.read_text().strip() if sidecar.exists() else _sha256(path),
+            "checkpoint_sha256": sidecar.read_text().strip(),  # loaded checkpoints always have one
             "model": resolved["identity"]["model"]["model"], "weights": "ema" if cfg.use_ema else "raw",
             "method": cfg.method, "steps": cfg.steps, "cfg_scale": cfg.cfg_scale, "seed": cfg.seed,
-            "label": cfg.label, "context_sha256": _sha256(Path(cfg.context)) if cfg.context not in (None, "captions")
-            else cfg.context,
+            "label": cfg.label, "context_sha256": cfg.context if cfg.context in (None, CAPTIONS)
+            else _sha256(Path(cfg.context)),
             "shape": [resolved["derived"]["in_channels"], resolved["derived"]["input_size"]]}
 
 
@@ -192,12 +189,8 @@ def generate(cfg: SampleConfig) -> SampleResult:
     derived, data = resolved["derived"], resolved["identity"]["data"]
     cfg.check_against(resolved)
     contexts = None
-    if cfg.context == "captions":  # the training captions of the embedded data: row i conditions image i
-        from usm.data.captions import caption_tokens
-
-        contexts = caption_tokens(data["data"], data["resolution"])
-    elif cfg.context is not None:
-        contexts = np.load(cfg.context, mmap_mode="r")
+    if cfg.context is not None:  # a text run's tokens: row i conditions image i
+        contexts = load_tokens(cfg.context, data["data"], data["resolution"])
         if len(contexts) < cfg.num:
             raise SampleError(f"--context {cfg.context} has {len(contexts)} rows for {cfg.num} images: "
                               "one row per image is needed")
