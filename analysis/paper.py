@@ -237,10 +237,11 @@ def _ablation_row(claim: dict, done, published: str, source: str) -> Row:
     p = welch_p(values[arms[1]], values[arms[0]])
     worse = means[arms[1]] > means[arms[0]]  # both metrics: lower is better
     published_worse = claim["arms"][arms[1]] > claim["arms"][arms[0]]
-    extra = [f"{m} {done.loc[done['arm'] == arms[0], m].mean():.2f} -> {done.loc[done['arm'] == arms[1], m].mean():.2f}"
-             for m in ("recognisable",) if m in done]
-    measured = " -> ".join(f"{arm} {_fmt(means[arm])}" for arm in arms) + f" ({metric}"
-    measured += f", {len(values[arms[0]])} seeds, Welch p={p:.2g}" + (f"; {extra[0]}" if extra else "") + ")"
+    details = f"{metric}, {len(values[arms[0]])} seeds, Welch p={p:.2g}"
+    if "recognisable" in done:  # the shape classifier's verdict, where the smoke study has one
+        recognisable = [done.loc[done["arm"] == arm, "recognisable"].mean() for arm in arms]
+        details += f"; recognisable {recognisable[0]:.2f} -> {recognisable[1]:.2f}"
+    measured = " -> ".join(f"{arm} {_fmt(means[arm])}" for arm in arms) + f" ({details})"
     if metric != "fid":
         word = "agrees in direction" if worse == published_worse else "differs in direction"
         return Row("ablation", claim["what"], published, measured, f"{source}: {metric.upper()}, not FID",
