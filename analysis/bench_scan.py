@@ -15,7 +15,8 @@ Targets: torch >= 4x faster than the per-step loop and faster than mambapy's psc
 faster than torch at (2, 1536, 1024, 16) and >= 5x at the smoke model's largest scan, (8, 128, 256, 16)
 (``--shape 8 128 256 16``). On a GPU: triton >= 20x faster than torch, and within 2.5x of
 mamba_ssm (forward within 1.5x). numba's and triton's first calls compile; the warm-up absorbs it.
-Times are wall-clock medians after one warm-up, synchronised on CUDA. ``--dtype bfloat16`` makes
+Times are wall-clock medians after one warm-up, synchronised on CUDA; the backends take turns
+round by round, so load on a shared machine falls on all of them alike. ``--dtype bfloat16`` makes
 u, delta, B, C and z bf16 (A, D and delta_bias stay fp32, as in the models).
 """
 
@@ -84,8 +85,8 @@ def candidates(device) -> dict:
     return runs
 
 
-def time_fwd_bwd(fn, inputs, repeats, device, backward: bool = True) -> float:
-    """Median seconds of fn(**inputs) (and its backward) after one warm-up."""
+def timer(fn, inputs, device, backward: bool = True):
+    """A function that runs fn(**inputs) (and its backward) once and returns the seconds it took."""
     def once():
         for v in inputs.values():
             v.grad = None
@@ -101,8 +102,21 @@ def time_fwd_bwd(fn, inputs, repeats, device, backward: bool = True) -> float:
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
-    once()  # warm-up
-    return statistics.median(once() for _ in range(repeats))
+    return once
+
+
+def time_interleaved(runs: dict, inputs, repeats, device, backward: bool = True) -> dict:
+    """Median seconds of each candidate after one warm-up each. The repeats take turns (one call of
+    each candidate per round), so a burst of load on a shared machine falls on all of them alike
+    instead of on whichever ran at the time."""
+    timers = {name: timer(fn, inputs, device, backward) for name, fn in runs.items()}
+    for once in timers.values():
+        once()  # warm-up: compiles, loads caches
+    samples = {name: [] for name in timers}
+    for _ in range(repeats):
+        for name, once in timers.items():
+            samples[name].append(once())
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 PEAK_SCRIPT = """
@@ -166,11 +180,10 @@ def main(argv=None) -> dict:
     inputs = make_inputs(*args.shape, device=device, dtype=getattr(torch, args.dtype))
     runs = {k: v for k, v in candidates(device).items() if not args.only or k in args.only}
     mode = "fwd" if args.forward_only else "fwd+bwd"
-    seconds = {}
-    for name, fn in runs.items():
-        seconds[name] = time_fwd_bwd(fn, inputs, args.repeats, device, backward=not args.forward_only)
-        if not args.json:
-            print(f"{name:>10}: {seconds[name]:8.4f} s  ({mode}, median of {args.repeats})", flush=True)
+    seconds = time_interleaved(runs, inputs, args.repeats, device, backward=not args.forward_only)
+    if not args.json:
+        for name, value in seconds.items():
+            print(f"{name:>10}: {value:8.4f} s  ({mode}, median of {args.repeats}, rounds interleaved)", flush=True)
     ratios = {f"{other}/torch": seconds[other] / seconds["torch"] for other in seconds if other != "torch"
               and "torch" in seconds}
     result = dict(shape=dict(zip("BDLN", args.shape)), device=str(device), device_name=device_name(device),

@@ -3,8 +3,9 @@
     python -m analysis.step_profile                       # USM-T/1 on 16x16x1, batch 8, 1 thread
     python -m analysis.step_profile --model USM-T/2 --image-size 32 --channels 3 --backends torch numba
 
-For each backend: steps/s (median of timed steps after a warm-up) and the operators with the most
-self CPU time over a few profiled steps (forward, backward and AdamW, as the trainer runs them).
+For each backend: steps/s (median of timed steps after a warm-up; the backends take turns step by
+step) and the operators with the most self CPU time over a few profiled steps (forward, backward
+and AdamW, as the trainer runs them).
 """
 
 from __future__ import annotations
@@ -34,22 +35,28 @@ def make_step(model_name: str, image_size: int, channels: int, batch: int, backe
     return step
 
 
-def profile_backend(args, backend: str) -> tuple[float, str]:
+def steps_per_second(steps: dict, repeats: int) -> dict:
+    """Median steps/s of each backend's step after a warm-up; the backends take turns step by
+    step, so load on a shared machine falls on all of them alike."""
+    for step in steps.values():
+        for _ in range(3):  # warm-up (and numba's first-call compile or cache load)
+            step()
+    times = {backend: [] for backend in steps}
+    for _ in range(repeats):
+        for backend, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[backend].append(time.perf_counter() - start)
+    return {backend: 1 / statistics.median(values) for backend, values in times.items()}
+
+
+def profile_table(step, rows: int) -> str:
     from torch.profiler import ProfilerActivity, profile
 
-    step = make_step(args.model, args.image_size, args.channels, args.batch, backend)
-    for _ in range(3):  # warm-up (and numba's first-call compile or cache load)
-        step()
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(3):
             step()
-    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows)
-    return 1 / statistics.median(times), table
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
 def main(argv=None) -> int:
@@ -64,12 +71,13 @@ def main(argv=None) -> int:
     parser.add_argument("--backends", nargs="+", default=["torch", "numba"])
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rates = {}
-    for backend in args.backends:
-        rates[backend], table = profile_backend(args, backend)
+    steps = {backend: make_step(args.model, args.image_size, args.channels, args.batch, backend)
+             for backend in args.backends}
+    rates = steps_per_second(steps, args.steps)
+    for backend, step in steps.items():
         print(f"## {args.model}, {args.image_size}x{args.image_size}x{args.channels}, batch {args.batch}, "
               f"{args.threads} thread(s), scan backend {backend}: {rates[backend]:.2f} steps/s\n")
-        print("```\n" + table.strip() + "\n```\n", flush=True)
+        print("```\n" + profile_table(step, args.rows).strip() + "\n```\n", flush=True)
     if len(rates) > 1:
         base = args.backends[0]
         for backend in args.backends[1:]:

@@ -234,3 +234,30 @@ def test_numba_scan_leaves_torch_on_its_share_of_threads():
             "import numba; print(torch.get_num_threads(), numba.get_num_threads())")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.stdout.split() == ["1", "1"], result.stdout + result.stderr
+
+
+def test_a_planted_sign_error_in_the_numba_backward_fails_the_parity_check(tmp_path, monkeypatch):
+    """The parity check above must be able to fail: a copy of the kernels with the sign of dA's
+    accumulation flipped is caught, and named."""
+    import importlib.util
+    from pathlib import Path
+
+    import usm.ssm._numba_kernels as kernels
+    import usm.ssm.numba_cpu as numba_cpu
+
+    source = Path(kernels.__file__).read_text()
+    planted = source.replace("dA_acc[n] += dlog * dt", "dA_acc[n] -= dlog * dt")
+    assert planted != source, "the line to plant the error in has changed"
+    path = tmp_path / "planted_kernels.py"
+    path.write_text(planted)
+    spec = importlib.util.spec_from_file_location("planted_kernels", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(numba_cpu, "_kernels", lambda: (module.forward, module.backward))
+
+    inputs = make_inputs(2, 6, 33, 4, "variable")
+    _, _, g_ref = run_with_grads(selective_scan_reference, inputs)
+    y, _, g = run_with_grads(selective_scan_numba, inputs)
+    torch.testing.assert_close(y, selective_scan_reference(**inputs, delta_softplus=True), rtol=RTOL, atol=ATOL)
+    with pytest.raises(AssertionError, match="gradient of A"):
+        assert_close_grads(g_ref, g, GRAD_TOL)

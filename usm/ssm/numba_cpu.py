@@ -10,11 +10,13 @@ Why compiled: the work of a scan is a loop over the sequence whose every step is
 operations on a (N,) state. In PyTorch that loop costs a few dispatches per position, which is the
 whole cost for the short, narrow scans of the tiny models (see ``results/reference/``). Here each
 channel's loop runs in machine code: one work item owns a block of channels of one batch element
-and one B/C group, keeps the (N,) state in registers, and walks L.
+and one B/C group and walks L, chunk by chunk, in loops that each vectorise (the step sizes and
+gates along the sequence, the recurrence across the N states; ``_numba_kernels``).
 
 Memory follows the ``torch`` backend and mamba_ssm's kernel: the forward keeps only the state
-entering every ``CHECKPOINT``-th position (O(L * D * N / CHECKPOINT)); the backward recomputes a
-chunk's states from its checkpoint, then walks it in reverse. Reductions that several work items
+entering every ``CHECKPOINT``-th position (O(L * D * N / CHECKPOINT)) and, when z gates the output,
+the output before its gate (O(L * D), so the backward need not rebuild it from the states); the
+backward recomputes a chunk's states from its checkpoint, then walks it in reverse. Reductions that several work items
 share (dB, dC across the channels of a group; dA, dD, d(delta_bias) across the batch) go to
 per-item partial buffers summed afterwards in torch, so results are deterministic.
 
@@ -92,9 +94,10 @@ class _NumbaScan(torch.autograd.Function):
         out = np.empty((batch, channels, length), np.float32)
         last = np.empty((batch, channels, state), np.float32)
         saved = np.empty((batch, channels, (length + CHECKPOINT - 1) // CHECKPOINT, state), np.float32)
-        forward_kernel(*arrays, bool(delta_softplus), per_item, CHECKPOINT, out, last, saved)
+        ungated = np.empty_like(out) if z is not None else np.zeros((0, 0, 0), np.float32)
+        forward_kernel(*arrays, bool(delta_softplus), per_item, CHECKPOINT, out, last, saved, ungated)
         tensors = [torch.from_numpy(a) for a in arrays]
-        ctx.save_for_backward(*tensors, torch.from_numpy(saved))
+        ctx.save_for_backward(*tensors, torch.from_numpy(saved), torch.from_numpy(ungated))
         ctx.info = (shape, bool(delta_softplus), per_item, groups, tuple(B.shape), tuple(C.shape))
         ctx.dtypes = tuple(None if x is None else x.dtype for x in (u, delta, A, B, C, D, z, delta_bias))
         return torch.from_numpy(out).to(u.dtype), torch.from_numpy(last)
@@ -102,7 +105,7 @@ class _NumbaScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out, grad_last):
         _, backward_kernel = _kernels()
-        *tensors, saved = ctx.saved_tensors
+        *tensors, saved, ungated = ctx.saved_tensors
         shape, softplus, per_item, groups, b_shape, c_shape = ctx.info
         batch, channels, length, state = shape.batch, shape.channels, shape.length, shape.state
         splits = channels // groups // per_item
@@ -115,8 +118,8 @@ class _NumbaScan(torch.autograd.Function):
         dD, dbias = np.empty((batch, channels), np.float32), np.empty((batch, channels), np.float32)
         dB = np.zeros((batch, splits, groups, length, state), np.float32)
         dC = np.zeros_like(dB)
-        backward_kernel(*[t.numpy() for t in tensors], softplus, per_item, CHECKPOINT, saved.numpy(), dout, dlast,
-                        du, ddelta, dz, dA, dD, dbias, dB, dC)
+        backward_kernel(*[t.numpy() for t in tensors], softplus, per_item, CHECKPOINT, saved.numpy(), ungated.numpy(),
+                        dout, dlast, du, ddelta, dz, dA, dD, dbias, dB, dC)
         dB, dC = (torch.from_numpy(g).sum(1).transpose(2, 3) for g in (dB, dC))  # (batch, G, N, L)
         grads = [torch.from_numpy(du), torch.from_numpy(ddelta), torch.from_numpy(dA).sum(0),
                  ungroup_bc(dB, shape.b_form, b_shape), ungroup_bc(dC, shape.c_form, c_shape),
