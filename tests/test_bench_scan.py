@@ -9,3 +9,24 @@ def test_bench_scan_small_shape(capsys):
     assert all(s > 0 for s in result["seconds"].values())
     assert "reference/torch" in result["speedup_of_torch_over"]
     assert '"seconds"' in capsys.readouterr().out
+
+
+def test_backends_take_turns_round_by_round():
+    """Load on a shared machine comes in bursts: each round times every backend once, so a burst
+    cannot fall on one backend's repeats alone (bench_scan and step_profile alike)."""
+    import torch
+
+    from analysis.bench_scan import time_interleaved
+    from analysis.step_profile import steps_per_second
+
+    calls = []
+    x = torch.zeros(2, requires_grad=True)
+    runs = {name: (lambda name=name, **kw: (calls.append(name), kw["x"] * 2)[1]) for name in ("a", "b")}
+    seconds = time_interleaved(runs, {"x": x}, repeats=3, device=torch.device("cpu"))
+    assert calls == ["a", "b"] * 4  # one warm-up each, then three rounds
+    assert set(seconds) == {"a", "b"} and all(s > 0 for s in seconds.values())
+
+    calls.clear()
+    rates = steps_per_second({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=2)
+    assert calls == ["a"] * 3 + ["b"] * 3 + ["a", "b"] * 2  # three warm-up steps each, then turns
+    assert set(rates) == {"a", "b"}

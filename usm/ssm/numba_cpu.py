@@ -16,9 +16,10 @@ gates along the sequence, the recurrence across the N states; ``_numba_kernels``
 Memory follows the ``torch`` backend and mamba_ssm's kernel: the forward keeps only the state
 entering every ``CHECKPOINT``-th position (O(L * D * N / CHECKPOINT)) and, when z gates the output,
 the output before its gate (O(L * D), so the backward need not rebuild it from the states); the
-backward recomputes a chunk's states from its checkpoint, then walks it in reverse. Reductions that several work items
-share (dB, dC across the channels of a group; dA, dD, d(delta_bias) across the batch) go to
-per-item partial buffers summed afterwards in torch, so results are deterministic.
+backward recomputes a chunk's states from its checkpoint, then walks it in reverse. Reductions
+that several work items share (dB, dC across the channels of a group; dA, dD, d(delta_bias)
+across the batch) go to per-item partial buffers summed afterwards in torch, so results are
+deterministic.
 
 numba is imported lazily and its kernels compile on first use (``cache=True`` keeps them on disk);
 nothing is compiled at import. ``available()`` says whether numba imports.
