@@ -84,8 +84,11 @@ def _log1p_unit(y):
 
 @numba.njit(inline="always", fastmath=True)
 def _softplus(x):
-    """log(1 + exp(x)) = max(x, 0) + log(1 + exp(-|x|)): stable for every x."""
-    return max(x, np.float32(0.0)) + _log1p_unit(_exp(-abs(x)))
+    """(softplus(x), its slope sigmoid(x)) from one exp: with e = exp(-|x|), softplus(x) =
+    max(x, 0) + log(1 + e), stable for every x, and sigmoid(x) = 1 / (1 + e) or e / (1 + e)."""
+    e = _exp(-abs(x))
+    slope = (np.float32(1.0) if x >= np.float32(0.0) else e) / (np.float32(1.0) + e)
+    return max(x, np.float32(0.0)) + _log1p_unit(e), slope
 
 
 @numba.njit(inline="always", fastmath=True)
@@ -106,15 +109,17 @@ def _work_item(item, channels, groups, channels_per_item):
 
 
 @numba.njit(inline="always", fastmath=True)
-def _chunk_steps(delta, u, bias, softplus, start, m, dts, dtus):
-    """One chunk's step sizes dt = softplus(delta + bias) and drives dt * u, position by position
-    in a loop of its own: the transcendental work vectorises along the sequence, away from the
-    recurrence."""
+def _chunk_steps(delta, u, bias, softplus, start, m, dts, dtus, slopes):
+    """One chunk's step sizes dt = softplus(delta + bias), drives dt * u and, unless ``slopes`` is
+    empty (the forward needs none), the slopes d(dt)/d(delta), position by position in a loop of
+    its own: the transcendental work vectorises along the sequence, away from the recurrence."""
     for i in range(m):
         x = delta[start + i] + bias
-        dt = _softplus(x) if softplus else x
+        dt, slope = _softplus(x) if softplus else (x, np.float32(1.0))
         dts[i] = dt
         dtus[i] = dt * u[start + i]
+        if slopes.shape[0] > 0:
+            slopes[i] = slope
 
 
 # The kernels below walk each channel's sequence in chunks of ``ckpt`` positions, and split every
@@ -136,6 +141,7 @@ def forward(u, delta, A, B, C, Dv, z, bias, softplus, channels_per_item, ckpt, o
         dts = np.empty(ckpt, dtype=np.float32)
         dtus = np.empty(ckpt, dtype=np.float32)
         ys = np.empty(ckpt, dtype=np.float32)
+        no_slopes = np.empty(0, dtype=np.float32)
         Bt, Ct = B[b, g], C[b, g]
         for d in range(first, first + channels_per_item):
             h[:] = 0.0
@@ -144,7 +150,7 @@ def forward(u, delta, A, B, C, Dv, z, bias, softplus, channels_per_item, ckpt, o
                 start = c * ckpt
                 m = min(ckpt, length - start)
                 saved[b, d, c, :] = h
-                _chunk_steps(delta[b, d], u[b, d], bias[d], softplus, start, m, dts, dtus)
+                _chunk_steps(delta[b, d], u[b, d], bias[d], softplus, start, m, dts, dtus, no_slopes)
                 for i in range(m):  # the recurrence, vectorised across the states
                     dt, dtu = dts[i], dtus[i]
                     y = np.float32(0.0)
@@ -176,6 +182,7 @@ def backward(u, delta, A, B, C, Dv, z, bias, softplus, channels_per_item, ckpt, 
         dhs = np.empty((ckpt, state), dtype=np.float32)  # dL/dh_t of the chunk's positions
         dts = np.empty(ckpt, dtype=np.float32)
         dtus = np.empty(ckpt, dtype=np.float32)
+        slopes = np.empty(ckpt, dtype=np.float32)  # d(dt)/d(delta)
         gys = np.empty(ckpt, dtype=np.float32)  # dL/dy before the gate
         d_dtus = np.empty(ckpt, dtype=np.float32)
         d_logs = np.empty(ckpt, dtype=np.float32)  # dL/d(dt) through the decays
@@ -192,7 +199,7 @@ def backward(u, delta, A, B, C, Dv, z, bias, softplus, channels_per_item, ckpt, 
             for c in range((length + ckpt - 1) // ckpt - 1, -1, -1):
                 start = c * ckpt
                 m = min(ckpt, length - start)
-                _chunk_steps(delta[b, d], u[b, d], bias[d], softplus, start, m, dts, dtus)
+                _chunk_steps(delta[b, d], u[b, d], bias[d], softplus, start, m, dts, dtus, slopes)
                 for i in range(m):
                     dt = dts[i]
                     for n in range(state):
@@ -242,9 +249,7 @@ def backward(u, delta, A, B, C, Dv, z, bias, softplus, channels_per_item, ckpt, 
                     d_dtu = d_dtus[i]
                     du[b, d, t] = gys[i] * Dv[d] + d_dtu * dts[i]
                     dD_acc += gys[i] * x
-                    d_dt = d_logs[i] + d_dtu * x
-                    if softplus:
-                        d_dt *= _sigmoid(delta[b, d, t] + bias[d])
+                    d_dt = (d_logs[i] + d_dtu * x) * slopes[i]
                     ddelta[b, d, t] = d_dt
                     dbias_acc += d_dt
             dA_part[b, d, :] = dA_acc
