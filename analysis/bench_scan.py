@@ -105,18 +105,24 @@ def timer(fn, inputs, device, backward: bool = True):
     return once
 
 
-def time_interleaved(runs: dict, inputs, repeats, device, backward: bool = True) -> dict:
-    """Median seconds of each candidate after one warm-up each. The repeats take turns (one call of
-    each candidate per round), so a burst of load on a shared machine falls on all of them alike
-    instead of on whichever ran at the time."""
-    timers = {name: timer(fn, inputs, device, backward) for name, fn in runs.items()}
-    for once in timers.values():
-        once()  # warm-up: compiles, loads caches
-    samples = {name: [] for name in timers}
+def take_turns(timed: dict, repeats: int, warmups: int = 1) -> dict:
+    """Median seconds of each candidate (a function that runs once and returns the seconds it
+    took) after its warm-ups. The repeats take turns, one call of each candidate per round, so a
+    burst of load on a shared machine falls on all of them alike instead of on whichever ran at
+    the time."""
+    for once in timed.values():
+        for _ in range(warmups):  # compiles, loads caches
+            once()
+    samples = {name: [] for name in timed}
     for _ in range(repeats):
-        for name, once in timers.items():
+        for name, once in timed.items():
             samples[name].append(once())
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def time_interleaved(runs: dict, inputs, repeats, device, backward: bool = True) -> dict:
+    """Median seconds of fn(**inputs) (and its backward) for each candidate, in turns."""
+    return take_turns({name: timer(fn, inputs, device, backward) for name, fn in runs.items()}, repeats)
 
 
 PEAK_SCRIPT = """

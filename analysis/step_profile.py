@@ -11,11 +11,11 @@ and AdamW, as the trainer runs them).
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
 
+from analysis.bench_scan import take_turns
 from usm.models.registry import build_model
 from usm.rectified_flow import training_loss
 
@@ -36,18 +36,17 @@ def make_step(model_name: str, image_size: int, channels: int, batch: int, backe
 
 
 def steps_per_second(steps: dict, repeats: int) -> dict:
-    """Median steps/s of each backend's step after a warm-up; the backends take turns step by
-    step, so load on a shared machine falls on all of them alike."""
-    for step in steps.values():
-        for _ in range(3):  # warm-up (and numba's first-call compile or cache load)
-            step()
-    times = {backend: [] for backend in steps}
-    for _ in range(repeats):
-        for backend, step in steps.items():
+    """Median steps/s of each backend's step after three warm-up steps (numba's first-call compile
+    or cache load among them); the backends take turns step by step (``take_turns``)."""
+    def timed(step):
+        def once():
             start = time.perf_counter()
             step()
-            times[backend].append(time.perf_counter() - start)
-    return {backend: 1 / statistics.median(values) for backend, values in times.items()}
+            return time.perf_counter() - start
+        return once
+
+    seconds = take_turns({backend: timed(step) for backend, step in steps.items()}, repeats, warmups=3)
+    return {backend: 1 / value for backend, value in seconds.items()}
 
 
 def profile_table(step, rows: int) -> str:
