@@ -1,23 +1,25 @@
 """The numba kernels of ``usm.ssm.numba_cpu`` (imported only when that backend first runs).
 
 They live at module level so that numba's on-disk cache (``cache=True``) holds them: the first
-process compiles them (measured in the README), later ones load them in well under a second.
+process compiles them (measured in the README), later ones load them in about a second.
 
-Importing this module asks LLVM for one interleaved copy per vectorised loop
-(``-force-vector-interleave=1``): the loops here run over the N = 16 states, and LLVM's default
-for AVX2 (4 copies of 8 lanes, 32 elements) leaves such a loop to its 4-lane SSE remainder. The
-option is LLVM's, so it holds for numba code compiled later in the same process too; it changes
-how loops are unrolled, never what they compute.
+Two kinds of loop, each written the way it vectorises:
+- along the sequence (step sizes, output gates, the per-position gradients): plain numba loops
+  over long 1-D arrays, which LLVM vectorises itself (``_exp`` and ``_log1p_unit`` are branch-free
+  for that reason);
+- the recurrence and its backward: explicit 8-lane vectors (``_simd``). Each block of 8 states
+  is walked along the sequence on its own, its state (or dL/dstate) held in a register; the sums
+  over the states (the output, dL/d(dt)) collect block by block in per-position buffers.
 """
 
-import llvmlite.binding
 import numba
 import numpy as np
 from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
-llvmlite.binding.set_option("", "-force-vector-interleave=1")
+from usm.ssm import _simd as v
+from usm.ssm._simd import LANES
 
 
 def jit(fn):
@@ -109,149 +111,142 @@ def _work_item(item, channels, groups, channels_per_item):
 
 
 @numba.njit(inline="always", fastmath=True)
-def _chunk_steps(delta, u, bias, softplus, start, m, dts, dtus, slopes):
-    """One chunk's step sizes dt = softplus(delta + bias), drives dt * u and, unless ``slopes`` is
-    empty (the forward needs none), the slopes d(dt)/d(delta), position by position in a loop of
-    its own: the transcendental work vectorises along the sequence, away from the recurrence."""
-    for i in range(m):
-        x = delta[start + i] + bias
+def _steps(delta, u, bias, softplus, dts, dtus, slopes):
+    """The step sizes dt = softplus(delta + bias) of a channel's sequence, its drives dt * u and,
+    unless ``slopes`` is empty (the forward needs none), the slopes d(dt)/d(delta)."""
+    for t in range(delta.shape[0]):
+        x = delta[t] + bias
         dt, slope = _softplus(x) if softplus else (x, np.float32(1.0))
-        dts[i] = dt
-        dtus[i] = dt * u[start + i]
+        dts[t] = dt
+        dtus[t] = dt * u[t]
         if slopes.shape[0] > 0:
-            slopes[i] = slope
+            slopes[t] = slope
 
-
-# The kernels below walk each channel's sequence in chunks of ``ckpt`` positions, and split every
-# chunk into loops that each do one thing: the step sizes (vectorised along the sequence), the
-# recurrence (vectorised across the N states), the gating (along the sequence again). A loop that
-# writes one array and reads few is one LLVM vectorises; one fused loop that updates several
-# arrays at once stays scalar (it would need too many run-time overlap checks).
 
 @jit
 def forward(u, delta, A, B, C, Dv, z, bias, softplus, channels_per_item, ckpt, out, last, saved, ungated):
-    """Writes out, the last state, the state entering every chunk (``saved``) and, when z is given,
-    the output before its gate (``ungated``, which spares the backward a pass over the states)."""
+    """Writes out, the last state, the state entering every chunk of ``ckpt`` positions (``saved``)
+    and, when z is given, the output before its gate (``ungated``, which spares the backward a pass
+    over the states). N (``B.shape[3]``) is a multiple of ``LANES``."""
     batch, channels, length = u.shape
     groups, state = B.shape[1], B.shape[3]
     gated = z.shape[0] > 0
     for item in numba.prange(batch * channels // channels_per_item):
         b, g, _, first = _work_item(item, channels, groups, channels_per_item)
-        h = np.empty(state, dtype=np.float32)
-        dts = np.empty(ckpt, dtype=np.float32)
-        dtus = np.empty(ckpt, dtype=np.float32)
-        ys = np.empty(ckpt, dtype=np.float32)
+        dts = np.empty(length, dtype=np.float32)
+        dtus = np.empty(length, dtype=np.float32)
+        ys = np.empty(length, dtype=np.float32)
+        y_lanes = np.empty((ckpt, LANES), dtype=np.float32)  # C * h of a chunk, summed over the blocks
+        h_entry = np.empty(state, dtype=np.float32)
         no_slopes = np.empty(0, dtype=np.float32)
         Bt, Ct = B[b, g], C[b, g]
         for d in range(first, first + channels_per_item):
-            h[:] = 0.0
-            Ad = A[d]
+            _steps(delta[b, d], u[b, d], bias[d], softplus, dts, dtus, no_slopes)
+            Ad, saved_d = A[d], saved[b, d]
+            h_entry[:] = 0.0
             for c in range((length + ckpt - 1) // ckpt):
                 start = c * ckpt
                 m = min(ckpt, length - start)
-                saved[b, d, c, :] = h
-                _chunk_steps(delta[b, d], u[b, d], bias[d], softplus, start, m, dts, dtus, no_slopes)
-                for i in range(m):  # the recurrence, vectorised across the states
-                    dt, dtu = dts[i], dtus[i]
-                    y = np.float32(0.0)
-                    for n in range(state):
-                        h[n] = _exp(dt * Ad[n]) * h[n] + dtu * Bt[start + i, n]
-                        y += Ct[start + i, n] * h[n]
-                    ys[i] = y
+                for j in range(0, state, LANES):
+                    a = v.load(Ad, j)
+                    h = v.load(h_entry, j)
+                    v.store(saved_d, (c, j), h)
+                    for i in range(m):
+                        t = start + i
+                        h = v.fma(v.exp(a * dts[t]), h, v.load(Bt, (t, j)) * dtus[t])
+                        y = v.load(Ct, (t, j)) * h
+                        v.store(y_lanes, (i, 0), y if j == 0 else y + v.load(y_lanes, (i, 0)))
+                    v.store(h_entry, j, h)
                 for i in range(m):
-                    t = start + i
-                    y = ys[i] + Dv[d] * u[b, d, t]
-                    if gated:
-                        ungated[b, d, t] = y
-                        zz = z[b, d, t]
-                        y *= zz * _sigmoid(zz)
-                    out[b, d, t] = y
-            last[b, d, :] = h
+                    ys[start + i] = v.hsum(v.load(y_lanes, (i, 0)))
+            last[b, d, :] = h_entry
+            for t in range(length):
+                y = ys[t] + Dv[d] * u[b, d, t]
+                if gated:
+                    ungated[b, d, t] = y
+                    zz = z[b, d, t]
+                    y *= zz * _sigmoid(zz)
+                out[b, d, t] = y
 
 
 @jit
 def backward(u, delta, A, B, C, Dv, z, bias, softplus, channels_per_item, ckpt, saved, ungated, dout, dlast,
              du, ddelta, dz, dA_part, dD_part, dbias_part, dB_part, dC_part):
+    """Chunks last to first; in each, every block of 8 states recomputes its states from the saved
+    entry state, then walks back carrying dL/dh in a register and adds to dB and dC (per work
+    item), dA, and the per-position sums dL/d(dt * u) and dL/d(dt) that the last loop turns into
+    du and d(delta)."""
     batch, channels, length = u.shape
     groups, state = B.shape[1], B.shape[3]
     gated = z.shape[0] > 0
     for item in numba.prange(batch * channels // channels_per_item):
         b, g, split, first = _work_item(item, channels, groups, channels_per_item)
-        hs = np.empty((ckpt + 1, state), dtype=np.float32)  # states of one chunk, entry first
-        decay = np.empty((ckpt, state), dtype=np.float32)
-        dhs = np.empty((ckpt, state), dtype=np.float32)  # dL/dh_t of the chunk's positions
-        dts = np.empty(ckpt, dtype=np.float32)
-        dtus = np.empty(ckpt, dtype=np.float32)
-        slopes = np.empty(ckpt, dtype=np.float32)  # d(dt)/d(delta)
-        gys = np.empty(ckpt, dtype=np.float32)  # dL/dy before the gate
-        d_dtus = np.empty(ckpt, dtype=np.float32)
-        d_logs = np.empty(ckpt, dtype=np.float32)  # dL/d(dt) through the decays
+        hs = np.empty((ckpt + 1, LANES), dtype=np.float32)  # one block's states in a chunk, entry first
+        decays = np.empty((ckpt, LANES), dtype=np.float32)
+        dts = np.empty(length, dtype=np.float32)
+        dtus = np.empty(length, dtype=np.float32)
+        slopes = np.empty(length, dtype=np.float32)  # d(dt)/d(delta)
+        gys = np.empty(length, dtype=np.float32)  # dL/dy before the gate
+        d_dtus = np.empty(length, dtype=np.float32)  # dL/d(dt * u)
+        d_logs = np.empty(length, dtype=np.float32)  # dL/d(dt) through the decays
         dh = np.empty(state, dtype=np.float32)
         dA_acc = np.empty(state, dtype=np.float32)
         Bt, Ct = B[b, g], C[b, g]
         dBt, dCt = dB_part[b, split, g], dC_part[b, split, g]
         for d in range(first, first + channels_per_item):
+            _steps(delta[b, d], u[b, d], bias[d], softplus, dts, dtus, slopes)
+            for t in range(length):  # out = y * silu(z)
+                gy = dout[b, d, t]
+                if gated:
+                    zz = z[b, d, t]
+                    sig = _sigmoid(zz)
+                    dz[b, d, t] = gy * ungated[b, d, t] * sig * (np.float32(1.0) + zz * (np.float32(1.0) - sig))
+                    gy = gy * zz * sig
+                gys[t] = gy
+            d_dtus[:] = 0.0
+            d_logs[:] = 0.0
             dh[:] = dlast[b, d, :]
             dA_acc[:] = 0.0
-            dD_acc = np.float32(0.0)
-            dbias_acc = np.float32(0.0)
-            Ad = A[d]
+            Ad, saved_d = A[d], saved[b, d]
             for c in range((length + ckpt - 1) // ckpt - 1, -1, -1):
                 start = c * ckpt
                 m = min(ckpt, length - start)
-                _chunk_steps(delta[b, d], u[b, d], bias[d], softplus, start, m, dts, dtus, slopes)
-                for i in range(m):
-                    dt = dts[i]
-                    for n in range(state):
-                        decay[i, n] = _exp(dt * Ad[n])
-                hs[0, :] = saved[b, d, c, :]
-                for i in range(m):  # recompute the chunk's states from its entry state
-                    dtu = dtus[i]
-                    for n in range(state):
-                        hs[i + 1, n] = decay[i, n] * hs[i, n] + dtu * Bt[start + i, n]
-                for i in range(m):  # out = y * silu(z)
-                    t = start + i
-                    gy = dout[b, d, t]
-                    if gated:
-                        zz = z[b, d, t]
-                        sig = _sigmoid(zz)
-                        dz[b, d, t] = gy * ungated[b, d, t] * sig * (np.float32(1.0) + zz * (np.float32(1.0) - sig))
-                        gy = gy * zz * sig
-                    gys[i] = gy
-                for i in range(m - 1, -1, -1):  # the one sequential part: dL/dh, last position first
-                    gy = gys[i]
-                    for n in range(state):  # two loops: faster than one that writes both
-                        dhs[i, n] = dh[n] + gy * Ct[start + i, n]
-                    for n in range(state):
-                        dh[n] = dhs[i, n] * decay[i, n]
-                for i in range(m):
-                    gy = gys[i]
-                    for n in range(state):
-                        dCt[start + i, n] += gy * hs[i + 1, n]
-                for i in range(m):  # h_t = decay_t * h_(t-1) + dt_t * u_t * B_t
-                    dtu = dtus[i]
-                    s = np.float32(0.0)
-                    for n in range(state):
-                        dBt[start + i, n] += dtu * dhs[i, n]
-                        s += dhs[i, n] * Bt[start + i, n]
-                    d_dtus[i] = s
-                for i in range(m):  # decay_t = exp(dt_t * A): through its logarithm
-                    dt = dts[i]
-                    s = np.float32(0.0)
-                    for n in range(state):
-                        dlog = dhs[i, n] * hs[i, n] * decay[i, n]
-                        dA_acc[n] += dlog * dt
-                        s += dlog * Ad[n]
-                    d_logs[i] = s
-                for i in range(m):
-                    t = start + i
-                    x = u[b, d, t]
-                    d_dtu = d_dtus[i]
-                    du[b, d, t] = gys[i] * Dv[d] + d_dtu * dts[i]
-                    dD_acc += gys[i] * x
-                    d_dt = (d_logs[i] + d_dtu * x) * slopes[i]
-                    ddelta[b, d, t] = d_dt
-                    dbias_acc += d_dt
+                for j in range(0, state, LANES):
+                    a = v.load(Ad, j)
+                    h = v.load(saved_d, (c, j))
+                    v.store(hs, (0, 0), h)
+                    for i in range(m):  # h_t = decay_t * h_(t-1) + dt_t * u_t * B_t
+                        t = start + i
+                        decay = v.exp(a * dts[t])
+                        h = v.fma(decay, h, v.load(Bt, (t, j)) * dtus[t])
+                        v.store(decays, (i, 0), decay)
+                        v.store(hs, (i + 1, 0), h)
+                    g_h = v.load(dh, j)
+                    g_a = v.load(dA_acc, j)
+                    for i in range(m - 1, -1, -1):  # the sequential part: dL/dh, last position first
+                        t = start + i
+                        gy, dt, dtu = gys[t], dts[t], dtus[t]
+                        g_h = v.fma(v.load(Ct, (t, j)), gy, g_h)  # dL/dh_t
+                        v.store(dCt, (t, j), v.fma(v.load(hs, (i + 1, 0)), gy, v.load(dCt, (t, j))))
+                        v.store(dBt, (t, j), v.fma(g_h, dtu, v.load(dBt, (t, j))))
+                        decay = v.load(decays, (i, 0))
+                        g_log = g_h * v.load(hs, (i, 0)) * decay  # dL/d(dt_t * A), decay_t = exp(dt_t * A)
+                        g_a = v.fma(g_log, dt, g_a)
+                        d_dtus[t] += v.hsum(g_h * v.load(Bt, (t, j)))
+                        d_logs[t] += v.hsum(g_log * a)
+                        g_h = g_h * decay  # dL/dh_(t-1) through h_t
+                    v.store(dh, j, g_h)
+                    v.store(dA_acc, j, g_a)
+            dD_acc = np.float32(0.0)
+            dbias_acc = np.float32(0.0)
+            for t in range(length):
+                x = u[b, d, t]
+                d_dtu = d_dtus[t]
+                du[b, d, t] = gys[t] * Dv[d] + d_dtu * dts[t]
+                dD_acc += gys[t] * x
+                d_dt = (d_logs[t] + d_dtu * x) * slopes[t]
+                ddelta[b, d, t] = d_dt
+                dbias_acc += d_dt
             dA_part[b, d, :] = dA_acc
             dD_part[b, d] = dD_acc
             dbias_part[b, d] = dbias_acc

@@ -32,6 +32,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from usm.ssm.inputs import check_inputs, grouped_bc, ungroup_bc, work_groups
 
@@ -48,9 +49,16 @@ def available() -> tuple[bool, str]:
 
 
 def _kernels():
+    """The kernels module (its ``forward``, ``backward`` and vector width ``LANES``)."""
     from usm.ssm import _numba_kernels
 
-    return _numba_kernels.forward, _numba_kernels.backward
+    return _numba_kernels
+
+
+def _padded(x: torch.Tensor, lanes: int) -> np.ndarray:
+    """x with its last axis (the N states) zero-padded to a multiple of the kernels' vector width.
+    A padded state has A = 0 and B = C = 0: it stays 0 and adds nothing to any output or gradient."""
+    return _np(F.pad(x, (0, -x.shape[-1] % lanes)))
 
 
 def _threads() -> int:
@@ -83,46 +91,51 @@ def _np(x: torch.Tensor) -> np.ndarray:
 class _NumbaScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, shape):
-        forward_kernel, _ = _kernels()
+        kernels = _kernels()
+        lanes = kernels.LANES
         batch, channels, length, state = shape.batch, shape.channels, shape.length, shape.state
         groups = work_groups(shape)
         Bg, Cg = grouped_bc(B, shape.b_form, shape, groups), grouped_bc(C, shape.c_form, shape, groups)
         per_item = _split(batch, groups, channels // groups, _threads())
-        arrays = [_np(u), _np(delta), _np(A), _np(Bg.transpose(2, 3)), _np(Cg.transpose(2, 3)),
+        arrays = [_np(u), _np(delta), _padded(A, lanes),
+                  _padded(Bg.transpose(2, 3), lanes), _padded(Cg.transpose(2, 3), lanes),
                   _np(D) if D is not None else np.zeros(channels, np.float32),
                   _np(z) if z is not None else np.zeros((0, 0, 0), np.float32),
                   _np(delta_bias) if delta_bias is not None else np.zeros(channels, np.float32)]
+        padded_state = arrays[2].shape[1]  # N rounded up to whole vectors
         out = np.empty((batch, channels, length), np.float32)
-        last = np.empty((batch, channels, state), np.float32)
-        saved = np.empty((batch, channels, (length + CHECKPOINT - 1) // CHECKPOINT, state), np.float32)
+        last = np.empty((batch, channels, padded_state), np.float32)
+        saved = np.empty((batch, channels, (length + CHECKPOINT - 1) // CHECKPOINT, padded_state), np.float32)
         ungated = np.empty_like(out) if z is not None else np.zeros((0, 0, 0), np.float32)
-        forward_kernel(*arrays, bool(delta_softplus), per_item, CHECKPOINT, out, last, saved, ungated)
+        kernels.forward(*arrays, bool(delta_softplus), per_item, CHECKPOINT, out, last, saved, ungated)
         tensors = [torch.from_numpy(a) for a in arrays]
         ctx.save_for_backward(*tensors, torch.from_numpy(saved), torch.from_numpy(ungated))
         ctx.info = (shape, bool(delta_softplus), per_item, groups, tuple(B.shape), tuple(C.shape))
         ctx.dtypes = tuple(None if x is None else x.dtype for x in (u, delta, A, B, C, D, z, delta_bias))
-        return torch.from_numpy(out).to(u.dtype), torch.from_numpy(last)
+        return torch.from_numpy(out).to(u.dtype), torch.from_numpy(last[..., :state])
 
     @staticmethod
     def backward(ctx, grad_out, grad_last):
-        _, backward_kernel = _kernels()
+        kernels = _kernels()
         *tensors, saved, ungated = ctx.saved_tensors
         shape, softplus, per_item, groups, b_shape, c_shape = ctx.info
         batch, channels, length, state = shape.batch, shape.channels, shape.length, shape.state
+        padded_state = tensors[2].shape[1]
         splits = channels // groups // per_item
         _threads()
         dout = _np(grad_out)
-        dlast = _np(grad_last) if grad_last is not None else np.zeros((batch, channels, state), np.float32)
+        dlast = (_padded(grad_last, kernels.LANES) if grad_last is not None
+                 else np.zeros((batch, channels, padded_state), np.float32))
         du, ddelta = np.empty_like(dout), np.empty_like(dout)
         dz = np.empty_like(dout) if ctx.dtypes[6] is not None else np.zeros((0, 0, 0), np.float32)
-        dA = np.empty((batch, channels, state), np.float32)
+        dA = np.empty((batch, channels, padded_state), np.float32)
         dD, dbias = np.empty((batch, channels), np.float32), np.empty((batch, channels), np.float32)
-        dB = np.zeros((batch, splits, groups, length, state), np.float32)
+        dB = np.zeros((batch, splits, groups, length, padded_state), np.float32)
         dC = np.zeros_like(dB)
-        backward_kernel(*[t.numpy() for t in tensors], softplus, per_item, CHECKPOINT, saved.numpy(), ungated.numpy(),
-                        dout, dlast, du, ddelta, dz, dA, dD, dbias, dB, dC)
-        dB, dC = (torch.from_numpy(g).sum(1).transpose(2, 3) for g in (dB, dC))  # (batch, G, N, L)
-        grads = [torch.from_numpy(du), torch.from_numpy(ddelta), torch.from_numpy(dA).sum(0),
+        kernels.backward(*[t.numpy() for t in tensors], softplus, per_item, CHECKPOINT, saved.numpy(), ungated.numpy(),
+                         dout, dlast, du, ddelta, dz, dA, dD, dbias, dB, dC)
+        dB, dC = (torch.from_numpy(g[..., :state]).sum(1).transpose(2, 3) for g in (dB, dC))  # (batch, G, N, L)
+        grads = [torch.from_numpy(du), torch.from_numpy(ddelta), torch.from_numpy(dA[..., :state]).sum(0),
                  ungroup_bc(dB, shape.b_form, b_shape), ungroup_bc(dC, shape.c_form, c_shape),
                  torch.from_numpy(dD).sum(0), torch.from_numpy(dz) if dz.size else None, torch.from_numpy(dbias).sum(0)]
         grads = [None if dtype is None else g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
