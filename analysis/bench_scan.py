@@ -223,11 +223,10 @@ def main(argv=None) -> dict:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        for key, value in ratios.items():
-            print(f"speed-up of torch over {key.split('/')[0]}: {value:.2f}x")
-        for key in ("numba", "triton"):
-            if f"speedup_of_{key}_over_torch" in result:
-                print(f"speed-up of {key} over torch: {result[f'speedup_of_{key}_over_torch']:.2f}x")
+        for key, value in ratios.items():  # value: the other backend's time over torch's
+            name = key.split("/")[0]
+            print(f"{name} is {1 / value:.2f}x faster than torch" if value < 1 else
+                  f"{name} is {value:.2f}x slower than torch")
         for target, met in result["targets"].items():
             print(f"target {target}: {'met' if met else 'NOT met'}")
     return result

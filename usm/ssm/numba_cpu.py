@@ -10,8 +10,9 @@ Why compiled: the work of a scan is a loop over the sequence whose every step is
 operations on a (N,) state. In PyTorch that loop costs a few dispatches per position, which is the
 whole cost for the short, narrow scans of the tiny models (see ``results/reference/``). Here each
 channel's loop runs in machine code: one work item owns a block of channels of one batch element
-and one B/C group and walks L, chunk by chunk, in loops that each vectorise (the step sizes and
-gates along the sequence, the recurrence across the N states; ``_numba_kernels``).
+and one B/C group and walks L. The step sizes and gates are loops along the sequence that LLVM
+vectorises; the recurrence and its backward hold each block of 8 states in one vector register
+(``_simd``), N zero-padded to whole blocks (``_numba_kernels``).
 
 Memory follows the ``torch`` backend and mamba_ssm's kernel: the forward keeps only the state
 entering every ``CHECKPOINT``-th position (O(L * D * N / CHECKPOINT)) and, when z gates the output,
