@@ -52,3 +52,15 @@ def test_lane_arithmetic_loads_stores_and_sums_match_numpy():
     np.testing.assert_allclose(out, np.stack(expected), rtol=1e-6, atol=1e-6)
     assert total == pytest.approx(float(x.sum()), rel=1e-6, abs=1e-6)
     assert shifted == pytest.approx(float(a[0, 3:11].sum()), rel=1e-6, abs=1e-6)  # lanes start at any index
+
+
+def test_arrays_whose_lanes_are_not_adjacent_are_refused_when_compiling():
+    @numba.njit
+    def first_lanes(x):
+        return v.hsum(v.load(x, 0))
+
+    assert first_lanes(np.ones(8, np.float32)) == 8.0
+    with pytest.raises(numba.core.errors.TypingError):
+        first_lanes(np.ones(16, np.float32)[::2])  # a strided view: its 8 lanes are not adjacent
+    with pytest.raises(numba.core.errors.TypingError):
+        first_lanes(np.ones(8, np.float64))

@@ -17,8 +17,8 @@ lanes explicitly, so nothing is checked at run time and nothing has to be proven
 On CPUs with narrower vectors (SSE, NEON) LLVM splits each value in two; the results are the same.
 
 What there is: ``load(array, index)`` / ``store(array, index, value)`` of the 8 lanes that start at
-``array[index]`` (an int for a 1-D array, a tuple for more axes; the lanes run along the last axis,
-which must be contiguous there and hold 8 more elements: nothing is bounds-checked), ``splat``,
+``array[index]`` (a C-contiguous float32 array; an int for a 1-D array, a tuple for more axes; the
+lanes run along the last axis, which must hold 8 more elements there: nothing is bounds-checked), ``splat``,
 ``+ - *`` between vectors and float32 scalars, ``fma``, ``vmax``/``vmin``, ``hsum`` (the sum of the
 lanes) and ``exp``. The kernels' callers pad N to a multiple of ``LANES``.
 
@@ -82,7 +82,8 @@ def _call_llvm(builder, name, args):
 
 
 def _addressable(ary, index) -> bool:
-    if not (isinstance(ary, types.Array) and ary.dtype == types.float32):
+    """float32, C-contiguous (so that 8 lanes along the last axis are adjacent), indexed on every axis."""
+    if not (isinstance(ary, types.Array) and ary.dtype == types.float32 and ary.layout == "C"):
         return False
     if isinstance(index, types.Integer):
         return ary.ndim == 1
