@@ -76,7 +76,7 @@ def _operands(context, builder, sig, args):
 
 
 def _call_llvm(builder, name, args):
-    """The LLVM intrinsic ``name`` (``llvm.fma``, ...) on 8-lane float vectors."""
+    """The LLVM intrinsic ``name`` (``llvm.fmuladd``, ...) on 8-lane float vectors."""
     fnty = ir.FunctionType(_FLOATS, [_FLOATS] * len(args))
     return builder.call(cgutils.get_or_insert_function(builder.module, fnty, f"{name}.v8f32"), args)
 
@@ -157,8 +157,10 @@ _FAST = ("fast",)
 _add = _lanewise("_add", 2, lambda builder, a, b: builder.fadd(a, b, flags=_FAST))
 _sub = _lanewise("_sub", 2, lambda builder, a, b: builder.fsub(a, b, flags=_FAST))
 _mul = _lanewise("_mul", 2, lambda builder, a, b: builder.fmul(a, b, flags=_FAST))
-fma = _lanewise("fma", 3, lambda builder, a, b, c: _call_llvm(builder, "llvm.fma", [a, b, c]))
-fma.__doc__ = "a * b + c in one rounding, lane by lane."
+# llvm.fmuladd: one fused instruction where the CPU has FMA, a multiply and an add where it has not
+# (llvm.fma would become a libm call per lane there)
+fma = _lanewise("fma", 3, lambda builder, a, b, c: _call_llvm(builder, "llvm.fmuladd", [a, b, c]))
+fma.__doc__ = "a * b + c lane by lane, fused where the CPU can."
 vmax = _lanewise("vmax", 2, lambda builder, a, b: _call_llvm(builder, "llvm.maxnum", [a, b]))
 vmin = _lanewise("vmin", 2, lambda builder, a, b: _call_llvm(builder, "llvm.minnum", [a, b]))
 _floor = _lanewise("_floor", 1, lambda builder, a: _call_llvm(builder, "llvm.floor", [a]))
