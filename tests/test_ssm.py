@@ -77,8 +77,8 @@ def test_numba_matches_reference(form, length, optional):
     assert_close_grads(g_ref, g, GRAD_TOL)
 
 
-# The kernels work on blocks of 8 states and pad N to whole blocks: one padded block, one full
-# block, two (the models' N = 16), a full block and a padded one.
+# The kernels work on blocks of 8 states and pad N to whole blocks. N = 1: one padded block; 8: one
+# full block; 12: a full and a padded one; 16 (the models'): two full blocks; 20: two and a padded one.
 @pytest.mark.parametrize("state", [1, 8, 12, 16, 20])
 @pytest.mark.parametrize("form", ["variable", "grouped"])
 def test_numba_matches_reference_for_any_number_of_states(state, form):
