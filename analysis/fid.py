@@ -86,8 +86,10 @@ def _first(folder: Path, num: int | None, tmp: Path) -> tuple[str, int]:
 
 def compute_metrics(samples: str | Path, reference: str | Path, num: int | None = None,
                     weights: str | None = None, fid: bool = True, kid: bool = False, isc: bool = False,
-                    reference_name: str | None = None, device: str = "cpu") -> dict:
-    """torch-fidelity metrics between two image folders; ``num`` caps the generated side."""
+                    prc: bool = False, reference_name: str | None = None, device: str = "cpu") -> dict:
+    """torch-fidelity metrics between two image folders; ``num`` caps the generated side. ``prc``:
+    precision and recall (k = 3) in the same Inception features (``inception_precision``,
+    ``inception_recall``), the definitions ``analysis.manifold`` computes in pixel space."""
     import torch_fidelity
 
     from usm.data.shapes import cache_dir
@@ -97,13 +99,16 @@ def compute_metrics(samples: str | Path, reference: str | Path, num: int | None 
         input1, count = _first(Path(samples), num, Path(tmp))
         reference_count = len(list_images(reference))
         metrics = torch_fidelity.calculate_metrics(
-            input1=input1, input2=str(reference), fid=fid, kid=kid, isc=isc, cuda=device == "cuda",
+            input1=input1, input2=str(reference), fid=fid, kid=kid, isc=isc, prc=prc, cuda=device == "cuda",
+            # one network for every metric: torch-fidelity's precision would otherwise take VGG-16
+            feature_extractor="inception-v3-compat", feature_layer_prc="2048",
             feature_extractor_weights_path=str(weights_path), samples_find_deep=True, verbose=False,
             cache_root=str(cache_dir() / "fidelity"), input2_cache_name=reference_name,
             kid_subset_size=min(1000, count, reference_count))
     out = {"num_samples": count, "num_reference": reference_count, "reference": str(reference),
            "weights": str(weights_path)}
     names = {"frechet_inception_distance": "fid", "kernel_inception_distance_mean": "kid",
-             "kernel_inception_distance_std": "kid_std", "inception_score_mean": "is", "inception_score_std": "is_std"}
+             "kernel_inception_distance_std": "kid_std", "inception_score_mean": "is", "inception_score_std": "is_std",
+             "precision": "inception_precision", "recall": "inception_recall", "f_score": "inception_f_score"}
     out.update({names.get(k, k): float(v) for k, v in metrics.items()})
     return out

@@ -11,7 +11,7 @@ shapes asks what a person asks: is this a disc, a square, a triangle or a ring? 
 (unconditional) samples it reports
 
 - ``recognisable``: the fraction of images it gives one of the four shapes with probability >= 0.9;
-- ``coverage``: the entropy of the mean probabilities of the four shapes over log(4) (1 = all four
+- ``class_coverage``: the entropy of the mean probabilities of the four shapes over log(4) (1 = all four
   equally often);
 - ``shape_fd``: the Frechet distance between its 64-d penultimate features of the samples and of
   real images (FID's formula in this classifier's feature space).
@@ -26,6 +26,7 @@ cached under ``$USM_BENCH_CACHE/classifiers/`` with its held-out accuracy.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -156,14 +157,33 @@ def _frechet(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * np.real(root)))
 
 
+@functools.lru_cache(maxsize=4)
+def training_manifold(data: str, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    """(classifier features, k-NN radii) of the whole training set: the real manifold in feature space."""
+    from analysis.manifold import radii
+
+    model, _ = load_classifier(data, resolution)
+    images, _ = load_shapes(size=resolution, gray=VARIANTS[data])
+    with torch.no_grad():
+        real = model(to_input(images))[1].double().numpy()
+    return real, radii(real)
+
+
 def shape_metrics(reference: np.ndarray, images: np.ndarray, data: str, resolution: int) -> dict:
-    """recognisable, coverage and shape_fd of ``images`` (uint8 (N, H, W, C)) against real ``reference``."""
+    """recognisable, class_coverage and shape_fd of ``images`` (uint8 (N, H, W, C)) against real
+    ``reference``; shape_precision, shape_recall, shape_density and shape_coverage against the whole
+    training set, in the classifier's feature space (``analysis.manifold``)."""
+    from analysis.manifold import prdc
+
     model, _ = load_classifier(data, resolution)
     with torch.no_grad():
         logits, features = model(to_input(images))
         _, ref_features = model(to_input(reference))
     probs = logits.softmax(1)[:, :len(CLASSES)]  # the "no shape" column is left out
     mean = (probs.mean(0) / probs.mean(0).sum().clamp_min(1e-12)).clamp_min(1e-12)
+    real, real_radii = training_manifold(data, resolution)
+    manifold = prdc(real, features.double().numpy(), real_radii=real_radii)
     return {"recognisable": float((probs.max(1).values >= CONFIDENT).float().mean()),
-            "coverage": float(-(mean * mean.log()).sum() / math.log(len(CLASSES))),
-            "shape_fd": _frechet(features.double().numpy(), ref_features.double().numpy())}
+            "class_coverage": float(-(mean * mean.log()).sum() / math.log(len(CLASSES))),
+            "shape_fd": _frechet(features.double().numpy(), ref_features.double().numpy()),
+            **{f"shape_{name}": value for name, value in manifold.items()}}

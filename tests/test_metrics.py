@@ -68,9 +68,10 @@ def test_fid_plumbing_with_generated_weights(tmp_path, monkeypatch):
     write_images(tmp_path / "b", images[20:])
     noisy = np.clip(images[:20].astype(int) + np.random.default_rng(0).integers(-90, 90, images[:20].shape), 0, 255)
     write_images(tmp_path / "noisy", noisy.astype(np.uint8))
-    same = compute_metrics(tmp_path / "a", tmp_path / "b", weights=str(weights), kid=True)
+    same = compute_metrics(tmp_path / "a", tmp_path / "b", weights=str(weights), kid=True, prc=True)
     assert same["num_samples"] == 20 and same["num_reference"] == 20 and same["weights"] == str(weights)
-    assert {"fid", "kid"} <= same.keys()
+    assert {"fid", "kid", "inception_precision", "inception_recall"} <= same.keys()
+    assert 0 <= same["inception_precision"] <= 1
     far = compute_metrics(tmp_path / "noisy", tmp_path / "b", weights=str(weights))
     assert far["fid"] > same["fid"]
     capped = compute_metrics(tmp_path / "a", tmp_path / "b", num=10, weights=str(weights))

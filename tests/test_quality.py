@@ -28,7 +28,7 @@ def test_classifier_knows_the_shapes_and_refuses_noise():
     assert record["held_out_accuracy"] > 0.97  # 1,024 images it never saw
     images, _ = load_shapes(size=16, gray=True)
     real = shape_metrics(images[:128], images[128:256], "shapes-gray", 16)
-    assert real["recognisable"] > 0.9 and real["coverage"] > 0.95
+    assert real["recognisable"] > 0.9 and real["class_coverage"] > 0.95
     noise = ((np.random.default_rng(0).standard_normal((128, 16, 16, 1)).clip(-1, 1) + 1) * 127.5).astype(np.uint8)
     fake = shape_metrics(images[:128], noise, "shapes-gray", 16)
     assert fake["recognisable"] < 0.1 and fake["shape_fd"] > 10 * real["shape_fd"]
@@ -46,10 +46,13 @@ def test_calibration_orders_floor_below_ceiling_and_is_cached(tmp_path):
     assert len(cached) == 1 and json.loads(cached[0].read_text()) == record
 
 
-def test_quality_of_a_folder_dataset_is_swd_only(tmp_path):
+def test_quality_of_a_folder_dataset_is_swd_and_pixel_knn(tmp_path):
     from usm.data.shapes import export_folder
 
-    folder = export_folder(tmp_path / "folder", count=16)
+    folder = export_folder(tmp_path / "folder", count=20)
     images = reference_images(str(folder), 32, 8)
-    assert set(quality(images, images[::-1].copy(), str(folder), 32)) == {"swd"}
+    scores = quality(images, images[::-1].copy(), str(folder), 32)
+    assert set(scores) == {"swd", "precision", "recall", "density", "coverage"}
+    assert scores["precision"] == 1.0  # training images lie on the training manifold
+    folder = export_folder(tmp_path / "small", count=16)
     assert calibration(str(folder), 32, 8)["data"] is not None and calibration(str(folder), 32, 16)["data"] is None
