@@ -70,6 +70,8 @@ class Scale:
     image_sizes: tuple = ()  # profile points
     axis_values: dict = field(default_factory=dict)  # axis name -> values replacing the axis's own here
     seeds: tuple | None = None  # default seeds at this scale (else the grid's)
+    eval_every: int | None = None  # learning curve: sample and score the run every N steps as it trains
+    eval_samples: int | None = None  # samples per learning-curve evaluation (the first of the final ones too)
 
 
 @dataclass(frozen=True)
@@ -89,11 +91,12 @@ class Point:
 
 
 def trainer_config(settings: dict, directory: str | Path) -> Config:
-    """The trainer's typed config for a point's settings (``train`` holds any trainer field by name)."""
+    """The trainer's typed config for a point's settings (``train`` holds any trainer field by name);
+    with a learning curve, the trainer pauses at every evaluation step."""
     return Config.from_flat({"model": settings["model"], "data": settings["data"],
                              "resolution": settings["resolution"], "latent": settings["latent"],
                              "model_args": dict(settings["model_args"]), "run_dir": str(directory),
-                             **settings["train"]})
+                             "pause_every": settings.get("eval_every"), **settings["train"]})
 
 
 def sample_config(settings: dict, directory: str | Path) -> SampleConfig:
@@ -102,6 +105,9 @@ def sample_config(settings: dict, directory: str | Path) -> SampleConfig:
     return SampleConfig(target=str(directory), num=settings["num_samples"], steps=settings["sample_steps"],
                         seed=0, out=str(Path(directory) / "samples" / "final"),
                         context=settings["train"].get("context")).validate()
+
+
+SETTINGS = ("num_samples", "sample_steps", "eval_every", "eval_samples")  # what settings.NAME=N may set
 
 
 def safe(text: str) -> str:
@@ -147,16 +153,17 @@ class Grid:
         train_overrides = {k.removeprefix("train."): v for k, v in overrides.items() if k.startswith("train.")}
         top = {k.removeprefix("settings."): v for k, v in overrides.items() if k.startswith("settings.")}
         unknown = [k for k in overrides if not k.startswith(("data.", "train.", "settings."))]
-        unknown += [f"settings.{k}" for k in top if k not in ("num_samples", "sample_steps")]
+        unknown += [f"settings.{k}" for k in top if k not in SETTINGS]
         if unknown:
             raise GridError(f"--set {unknown[0]}: settings are data.NAME=PATH (dataset paths), train.FIELD=VALUE, "
-                            "settings.num_samples=N or settings.sample_steps=N")
+                            f"or settings.NAME=N with NAME one of {', '.join(SETTINGS)}")
         axes = {a.name: a for a in self.scaled_axes(base)}
         points = []
         for arm, combo in self.combinations(tuple(axes.values()), factorial):
             settings = {"model": base.model, "data": base.data, "resolution": base.resolution, "latent": base.latent,
                         "model_args": dict(base.model_args), "train": {**base.train, **train_overrides},
                         "num_samples": base.num_samples, "sample_steps": base.sample_steps, "metric": base.metric,
+                        "eval_every": base.eval_every, "eval_samples": base.eval_samples,
                         "image_sizes": list(base.image_sizes), **top}
             for name, value in combo.items():
                 axes[name].apply(value, settings)
@@ -185,6 +192,12 @@ class Grid:
         if missing_context(context):
             raise GridError(f"text tokens {context!r} are not a file: give them with --set data.{context}=PATH.npy "
                             "(an array (num_images, tokens, d_context), rows in the images' sorted file order)")
+        every, count = settings.get("eval_every"), settings.get("eval_samples")
+        if every is not None and (not isinstance(every, int) or every < 1):
+            raise GridError(f"settings.eval_every={every!r}: a whole number of steps >= 1 (or leave it unset)")
+        if every is not None and not (isinstance(count, int) and 4 <= count <= settings["num_samples"]):
+            raise GridError(f"settings.eval_samples={count!r}: with eval_every, a whole number from 4 (k-NN metrics "
+                            f"need more than k = 3) to settings.num_samples={settings['num_samples']}")
         try:
             trainer_config(settings, "results/<study>/<point>")
             sample_config(settings, "results/<study>/<point>")

@@ -16,8 +16,10 @@ written only after the metrics.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
+import os
 import traceback
 from pathlib import Path
 
@@ -71,6 +73,20 @@ def claim(directory: Path, point: dict):
     return handle
 
 
+def score(s: dict, samples: np.ndarray, sample_dir: Path, swd: bool = True) -> dict:
+    """The quality metrics of a set of the point's samples: computed here on SWD-scale data, else FID.
+    Learning-curve points leave SWD out (``swd=False``): it takes seconds, and it failed the metric
+    validation, so no curve shows it."""
+    if s["metric"] == "swd":
+        from analysis.quality import quality, reference_images
+
+        return quality(reference_images(s["data"], s["resolution"], len(samples)), samples, s["data"], s["resolution"],
+                       swd=swd)
+    from analysis.fid import compute_metrics
+
+    return compute_metrics(sample_dir, s["data"], num=len(samples), prc=True)
+
+
 def measure(directory: Path, s: dict) -> dict:
     if s["metric"] == "profile":
         import torch
@@ -85,29 +101,73 @@ def measure(directory: Path, s: dict) -> dict:
 
     # the constructor arguments the run trained with (sizes, conditioning, --model-arg), as recorded
     flops = count_registered(s["model"], **RunDir(directory).read_config()["derived"]["model_config"])
-    samples = np.load(directory / "samples" / "final" / "samples.npz")["images"]
+    final = directory / "samples" / "final"
+    samples = np.load(final / "samples.npz")["images"]
     out = {"gflops": flops.gflops, "params": flops.params, "num_samples": len(samples)}
-    if s["metric"] == "swd":
-        from analysis.quality import quality, reference_images
+    out.update(score(s, samples, final))
+    if s["metric"] == "swd":  # how much of each score is due to which samples were drawn
+        from analysis.quality import bootstrap, reference_images
 
-        out.update(quality(reference_images(s["data"], s["resolution"], len(samples)), samples, s["data"],
-                           s["resolution"]))
-    else:
-        from analysis.fid import compute_metrics
-
-        result = compute_metrics(directory / "samples" / "final", s["data"], num=s["num_samples"])
-        out.update(result)
+        spread = bootstrap(reference_images(s["data"], s["resolution"], len(samples)), samples, s["data"],
+                           s["resolution"])
+        out.update({f"{name}_sampling_std": value for name, value in spread.items()})
+        if s.get("eval_every"):  # the curve's last point: the first eval_samples final samples, which are
+            # exactly the images an evaluation would have drawn (image i's noise derives from (seed, i))
+            write_curve_point(directory, s, s["train"]["max_steps"],
+                              score(s, samples[:s["eval_samples"]], final, swd=False))
     return out
 
 
+def curve_file(directory: Path, step: int) -> Path:
+    return directory / "metrics" / "curve" / f"step-{step:09d}.json"
+
+
+def write_curve_point(directory: Path, s: dict, step: int, metrics: dict) -> None:
+    path = curve_file(directory, step)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"step": step, "images_seen": step * s["train"]["batch_size"], "num_samples": s["eval_samples"],
+              **metrics}
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, path)
+
+
+def evaluate_during_training(directory: Path, s: dict) -> None:
+    """Sample and score the newest checkpoint when it sits at an evaluation step that has no curve
+    point yet (``samples/curve/step-N``, ``metrics/curve/step-N.json``): the learning curve. Only
+    SWD-scale data is scored here; FID-scale curves keep their samples for a later FID."""
+    from usm.training import generate
+    from usm.training.checkpoint import PATTERN, checkpoint_path, list_checkpoints
+    from usm.training.run_dir import RunDir
+
+    checkpoints = RunDir(directory).checkpoints
+    found = list_checkpoints(checkpoints)
+    step = int(PATTERN.match(found[-1].name).group(1)) if found else 0
+    if not step or step % s["eval_every"] or step >= s["train"]["max_steps"] or curve_file(directory, step).exists():
+        return
+    out = directory / "samples" / "curve" / f"step-{step:09d}"
+    generate(dataclasses.replace(sample_config(s, directory), target=str(checkpoint_path(checkpoints, step)),
+                                 num=s["eval_samples"], out=str(out)))
+    samples = np.load(out / "samples.npz")["images"]
+    write_curve_point(directory, s, step, score(s, samples, out, swd=False) if s["metric"] == "swd" else {})
+
+
 def train_point(directory: Path, settings: dict) -> None:
-    """Train the point's run to its last step; an outcome other than "done" is an error."""
+    """Train the point's run to its last step, evaluating it every ``eval_every`` steps when the
+    scale asks for a learning curve; an outcome other than "done" (or "paused" at an evaluation
+    step) is an error."""
     from usm.training import train
 
-    outcome = train(trainer_config(settings, directory))
-    if outcome.status != "done":
-        raise RuntimeError(f"training ended {outcome.status} at step {outcome.step} of "
-                           f"{settings['train'].get('max_steps')} (see {directory / 'log.txt'})")
+    config = trainer_config(settings, directory)
+    while True:
+        if settings.get("eval_every"):
+            evaluate_during_training(directory, settings)
+        outcome = train(config)
+        if outcome.status == "done":
+            return
+        if outcome.status != "paused" or not settings.get("eval_every"):
+            raise RuntimeError(f"training ended {outcome.status} at step {outcome.step} of "
+                               f"{settings['train'].get('max_steps')} (see {directory / 'log.txt'})")
 
 
 def run_point(results: str, point: dict, rank: int = 0) -> str:

@@ -13,8 +13,10 @@ from experiments.grids import GRIDS
 from experiments.launch import study_points
 from experiments.point import PointJob
 from experiments.run import main as run_main
+from tests.markdown_table import rows
 
-TINY = ["--set", "train.max_steps=4", "train.ckpt_every=2", "settings.num_samples=8", "settings.sample_steps=2"]
+TINY = ["--set", "train.max_steps=4", "train.ckpt_every=2", "settings.num_samples=8", "settings.sample_steps=2",
+        "settings.eval_every=2", "settings.eval_samples=4"]
 
 
 @pytest.fixture(autouse=True)
@@ -81,8 +83,8 @@ def test_adding_seeds_runs_only_the_new_points(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "1 point(s) to run, 1 done or running elsewhere" in out
     assert first.stat().st_mtime_ns == stamp and (results / "ablations" / "recipe-s1" / "done").exists()
-    table = (results / "ablations" / "table.md").read_text()
-    assert "| recipe | 2 |" in table and "| data (real vs real) |" in table and "| noise |" in table
+    table = {row[0]: row for row in rows((results / "ablations" / "table.md").read_text())}
+    assert table["recipe"][1] == "2" and {"data (held-out real)", "noise"} <= set(table)
 
 
 @pytest.mark.parametrize("call, message", [
@@ -130,10 +132,17 @@ def test_study_runs_once_then_nothing_then_only_what_is_missing(tmp_path, capsys
     study = results / "paper"
     assert {"table.md", "table.tex", "table.csv"} <= {p.name for p in study.iterdir()}
     assert (study / "plots" / "loss_curves.png").exists()
-    table = (study / "table.md").read_text()
-    assert table.splitlines()[2].startswith("| model=USM,dataset=shapes |")  # the grid's order
+    table = rows((study / "table.md").read_text())
+    assert table[2][0] == "model=USM,dataset=shapes"  # the grid's order
     metrics = json.loads((study / "model=DiT,dataset=shapes-s0" / "metrics" / "quality.json").read_text())
     assert metrics["swd"] > 0 and metrics["num_samples"] == 8 and metrics["gflops"] > 0
+    assert 0 <= metrics["precision"] <= 1 and metrics["shape_coverage_sampling_std"] >= 0
+    # the learning curve: evaluated at step 2 (4 samples), and the first 4 final samples at step 4
+    run_dir = study / "model=DiT,dataset=shapes-s0"
+    curve = [json.loads((run_dir / "metrics" / "curve" / f"step-{s:09d}.json").read_text()) for s in (2, 4)]
+    assert [c["step"] for c in curve] == [2, 4] and all(c["num_samples"] == 4 and "shape_coverage" in c for c in curve)
+    assert json.loads((run_dir / "samples" / "curve" / "step-000000002" / "provenance.json").read_text())["step"] == 2
+    assert (study / "curve.md").exists() and (study / "plots" / "learning_curves.png").exists()
     stamp = (study / "model=DiT,dataset=shapes-s0" / "done").stat().st_mtime_ns
 
     assert run(results) == 0

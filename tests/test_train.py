@@ -86,6 +86,39 @@ def test_invocation_limits_then_identical_to_one_go(tmp_path):
         assert_same_weights(weights(tmp_path / "whole", part), weights(tmp_path / "parts", part))
 
 
+def test_pause_every_stops_at_each_multiple_and_ends_identical_to_one_go(tmp_path):
+    run = tmp_path / "paused"
+    steps = []
+    for _ in range(4):
+        main(args(run, "--pause-every", "2", steps=7))
+        steps.append(latest_checkpoint(RunDir(run).checkpoints)[0])
+    assert steps == [2, 4, 6, 7]  # each invocation ends at the next multiple, the last at max_steps
+    assert main(args(tmp_path / "whole", steps=7)) == 0
+    assert_same_weights(weights(tmp_path / "whole"), weights(run))
+
+
+def test_arms_of_one_seed_share_every_random_draw(tmp_path, monkeypatch):
+    """Common random numbers: two models trained with the same seed see the same images, flips,
+    noise and timesteps at every step (so a difference between arms is not a difference of draws)."""
+    seen = []
+
+    def recording(model, x1, cond=None, scheme="log", generator=None):
+        state = generator.get_state()
+        eps = torch.randn(x1.shape, generator=generator)
+        seen.append((x1.clone(), eps, torch.rand(3, generator=generator)))
+        generator.set_state(state)
+        return training_loss(model, x1, cond, scheme, generator)
+
+    monkeypatch.setattr(loop, "training_loss", recording)
+    assert main(args(tmp_path / "a", model="USM-T/2", steps=3)) == 0
+    assert main(args(tmp_path / "b", "--model-arg", "skip_conn=false", "use_convtranspose=false", model="USM-T/2",
+                     steps=3)) == 0
+    assert len(seen) == 6
+    for (xa, ea, ta), (xb, eb, tb) in zip(seen[:3], seen[3:]):
+        assert torch.equal(xa, xb) and torch.equal(ea, eb) and torch.equal(ta, tb)
+    assert not torch.equal(seen[0][0], seen[1][0])  # and the draws do change from step to step
+
+
 def test_time_budget_ends_the_invocation_with_a_checkpoint(tmp_path):
     assert main(args(tmp_path / "run", "--time-budget", "0", steps=50)) == train_module.EXIT_PAUSED
     assert latest_checkpoint(RunDir(tmp_path / "run").checkpoints)[0] == 1

@@ -15,8 +15,9 @@ from experiments.grid import Axis, Grid, Scale
 # Two seeds per arm; two points at a time, one CPU each. EMA 0.98: its horizon (~50 steps) is a
 # sixth of the run; with the paper's 0.9999 (10k steps, 1/40 of 400k) the EMA of a 320-step run would
 # lag far behind its weights. (Measured, whole study, 320 steps: recipe SWD 119 +- 2 with 0.99, 57 +- 9 with 0.98.)
+# Learning curve: 64 samples at steps 80, 160 and 240 (and the first 64 final samples at 320).
 SMOKE = Scale(model="USM-T/1", data="shapes-gray", resolution=16, num_samples=128, sample_steps=25, metric="swd",
-              seeds=(0, 1),
+              seeds=(0, 1), eval_every=80, eval_samples=64,
               train=dict(max_steps=320, batch_size=8, lr=1e-3, ema_decay=0.98, ckpt_every=160, log_every=10))
 # paper: USM-B/1 on 256x256 SD-VAE latents, batch 8, 400k steps, 25 Euler steps, FID on 5k samples.
 PAPER_SCALE = Scale(model="USM-B/1", data="afhq", resolution=256, latent="sd-vae-ft-ema", num_samples=5000,

@@ -87,6 +87,8 @@ class RunConfig:
     num_workers: int = _opt(0, "data-loader worker processes")
     time_budget: float = _opt(None, "end this invocation cleanly (with a checkpoint) after S seconds")
     max_steps_per_invocation: int = _opt(None, "end this invocation after N steps (SLURM requeue chunks)")
+    pause_every: int = _opt(None, "end this invocation at the next multiple of N steps, with a checkpoint "
+                                  "(to evaluate the run as it trains)")
     dry_run: bool = _opt(False, "print the resolved config and exit")
     from_scratch: bool = _opt(False, "start at step 0 although checkpoints exist and none verifies "
                                      "(they are moved to checkpoints/unverified/, never deleted)")
@@ -149,8 +151,9 @@ class Config:
         if r.time_budget is not None and not (math.isfinite(r.time_budget) and r.time_budget >= 0):
             raise ConfigError(f"--time-budget {r.time_budget}: must be a number of seconds >= 0 "
                               "(0 = one step, then a checkpoint)")
-        if r.max_steps_per_invocation is not None and r.max_steps_per_invocation < 1:
-            raise ConfigError(f"--max-steps-per-invocation {r.max_steps_per_invocation}: must be at least 1")
+        for value, name in [(r.max_steps_per_invocation, "max_steps_per_invocation"), (r.pause_every, "pause_every")]:
+            if value is not None and value < 1:
+                raise ConfigError(f"{flag(name)} {value}: must be at least 1")
         if not r.run_dir:
             raise ConfigError("--run-dir is required: the folder that holds the run's config, logs and checkpoints")
         if missing_context(d.context):

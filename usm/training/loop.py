@@ -16,7 +16,8 @@ ends with weights bitwise identical to an uninterrupted one (tests/test_train.py
 SIGKILL).
 
 An invocation ends at ``max_steps``, or early and cleanly (with a checkpoint) at ``time_budget``
-seconds or ``max_steps_per_invocation`` steps (status ``paused``), so a SLURM job can requeue. A
+seconds, after ``max_steps_per_invocation`` steps or at the next multiple of ``pause_every`` (status
+``paused``), so a SLURM job can requeue and a study can evaluate the run as it trains. A
 non-finite loss stops the run (status ``diverged``) without saving the broken state: the last good
 checkpoint stays the newest. A trainer holds the run directory's lock while it runs.
 
@@ -280,6 +281,8 @@ def run_steps(s: Session, step: int, ema, optimizer, scheduler) -> Outcome:
     end = cfg.train.max_steps
     if cfg.run.max_steps_per_invocation:
         end = min(end, step + cfg.run.max_steps_per_invocation)
+    if cfg.run.pause_every:
+        end = min(end, (step // cfg.run.pause_every + 1) * cfg.run.pause_every)
     if step >= end:
         log.info("nothing to do: the run is at step %d of %d", step, cfg.train.max_steps)
         return Outcome("done" if step >= cfg.train.max_steps else "paused", step)
