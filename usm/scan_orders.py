@@ -102,6 +102,14 @@ def inverse_order(scheme: int | str, height: int, width: int) -> torch.Tensor:
     return torch.argsort(_order(path_name(scheme), height, width))
 
 
+def _gather(x: torch.Tensor, index: torch.Tensor, dim: int) -> torch.Tensor:
+    # gather with the index broadcast (a view) over the other dimensions: on the CPU 4-6x faster than
+    # index_select along an inner dimension (measured on (64, 128, 256) float32: 2.8 vs 16 ms)
+    shape = [1] * x.dim()
+    shape[dim] = -1
+    return torch.gather(x, dim, index.view(shape).expand(x.shape))
+
+
 class _Permute(torch.autograd.Function):
     """x indexed by a permutation along ``dim``; the backward indexes by the inverse permutation.
     (Plain indexing's backward is a scatter-add, which a permutation never needs.)"""
@@ -109,13 +117,13 @@ class _Permute(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, order, inverse, dim):
         ctx.save_for_backward(inverse)
-        ctx.dim = dim
-        return x.index_select(dim, order)
+        ctx.dim = dim % x.dim()
+        return _gather(x, order, ctx.dim)
 
     @staticmethod
     def backward(ctx, grad):
         (inverse,) = ctx.saved_tensors
-        return grad.index_select(ctx.dim, inverse), None, None, None
+        return _gather(grad, inverse, ctx.dim), None, None, None
 
 
 def permute(x: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor, dim: int) -> torch.Tensor:
