@@ -1,4 +1,4 @@
-"""``python -m analysis COMMAND``: flops, profile, table, plots, fid, paper (``--help`` on each).
+"""``python -m analysis COMMAND``: flops, profile, table, plots, fid, paper, validate-metrics (``--help`` on each).
 
     python -m analysis flops --model USM-B/1 --image-size 256 --json
 """
@@ -53,6 +53,7 @@ def fid_command(args) -> int:
     from analysis.fid import compute_metrics
 
     result = compute_metrics(args.samples, args.reference, args.num, args.fid_weights, kid=args.kid, isc=args.isc,
+                             prc=args.prc,
                              reference_name=args.reference_name, device=args.device)
     print(json.dumps(result, indent=2))
     return 0
@@ -70,6 +71,23 @@ def paper_command(args) -> int:
         for fmt, suffix in (("md", "md"), ("tex", "tex"), ("csv", "csv")):
             (out / f"paper.{suffix}").write_text(render(rows, fmt))
         print(f"wrote paper.md, paper.tex and paper.csv in {out}")
+    return 0
+
+
+def validate_metrics_command(args) -> int:
+    from tqdm import tqdm
+
+    from analysis.metric_ladder import render, validate
+
+    record = validate(args.data, args.resolution, args.count, args.runs, args.rounds,
+                      progress=lambda it, **kw: tqdm(list(it), **kw))
+    text = render(record)
+    print(text)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metric_validation.json").write_text(json.dumps(record, indent=2))
+    (out / "metric_validation.md").write_text(text + "\n")
+    print(f"\nwrote metric_validation.json and metric_validation.md in {out}")
     return 0
 
 
@@ -111,6 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument("--out", default=None, help="also write paper.md, .tex and .csv into this folder")
     paper.set_defaults(run=paper_command)
 
+    ladder = commands.add_parser("validate-metrics", help="score sets of known order (real, degraded real, impostors, "
+                                 "noise, checkpoints of a run): which quality metrics can be trusted")
+    ladder.add_argument("--data", default="shapes-gray", help="dataset (default: the smoke study's shapes-gray)")
+    ladder.add_argument("--resolution", type=int, default=16)
+    ladder.add_argument("--count", type=int, default=128, help="images per set (the study's sample count)")
+    ladder.add_argument("--runs", nargs="*", default=[], metavar="RUN_DIR",
+                        help="runs evaluated during training (e.g. results/ablations/recipe-s0): their checkpoints")
+    ladder.add_argument("--rounds", type=int, default=10, help="resamplings of each set for the spread")
+    ladder.add_argument("--out", default="results/metric_validation", help="folder for the .json and .md record")
+    ladder.set_defaults(run=validate_metrics_command)
+
     fid = commands.add_parser("fid", help="FID (and --kid, --isc) between a sample folder and a reference folder")
     fid.add_argument("samples")
     fid.add_argument("reference", help="folder of reference images (the training set)")
@@ -119,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     fid.add_argument("--reference-name", default=None, help="cache the reference statistics under this name")
     fid.add_argument("--kid", action="store_true")
     fid.add_argument("--isc", action="store_true")
+    fid.add_argument("--prc", action="store_true", help="precision and recall (k = 3) in the Inception features")
     fid.add_argument("--device", default="cuda" if _cuda() else "cpu")
     fid.set_defaults(run=fid_command)
     return parser

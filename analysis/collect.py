@@ -10,6 +10,7 @@ A study is a folder of run directories (``results/<study>/<run>/``), each as the
 ``point.json`` (``{"arm": ..., "axes": {...}, "seed": ...}``), ``metrics/*.json`` (flat objects of
 numbers, e.g. ``{"swd": 14.2}``) and an empty ``done`` file once the metrics are written. Rows of
 runs without ``done`` are kept with ``status`` = ``incomplete`` (and why), never dropped.
+``learning_curves`` reads the evaluations made while a run trained (``metrics/curve/step-N.json``).
 """
 
 from __future__ import annotations
@@ -74,3 +75,21 @@ def loss_curves(study_dir: str | Path) -> pd.DataFrame:
         rows += [{"run": info["run"], "arm": info["arm"], "seed": info["seed"], "step": s["step"], "loss": s["loss"]}
                  for s in RunDir(path).read_stats()]
     return pd.DataFrame(rows, columns=["run", "arm", "seed", "step", "loss"])
+
+
+def learning_curves(study_dir: str | Path) -> pd.DataFrame:
+    """Long table (run, arm, seed, step, images_seen, num_samples, metrics...) of every run's
+    learning-curve evaluations; empty when the study evaluated only at the end."""
+    rows = []
+    for path in sorted(Path(study_dir).iterdir()):
+        files = sorted((path / "metrics" / "curve").glob("step-*.json")) if path.is_dir() else []
+        if not files:
+            continue
+        info = read_run(path)
+        rows += [{"run": info["run"], "arm": info["arm"], "seed": info["seed"], "order": info["order"],
+                  **_numbers(json.loads(f.read_text()))} for f in files]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame["order"] = frame["order"].fillna(-1)
+    return frame.sort_values(["order", "run", "step"], kind="stable").drop(columns="order").reset_index(drop=True)

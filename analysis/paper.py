@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -226,25 +227,29 @@ def ablation_rows(claims: list[dict], results: Path, reference: Path) -> list[Ro
 
 
 def _ablation_row(claim: dict, done, published: str, source: str) -> Row:
-    from analysis.tables import welch_p
+    """FID where the study measured it; else the smoke study's first headline metric (a validated
+    proxy), compared seed by seed with a paired interval."""
+    from analysis.quality import HEADLINE, QUALITY_METRICS
+    from analysis.tables import paired_difference
 
     arms = list(claim["arms"])
-    metric = "fid" if "fid" in done else "swd"
-    values = {arm: done.loc[done["arm"] == arm, metric].dropna() for arm in arms}
+    metric = "fid" if "fid" in done else next((m for m in HEADLINE if m in done), "swd")
+    lower_is_better = metric == "fid" or QUALITY_METRICS[metric].lower_is_better
+    label = "FID" if metric == "fid" else QUALITY_METRICS[metric].label
+    values = {arm: done.loc[done["arm"] == arm].set_index("seed")[metric].dropna() for arm in arms}
     if any(v.empty for v in values.values()):
         return Row("ablation", claim["what"], published, "-", source, f"not measured yet: arms {arms} not finished")
     means = {arm: v.mean() for arm, v in values.items()}
-    p = welch_p(values[arms[1]], values[arms[0]])
-    worse = means[arms[1]] > means[arms[0]]  # both metrics: lower is better
+    paired = paired_difference(values[arms[1]], values[arms[0]], lower_is_better)
+    worse = (means[arms[1]] > means[arms[0]]) == lower_is_better
     published_worse = claim["arms"][arms[1]] > claim["arms"][arms[0]]
-    details = f"{metric}, {len(values[arms[0]])} seeds, Welch p={p:.2g}"
-    if "recognisable" in done:  # the shape classifier's verdict, where the smoke study has one
-        recognisable = [done.loc[done["arm"] == arm, "recognisable"].mean() for arm in arms]
-        details += f"; recognisable {recognisable[0]:.2f} -> {recognisable[1]:.2f}"
+    interval = ("" if math.isnan(paired["low"])
+                else f", paired 95% interval of the difference [{_fmt(paired['low'])}, {_fmt(paired['high'])}]")
+    details = f"{label}, {len(values[arms[0]])} seeds{interval}: {paired['verdict']}"
     measured = " -> ".join(f"{arm} {_fmt(means[arm])}" for arm in arms) + f" ({details})"
     if metric != "fid":
         word = "agrees in direction" if worse == published_worse else "differs in direction"
-        return Row("ablation", claim["what"], published, measured, f"{source}: {metric.upper()}, not FID",
+        return Row("ablation", claim["what"], published, measured, f"{source}: {label}, not FID",
                    f"{word} (a small-scale proxy, not the paper's FID)")
     return Row("ablation", claim["what"], published, measured, source,
                verdict(means[arms[1]], claim["arms"][arms[1]], TOLERANCE["fid"], same_direction=worse))

@@ -1,5 +1,5 @@
-"""Study plots (PNG and PDF): quality vs GFLOPs, loss curves per arm, efficiency bars, recipe samples
-beside real images, scaling.
+"""Study plots (PNG and PDF): quality vs GFLOPs, loss curves per arm, learning curves (quality as the
+runs train), efficiency bars, every run's samples under real images, scaling.
 
     python -m analysis plots --study ablations [--results results]
 
@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from analysis.collect import collect_study, loss_curves  # noqa: E402
+from analysis.collect import collect_study, learning_curves, loss_curves  # noqa: E402
 
 QUALITY = ("fid", "swd")  # the first one a study has is its quality metric
 
@@ -61,6 +61,39 @@ def loss_curves_plot(study_dir, out_dir) -> list[Path]:
     return _save(fig, out_dir, "loss_curves")
 
 
+def learning_curves_plot(study_dir, out_dir) -> list[Path]:
+    """One panel per headline metric: each arm's mean over seeds against images seen, its seeds'
+    range as a band, and the metric's floor (held-out real) and ceiling (noise) at the curve's
+    sample count as dashed lines."""
+    from analysis.quality import HEADLINE, QUALITY_METRICS
+    from analysis.tables import study_calibration
+
+    curves = learning_curves(study_dir)
+    metrics = [m for m in HEADLINE if not curves.empty and m in curves.columns]
+    if not metrics:
+        return []
+    calibration = study_calibration(Path(study_dir), int(curves["num_samples"].max())) or {}  # at the curve's count
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for arm, rows in curves.groupby("arm", sort=False):
+            stats = rows.groupby("images_seen")[metric].agg(["mean", "min", "max"])
+            line, = ax.plot(stats.index, stats["mean"], marker="o", markersize=3, label=arm)
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.15)
+        for row, style in (("data", "held-out real"), ("noise", "noise")):
+            value = (calibration.get(row) or {}).get(metric)
+            if value is not None:
+                ax.axhline(value, color="gray", linestyle="--", linewidth=0.8)
+                ax.annotate(style, (0, value), xycoords=("axes fraction", "data"), fontsize=6, color="gray",
+                            va="bottom")
+        label = QUALITY_METRICS[metric]
+        ax.set_title(f"{label.label} ({'lower' if label.lower_is_better else 'higher'} is better)", fontsize=9)
+        ax.set_xlabel("training images seen")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    return _save(fig, out_dir, "learning_curves")
+
+
 def efficiency_bars(frame, out_dir) -> list[Path]:
     columns = [c for c in ("params", "gflops", "activation_bytes", "train_steps_per_s") if c in frame.columns]
     if not columns:
@@ -75,38 +108,36 @@ def efficiency_bars(frame, out_dir) -> list[Path]:
     return _save(fig, out_dir, "efficiency")
 
 
-def sample_grid(study_dir, frame, out_dir, count: int = 32) -> list[Path]:
-    """The first arm's (the recipe's) first samples beside as many real training images."""
+def sample_grid(study_dir, frame, out_dir, count: int = 16) -> list[Path]:
+    """Real training images in the first row, then a row per finished run (arm and seed, in the
+    grid's order) with its first ``count`` samples. Sample i of every run starts from the same noise,
+    so a column compares the arms on like terms."""
     import json
 
     import numpy as np
 
     done = frame[frame["status"] == "done"]
-    if done.empty:
-        return []
-    run = Path(study_dir) / done.iloc[0]["run"]
-    samples_file = run / "samples" / "final" / "samples.npz"
-    if not samples_file.exists() or not (run / "point.json").exists():
+    runs = [(row, Path(study_dir) / row["run"] / "samples" / "final" / "samples.npz") for _, row in done.iterrows()]
+    runs = [(row, path) for row, path in runs if path.exists()]
+    if not runs or not (Path(study_dir) / runs[0][0]["run"] / "point.json").exists():
         return []
     from analysis.quality import reference_images
 
-    settings = json.loads((run / "point.json").read_text())["settings"]
-    samples = np.load(samples_file)["images"][:count]
-    real = reference_images(settings["data"], settings["resolution"], len(samples))
-    fig, axes = plt.subplots(1, 2, figsize=(8, 4.3))
-    for ax, images, title in ((axes[0], real, "real (training images)"),
-                              (axes[1], samples, f"{done.iloc[0]['arm']}, seed {done.iloc[0]['seed']}")):
-        n, h, w, c = images.shape
-        cols = 8
-        rows = -(-n // cols)
-        canvas = np.zeros((rows * (h + 1), cols * (w + 1), c), np.uint8)
-        for i, image in enumerate(images):
-            r, q = divmod(i, cols)
-            canvas[r * (h + 1): r * (h + 1) + h, q * (w + 1): q * (w + 1) + w] = image
-        ax.imshow(canvas[..., 0] if c == 1 else canvas, cmap="gray" if c == 1 else None, vmin=0, vmax=255,
-                  interpolation="nearest")
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
+    settings = json.loads((Path(study_dir) / runs[0][0]["run"] / "point.json").read_text())["settings"]
+    rows = [("real (training images)", reference_images(settings["data"], settings["resolution"], count))]
+    rows += [(f"{row['arm']}, seed {row['seed']}", np.load(path)["images"][:count]) for row, path in runs]
+    n, h, w, c = rows[0][1].shape
+    canvas = np.full((len(rows) * (h + 2), count * (w + 1), c), 255, np.uint8)
+    for r, (_, images) in enumerate(rows):
+        for q, image in enumerate(images):
+            canvas[r * (h + 2): r * (h + 2) + h, q * (w + 1): q * (w + 1) + w] = image
+    fig, ax = plt.subplots(figsize=(0.45 * count + 2.2, 0.45 * len(rows) + 0.3))
+    ax.imshow(canvas[..., 0] if c == 1 else canvas, cmap="gray" if c == 1 else None, vmin=0, vmax=255,
+              interpolation="nearest")
+    ax.set_yticks([r * (h + 2) + h / 2 for r in range(len(rows))], [label for label, _ in rows], fontsize=7)
+    ax.set_xticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
     fig.tight_layout()
     return _save(fig, out_dir, "samples")
 
@@ -125,5 +156,6 @@ def write_plots(study_dir, results_dir="results") -> list[Path]:
     out_dir = study_dir / "plots"
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = collect_study(study_dir)
-    return (quality_vs_gflops(frame, out_dir) + loss_curves_plot(study_dir, out_dir) + efficiency_bars(frame, out_dir)
+    return (quality_vs_gflops(frame, out_dir) + loss_curves_plot(study_dir, out_dir)
+            + learning_curves_plot(study_dir, out_dir) + efficiency_bars(frame, out_dir)
             + sample_grid(study_dir, frame, out_dir) + scaling_lines(Path(results_dir) / "profile", out_dir))

@@ -1,19 +1,28 @@
-"""Study tables: mean and spread over seeds per arm, significance against the recipe, and the
-metric's floor and ceiling -- as Markdown, LaTeX (booktabs) and CSV.
+"""Study tables: each arm's mean and spread over seeds, its paired difference to the recipe with a
+95% interval, the metric's floor and ceiling, and the learning curve -- as Markdown, LaTeX, CSV.
 
     python -m analysis table --study ablations [--results results]
 
     >>> human(492940, "params"), human(0.04008), human(4.929e5), human(0.000123456)
     ('0.49 M', '0.0401', '492,900', '0.000123')
 
-Each metric cell reads ``mean ± std`` over the arm's completed runs (no ``±`` with one seed).
-For every quality metric (``analysis.quality.QUALITY_METRICS``) each arm is compared with the
-recipe (the grid's first arm) by Welch's two-sided t-test over seeds; the ``vs recipe`` column
-names the metrics whose p < 0.05 and says in which direction the arm differs (better / worse).
-Below the arms, the ``data`` row holds the metrics of real images against real images (the
-floor: a perfect model's score at this sample count) and the ``noise`` row those of Gaussian
-noise (the ceiling), both from ``analysis.quality.calibration``; SWD is also shown divided by
-its floor. Incomplete runs are counted in their own column, not averaged.
+Each metric cell reads ``mean ± std`` over the arm's completed runs (no ``±`` with one seed). The
+quality columns are the headline metrics (``analysis.quality.HEADLINE``: those that passed the
+metric validation, ``python -m analysis validate-metrics``), then pixel precision and recall; every
+other metric is in ``table.csv`` and ``runs.csv``. Below the arms, the ``data`` row holds the
+metrics of held-out real images (the floor: a perfect model's score at this sample count) and the
+``noise`` row those of Gaussian noise (the ceiling), from ``analysis.quality.calibration``.
+
+Comparisons with the recipe (``comparisons.md``): the arms of one seed share every random draw
+(``docs/metrics.md``: common random numbers), so each arm is compared with the recipe run of the
+same seed. For each headline metric the table gives the mean paired difference over seeds with a
+95% t-interval (mean ± t(n-1) x sd / sqrt(n): exact for normal differences, and honest at few
+seeds, where any interval from the seeds alone is wide; sd is never taken below what the two runs'
+sample draws alone give, from their bootstrap spread in ``runs.csv``), the word ``better`` or ``worse`` where the
+interval excludes 0 and ``inconclusive`` where it covers it, and how many seeds would resolve a
+difference of the observed size (80% power at the 5% level: the fewest n with
+(t(n-1) + z(0.8)) x sd / sqrt(n) <= |difference|).
+``curve.md`` holds the learning curve: each headline metric per arm at every evaluation step.
 """
 
 from __future__ import annotations
@@ -22,23 +31,32 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+from tabulate import tabulate
 
-from analysis.collect import collect_study
-from analysis.quality import QUALITY_METRICS
+from analysis.collect import collect_study, learning_curves
+from analysis.quality import HEADLINE, QUALITY_METRICS
 
-NON_METRICS = {"run", "order", "arm", "seed", "model", "status", "why", "step", "max_steps", "num_samples"}
-ALPHA = 0.05
+NON_METRICS = {"run", "order", "arm", "seed", "model", "status", "why", "step", "max_steps", "num_samples",
+               "images_seen"}
+SHOWN_BESIDE_HEADLINE = ("precision", "recall")  # always in the table, validated or not (marked)
+LEVEL, POWER = 0.95, 0.80
 LABELS = {"final_loss": "final loss", "params": "params", "gflops": "GFLOPs",
           **{k: m.label for k, m in QUALITY_METRICS.items()}}
 
 
 def metric_columns(frame: pd.DataFrame) -> list[str]:
+    """Every numeric metric column: efficiency and loss first, then quality in QUALITY_METRICS order."""
     columns = [c for c in frame.columns if c not in NON_METRICS and not c.startswith("axis.")
-               and pd.api.types.is_numeric_dtype(frame[c])]
+               and not c.endswith("_sampling_std") and pd.api.types.is_numeric_dtype(frame[c])]
     first = [c for c in ("final_loss", "params", "gflops", *QUALITY_METRICS) if c in columns]
     return first + [c for c in columns if c not in first]
+
+
+def shown_columns(metrics: list[str]) -> list[str]:
+    """The columns of the Markdown table: non-quality metrics, the headline, precision and recall."""
+    quality = [m for m in (*HEADLINE, *SHOWN_BESIDE_HEADLINE) if m in metrics]
+    return [m for m in metrics if m not in QUALITY_METRICS] + list(dict.fromkeys(quality))
 
 
 def human(value, kind: str = "", digits: int = 3) -> str:
@@ -54,27 +72,51 @@ def human(value, kind: str = "", digits: int = 3) -> str:
         return "< 0.0001" if value > 0 else "> -0.0001"
     if abs(value) >= 10 ** digits:
         return f"{value:,.0f}"
-    decimals = max(digits - 1 - math.floor(math.log10(abs(value))), 0)
-    return f"{value:.{decimals}f}"
+    rounded = float(f"{value:.{digits}g}")  # 0.0099999 is 0.0100, not 0.01000
+    decimals = max(digits - 1 - math.floor(math.log10(abs(rounded))), 0)
+    return f"{rounded:.{decimals}f}"
 
 
-def welch_p(a, b) -> float:
-    """Two-sided p-value of Welch's t-test; NaN with fewer than two values a side or no spread."""
+def paired_difference(arm: pd.Series, recipe: pd.Series, lower_is_better: bool,
+                      sampling_var: pd.Series | None = None) -> dict:
+    """Mean of (arm - recipe) over the seeds both have (Series indexed by seed), its 95% t-interval,
+    the verdict and the seeds an effect of this size needs. ``sampling_var`` (per seed: the two runs'
+    bootstrap variances added) bounds the variance of one difference from below: seeds can agree by
+    chance (two seeds that each differ by exactly one sample give a spread of 0), but no difference
+    is known better than the draw of its samples allows. Fields are NaN/'-' where undefined."""
     from scipy import stats
 
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) < 2 or len(b) < 2 or (a.std() == 0 and b.std() == 0):
-        return float("nan")
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    both = arm.dropna().index.intersection(recipe.dropna().index)
+    d = (arm[both] - recipe[both]).astype(float)
+    out = {"n": len(d), "diff": float(d.mean()) if len(d) else math.nan, "low": math.nan, "high": math.nan,
+           "verdict": "-", "seeds_needed": math.nan}
+    if len(d) < 2:
+        out["verdict"] = "one seed" if len(d) else "-"
+        return out
+    variance = float(d.var(ddof=1))
+    if sampling_var is not None and sampling_var.reindex(both).notna().all():
+        variance = max(variance, float(sampling_var.reindex(both).mean()))
+    half = stats.t.ppf(0.5 + LEVEL / 2, len(d) - 1) * math.sqrt(variance / len(d))
+    out["low"], out["high"] = out["diff"] - half, out["diff"] + half
+    if out["low"] > 0 or out["high"] < 0:
+        out["verdict"] = "worse" if (out["diff"] > 0) == lower_is_better else "better"
+    else:
+        out["verdict"] = "inconclusive"
+    if out["diff"] != 0:  # the fewest seeds whose interval would exclude 0 with probability POWER
+        power = stats.norm.ppf(POWER)
+        out["seeds_needed"] = next((n for n in range(2, 100_001) if (stats.t.ppf(0.5 + LEVEL / 2, n - 1) + power)
+                                    * math.sqrt(variance / n) <= abs(out["diff"])), math.inf)
+    return out
 
 
 def summarize(frame: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
     """One row per arm: mean and std of each metric over done runs, seeds done, runs incomplete, and
-    for quality metrics the p-value against the first arm (the recipe)."""
+    for quality metrics the paired difference to the first arm (the recipe): ``{m}_diff``,
+    ``{m}_low``, ``{m}_high``, ``{m}_verdict``, ``{m}_seeds_needed``."""
     metrics = metrics or metric_columns(frame)
     done = frame[frame["status"] == "done"]
     arms = list(dict.fromkeys(frame["arm"]))  # first-seen order: the recipe first
-    recipe = done[done["arm"] == arms[0]]
+    recipe = done[done["arm"] == arms[0]].set_index("seed")
     rows = []
     for arm in arms:
         runs = done[done["arm"] == arm]
@@ -85,22 +127,24 @@ def summarize(frame: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataF
             row[f"{metric}_mean"] = values.mean() if len(values) else None
             row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else None
             if metric in QUALITY_METRICS and arm != arms[0]:
-                row[f"{metric}_p"] = welch_p(values, recipe[metric].dropna())
+                spread = f"{metric}_sampling_std"
+                sampling_var = (runs.set_index("seed")[spread] ** 2 + recipe[spread] ** 2
+                                if spread in frame.columns else None)
+                paired = paired_difference(runs.set_index("seed")[metric], recipe[metric],
+                                           QUALITY_METRICS[metric].lower_is_better, sampling_var)
+                row.update({f"{metric}_{key}": value for key, value in paired.items() if key != "n"})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def verdict(row, metrics: list[str]) -> str:
-    """Which quality metrics differ from the recipe beyond seed noise, and in which direction."""
-    tested = [m for m in metrics if m in QUALITY_METRICS and not pd.isna(row.get(f"{m}_p", float("nan")))]
+    """The headline metrics whose paired interval excludes 0, with the direction; else 'inconclusive'."""
+    tested = [m for m in metrics if m in HEADLINE and isinstance(row.get(f"{m}_verdict"), str)
+              and row[f"{m}_verdict"] in ("better", "worse", "inconclusive")]
     if not tested:
         return "-"
-    marks = []
-    for m in tested:
-        if row[f"{m}_p"] < ALPHA:
-            better = (row[f"{m}_mean"] < row.get(f"{m}_recipe", np.nan)) == QUALITY_METRICS[m].lower_is_better
-            marks.append(f"{LABELS[m].split(' ')[0]} {'better' if better else 'worse'} (p={row[f'{m}_p']:.2g})")
-    return "; ".join(marks) or f"no (all p >= {ALPHA})"
+    marks = [f"{LABELS[m]} {row[f'{m}_verdict']}" for m in tested if row[f"{m}_verdict"] != "inconclusive"]
+    return "; ".join(marks) or "inconclusive"
 
 
 def _cell(mean, std, kind) -> str:
@@ -111,63 +155,94 @@ def _cell(mean, std, kind) -> str:
     return f"{human(mean, kind)} ± {human(std, kind)}"
 
 
+def _label(metric: str) -> str:
+    unvalidated = metric in QUALITY_METRICS and metric not in HEADLINE
+    return LABELS.get(metric, metric) + (" †" if unvalidated else "")
+
+
+def _latex(rows: list[list[str]], header: list[str]) -> str:
+    """booktabs LaTeX; tabulate escapes LaTeX's special characters, the two symbols are set here."""
+    text = tabulate(rows, headers=header, tablefmt="latex_booktabs", disable_numparse=True)
+    return text.replace("±", r"$\pm$").replace("†", r"$^\dagger$")
+
+
 def render(summary: pd.DataFrame, metrics: list[str], calibration: dict | None = None) -> tuple[str, str]:
     """(markdown, latex) of a summary, with the calibration's data and noise rows when given."""
-    floor = (calibration or {}).get("data") or {}
-    ratio = "swd" in metrics and floor.get("swd")
     first = summary["arm"].iloc[0] if len(summary) else "first arm"
-    header = ["arm", "seeds", *[LABELS.get(m, m) for m in metrics], *(["SWD / floor"] if ratio else []),
-              f"vs {first}", "incomplete"]
-    summary = summary.copy()
-    for m in metrics:  # the recipe's mean beside every row, for the direction of a difference
-        summary[f"{m}_recipe"] = summary[f"{m}_mean"].iloc[0] if len(summary) else None
+    header = ["arm", "seeds", *[_label(m) for m in metrics], f"vs {first}", "incomplete"]
     body = []
     for i, r in summary.iterrows():
         cells = [r["arm"], str(r["seeds"]), *[_cell(r[f"{m}_mean"], r[f"{m}_std"], m) for m in metrics]]
-        if ratio:
-            cells.append(human(r["swd_mean"] / floor["swd"]) if not pd.isna(r["swd_mean"]) else "-")
-        cells += ["(reference)" if i == summary.index[0] else verdict(r, metrics), str(r["incomplete"])]
-        body.append(cells)
-    for name, values in (("data (real vs real)", calibration and calibration.get("data")),
+        body.append(cells + ["(reference)" if i == summary.index[0] else verdict(r, metrics), str(r["incomplete"])])
+    for name, values in (("data (held-out real)", calibration and calibration.get("data")),
                          ("noise", calibration and calibration.get("noise"))):
         if values:
-            cells = [name, "", *[human(values[m]) if m in values else "" for m in metrics]]
-            if ratio:
-                cells.append(human(values["swd"] / floor["swd"]))
-            body.append(cells + ["", ""])
-    markdown = "\n".join(["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-                         + ["| " + " | ".join(row) + " |" for row in body])
-    escape = lambda s: str(s).replace("_", r"\_").replace("±", r"$\pm$").replace("%", r"\%")  # noqa: E731
-    latex = "\n".join([r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
-                       " & ".join(escape(h) for h in header) + r" \\", r"\midrule",
-                       *[" & ".join(escape(c) for c in row) + r" \\" for row in body],
-                       r"\bottomrule", r"\end{tabular}"])
-    return markdown, latex
+            body.append([name, "", *[human(values[m]) if m in values else "" for m in metrics], "", ""])
+    markdown = tabulate(body, headers=header, tablefmt="github", disable_numparse=True)
+    return markdown, _latex(body, header)
+
+
+def comparisons(summary: pd.DataFrame, metrics: list[str]) -> str:
+    """Markdown: per arm and headline metric, the paired difference to the recipe and its interval."""
+    rows = []
+    for _, r in summary.iloc[1:].iterrows():
+        for m in (m for m in metrics if m in HEADLINE and f"{m}_diff" in r):
+            interval = "-" if pd.isna(r[f"{m}_low"]) else f"[{human(r[f'{m}_low'])}, {human(r[f'{m}_high'])}]"
+            needed = r[f"{m}_seeds_needed"]
+            rows.append([r["arm"], LABELS[m], human(r[f"{m}_diff"]), interval, r[f"{m}_verdict"],
+                         "-" if pd.isna(needed) else "> 100,000" if math.isinf(needed) else f"{int(needed):,}"])
+    return tabulate(rows, headers=["arm", "metric", "difference to recipe", f"{LEVEL:.0%} interval", "verdict",
+                                   "seeds to resolve it"], tablefmt="github", disable_numparse=True)
+
+
+def curve_table(curves: pd.DataFrame, metrics: list[str], calibration: dict | None = None) -> str:
+    """Markdown: each headline metric per arm (mean ± std over seeds) at every evaluation step, with
+    the floor and ceiling at the curve's sample count when ``calibration`` is given."""
+    blocks = []
+    for m in (m for m in metrics if m in HEADLINE and m in curves.columns):
+        by_step = curves.groupby(["arm", "step"], sort=False)[m].agg(["mean", "std"]).reset_index()
+        steps = sorted(by_step["step"].unique())
+        rows = []
+        for arm in dict.fromkeys(curves["arm"]):
+            mine = by_step[by_step["arm"] == arm]
+            cells = {row["step"]: _cell(row["mean"], row["std"], m) for _, row in mine.iterrows()}
+            rows.append([arm, *[cells.get(step, "-") for step in steps]])
+        for name, values in (("data (held-out real)", (calibration or {}).get("data")),
+                             ("noise", (calibration or {}).get("noise"))):
+            if values and m in values:
+                rows.append([name, human(values[m]), *[""] * (len(steps) - 1)])
+        images = dict(zip(curves["step"], curves["images_seen"]))
+        blocks.append(f"{LABELS[m]}:\n\n" + tabulate(rows, headers=["arm", *[f"step {s} ({images[s]:,} images)"
+                                                                            for s in steps]],
+                                                    tablefmt="github", disable_numparse=True))
+    return "\n\n".join(blocks)
 
 
 def caption(frame: pd.DataFrame, calibration: dict | None) -> str:
-    parts = ["Mean ± std over seeds (sample std). 'vs': Welch's two-sided t-test over seeds against the first "
-             f"row (the recipe), listed where p < {ALPHA} (with 2 seeds a side only large, consistent differences "
-             "pass)."]
+    parts = ["Mean ± std over seeds (sample std). 'vs': the headline metrics whose paired difference to the first "
+             f"row (the recipe, same seeds) has a {LEVEL:.0%} t-interval that excludes 0 (comparisons.md lists every "
+             "difference, its interval and the seeds it would need); 'inconclusive' where every interval covers 0. "
+             "† : not a headline metric: it failed the metric validation (docs/metrics.md)."]
     if "num_samples" in frame.columns and frame["num_samples"].notna().any():
         parts.append(f"Quality on {int(frame['num_samples'].dropna().iloc[0])} samples per run.")
     if calibration:
-        parts.append(f"'data': {calibration['floor_set']} against {calibration['reference']} (the floor); "
-                     "'noise': Gaussian noise against them (the ceiling).")
+        parts.append(f"'data': {calibration['floor_set']}, scored against {calibration['reference']} (the floor); "
+                     "'noise': Gaussian noise scored the same way (the ceiling).")
         if calibration.get("classifier"):
             c = calibration["classifier"]
             parts.append(f"Shape classifier held-out accuracy: {c['held_out_accuracy']:.3f} ({c['held_out']}).")
     return " ".join(parts)
 
 
-def study_calibration(study_dir: Path) -> dict | None:
-    """The calibration for a study's data and sample count (from any run's point.json), if it has one."""
+def study_calibration(study_dir: Path, count: int | None = None) -> dict | None:
+    """The calibration for a study's data (from any run's point.json) at its sample count, or at
+    ``count`` samples (a learning curve's), if it has one."""
     from analysis.quality import calibration
 
-    for spec in sorted(study_dir.glob("*/point.json")):
+    for spec in sorted(Path(study_dir).glob("*/point.json")):
         settings = json.loads(spec.read_text()).get("settings", {})
         if settings.get("metric") == "swd" and settings.get("num_samples"):
-            return calibration(settings["data"], settings["resolution"], settings["num_samples"])
+            return calibration(settings["data"], settings["resolution"], count or settings["num_samples"])
     return None
 
 
@@ -178,13 +253,24 @@ def write_tables(study_dir: str | Path, out_dir: str | Path | None = None) -> di
     metrics = metric_columns(frame)
     summary = summarize(frame, metrics)
     calib = study_calibration(study_dir)
-    markdown, latex = render(summary, metrics, calib)
+    shown = shown_columns(metrics)
+    markdown, latex = render(summary, shown, calib)
     paths = {"md": out_dir / "table.md", "tex": out_dir / "table.tex", "csv": out_dir / "table.csv",
-             "runs": out_dir / "runs.csv"}
+             "runs": out_dir / "runs.csv", "comparisons": out_dir / "comparisons.md"}
     paths["md"].write_text(markdown + "\n\n" + caption(frame, calib) + "\n")
     paths["tex"].write_text(latex + "\n")
+    paths["comparisons"].write_text(comparisons(summary, metrics) + "\n")
     summary.to_csv(paths["csv"], index=False)
     frame.to_csv(paths["runs"], index=False)
+    curves = learning_curves(study_dir)
+    if not curves.empty:
+        paths["curve"] = out_dir / "curve.md"
+        count = int(curves["num_samples"].max())
+        paths["curve"].write_text(curve_table(curves, metrics, study_calibration(study_dir, count)) + "\n\n"
+                                  f"Mean ± std over seeds, each evaluation on {count} samples; 'data' and 'noise': "
+                                  f"held-out real images and noise at {count} samples.\n")
+        curves.to_csv(out_dir / "curve.csv", index=False)
     if calib:
         (out_dir / "calibration.json").write_text(json.dumps(calib, indent=2))
     return paths
+

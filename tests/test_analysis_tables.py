@@ -1,14 +1,15 @@
-"""Collecting a study, its tables (Markdown, LaTeX, CSV) and plots, from a generated study."""
+"""Collecting a study, its tables (Markdown, LaTeX, CSV), paired comparisons, learning curves and plots."""
 
 import math
 
 import pandas as pd
 import pytest
 
-from analysis.collect import collect_study, loss_curves
+from analysis.collect import collect_study, learning_curves, loss_curves
 from analysis.plots import write_plots
-from analysis.tables import human, render, summarize, welch_p, write_tables
+from analysis.tables import human, paired_difference, render, summarize, write_tables
 from tests.fake_study import make_study
+from tests.markdown_table import rows as cells
 
 
 @pytest.fixture
@@ -34,40 +35,69 @@ def test_summary_mean_and_spread_over_seeds(study):
     assert (summary.loc["no-skip", "seeds"], summary.loc["no-skip", "incomplete"]) == (2, 1)
 
 
-def test_tables_in_three_formats(study):
+def test_tables_lead_with_the_headline_and_mark_unvalidated_metrics(study):
     paths = write_tables(study)
     markdown = paths["md"].read_text()
-    assert markdown.splitlines()[0] == ("| arm | seeds | final loss | params | GFLOPs | SWD (x1e3) | vs recipe "
-                                        "| incomplete |")
-    assert "| recipe | 3 | 0.0229 ± 0.0100 | 0.00 M ± 0.00 M | 1.50 | 12.0 ± 2.00 | (reference) | 0 |" in markdown
-    assert "Welch's two-sided t-test" in markdown  # the caption says which test marks differences
+    rows = cells(markdown)
+    assert rows[0] == ["arm", "seeds", "final loss", "params", "GFLOPs", "shape coverage", "vs recipe", "incomplete"]
+    assert ["recipe", "3", "0.0229 ± 0.0100", "0.00 M ± 0.00 M", "1.50", "0.420 ± 0.0200", "(reference)", "0"] in rows
+    assert "SWD" not in markdown.splitlines()[0]  # failed the validation: in the CSV, not the table
+    assert "95% t-interval" in markdown  # the caption says how differences are judged
     latex = paths["tex"].read_text()
-    assert latex.startswith(r"\begin{tabular}") and r"\toprule" in latex and r"12.0 $\pm$ 2.00" in latex
+    assert latex.startswith(r"\begin{tabular}") and r"\toprule" in latex and r"0.420 $\pm$ 0.0200" in latex
     csv = pd.read_csv(paths["csv"])
     assert csv.set_index("arm").loc["no-skip", "swd_mean"] == pytest.approx(21.0)
+    assert "shape_coverage_sampling_std" in pd.read_csv(paths["runs"]).columns
 
 
-def test_an_arm_beyond_seed_noise_is_marked_with_its_direction(study):
+def test_arms_are_compared_seed_by_seed_with_an_interval(study):
     summary = summarize(collect_study(study)).set_index("arm")
-    p = summary.loc["no-skip", "swd_p"]
-    assert 0 < p < 0.05  # 20, 22 vs 10, 12, 14: Welch's t-test
-    markdown = write_tables(study)["md"].read_text()
-    assert f"SWD worse (p={p:.2g})" in markdown
+    # seeds 0 and 1 only (seed 2 of no-skip is incomplete): differences -0.30 and -0.29
+    assert summary.loc["no-skip", "shape_coverage_diff"] == pytest.approx(-0.295)
+    low, high = summary.loc["no-skip", ["shape_coverage_low", "shape_coverage_high"]]
+    # the sampling floor (two runs' bootstrap variances, 2 x 0.02^2) is wider than the seeds' spread
+    half = 12.706 * math.sqrt(2 * 0.02 ** 2 / 2)
+    assert (low, high) == (pytest.approx(-0.295 - half, abs=1e-3), pytest.approx(-0.295 + half, abs=1e-3))
+    assert summary.loc["no-skip", "shape_coverage_verdict"] == "worse"  # higher is better, and it is lower
+    assert "shape coverage worse" in write_tables(study)["md"].read_text()
+    rows = cells((study / "comparisons.md").read_text())
+    assert rows[2][:3] + rows[2][4:] == ["no-skip", "shape coverage", "-0.295", "worse", "2"]
 
 
-def test_significance_needs_two_seeds_and_spread():
-    assert math.isnan(welch_p([1.0], [2.0, 3.0])) and math.isnan(welch_p([1.0, 1.0], [2.0, 2.0]))
-    assert welch_p([1.0, 1.1, 0.9], [1.05, 0.95, 1.0]) > 0.5
+def test_paired_interval_is_honest_about_few_seeds():
+    seeds = pd.Index([0, 1])
+    same = paired_difference(pd.Series([1.0, 1.1], seeds), pd.Series([1.05, 1.0], seeds), True)
+    assert same["verdict"] == "inconclusive" and same["low"] < 0 < same["high"]
+    one = paired_difference(pd.Series([1.0], [0]), pd.Series([2.0], [0]), True)
+    assert one["verdict"] == "one seed" and math.isnan(one["low"])
+    # two seeds that happen to agree exactly: zero spread, but the draw of the samples still counts
+    lucky = paired_difference(pd.Series([0.5, 0.6], seeds), pd.Series([0.52, 0.62], seeds), False,
+                              sampling_var=pd.Series([0.03 ** 2 * 2] * 2, seeds))
+    assert lucky["verdict"] == "inconclusive" and lucky["seeds_needed"] > 10
+    clear = paired_difference(pd.Series([0.1, 0.1, 0.12, 0.11], range(4)), pd.Series([0.5, 0.52, 0.5, 0.51], range(4)),
+                              False)
+    assert clear["verdict"] == "worse" and clear["seeds_needed"] == 2
 
 
-def test_calibration_rows_and_ratio_to_the_floor():
+def test_calibration_rows():
     summary = pd.DataFrame([{"arm": "recipe", "seeds": 2, "incomplete": 0, "swd_mean": 60.0, "swd_std": 1.0}])
     calibration = {"data": {"swd": 30.0}, "noise": {"swd": 900.0}}
     markdown, _ = render(summary, ["swd"], calibration)
-    lines = markdown.splitlines()
-    assert lines[0] == "| arm | seeds | SWD (x1e3) | SWD / floor | vs recipe | incomplete |"
-    assert "| recipe | 2 | 60.0 ± 1.00 | 2.00 | (reference) | 0 |" in lines
-    assert "| data (real vs real) |  | 30.0 | 1.00 |  |  |" in lines and "| noise |  | 900 | 30.0 |  |  |" in lines
+    rows = cells(markdown)
+    assert rows[0] == ["arm", "seeds", "SWD (x1e3) †", "vs recipe", "incomplete"]
+    assert ["recipe", "2", "60.0 ± 1.00", "(reference)", "0"] in rows
+    assert ["data (held-out real)", "", "30.0", "", ""] in rows and ["noise", "", "900", "", ""] in rows
+
+
+def test_learning_curves_are_collected_and_tabled(study):
+    curves = learning_curves(study)
+    assert len(curves) == 11 and list(curves.columns[:3]) == ["run", "arm", "seed"]
+    assert curves.groupby("run")["step"].max()["no-skip-s2"] == 50
+    paths = write_tables(study)
+    table = paths["curve"].read_text()
+    rows = cells(table.split("\n\n", 1)[1])
+    assert rows[0] == ["arm", "step 50 (400 images)", "step 100 (800 images)"]
+    assert rows[2] == ["recipe", "0.210 ± 0.0100", "0.420 ± 0.0200"]
 
 
 def test_numbers_are_written_for_people():
@@ -79,7 +109,8 @@ def test_numbers_are_written_for_people():
 def test_plots_are_written_from_the_files(study):
     paths = write_plots(study, study.parent)
     names = {p.name for p in paths}
-    assert {"quality_vs_gflops.png", "quality_vs_gflops.pdf", "loss_curves.png", "efficiency.png"} <= names
+    assert {"quality_vs_gflops.png", "quality_vs_gflops.pdf", "loss_curves.png", "efficiency.png",
+            "learning_curves.png"} <= names
     assert all(p.stat().st_size > 1000 for p in paths)
     curves = loss_curves(study)
     assert curves.groupby("run")["step"].max()["no-skip-s2"] == 50

@@ -7,6 +7,7 @@ import nbformat
 from nbclient import NotebookClient
 
 from tests.fake_study import make_study
+from tests.markdown_table import rows
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "paper_tables.ipynb"
 
@@ -26,6 +27,7 @@ def test_paper_tables_notebook_executes(tmp_path, monkeypatch):
     text = "\n".join(str(output.get("data", {}).get("text/markdown", output.get("text", "")))
                      for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs)
     assert "| USM-T/2 | 128 | 0.5 |" in text and "Measured on: test CPU" in text
-    assert "| recipe |" in text and "12.0 ± 2.00" in text
+    table = {row[0]: row for row in rows(text.split("### ablations", 1)[1])}
+    assert "0.420 ± 0.0200" in table["recipe"] and table["no-skip"][2] == "-0.295"  # the table, then the comparisons
     assert "study 'paper': no folder" in text
     assert "| GFLOPs, unconditional, 256 px: USM | 20.7 | - |" in text  # the claims table, same code as the CLI

@@ -64,13 +64,18 @@ def test_quality_not_measured_then_from_a_finished_fid_study(tmp_path):
 
 
 def test_ablation_from_a_smoke_study_is_a_direction_not_a_fid(tmp_path):
+    """The smoke study's proxy is its first validated headline metric (higher is better), not SWD."""
     study = tmp_path / "ablations"
-    for seed, (recipe, noskip) in enumerate(((50.0, 100.0), (60.0, 110.0))):
-        write_run(study, f"recipe-s{seed}", {"skip_conn": True}, "recipe", seed, {"swd": recipe})
-        write_run(study, f"skip_conn=False-s{seed}", {"skip_conn": False}, "skip_conn=False", seed, {"swd": noskip})
+    for seed, (recipe, noskip) in enumerate(((0.40, 0.10), (0.44, 0.12))):
+        write_run(study, f"recipe-s{seed}", {"skip_conn": True}, "recipe", seed,
+                  {"swd": 50.0, "shape_coverage": recipe})
+        write_run(study, f"skip_conn=False-s{seed}", {"skip_conn": False}, "skip_conn=False", seed,
+                  {"swd": 40.0, "shape_coverage": noskip})
     skip = row(paper_rows(tmp_path, tmp_path / "nothing"), "skip connections")
-    assert skip.measured.startswith("recipe 55.0 -> skip_conn=False 105.0 (swd, 2 seeds, Welch p=")
-    assert skip.verdict.startswith("agrees in direction") and "not FID" in skip.how
+    assert skip.measured.startswith("recipe 0.42 -> skip_conn=False 0.11 (shape coverage, 2 seeds, paired 95% "
+                                    "interval of the difference [")
+    assert skip.measured.endswith("]: worse)")  # -0.30 and -0.32: an interval of width 0.25 around -0.31
+    assert skip.verdict.startswith("agrees in direction") and "shape coverage, not FID" in skip.how
 
 
 @pytest.mark.parametrize("fmt, needle", [("md", "### Efficiency"), ("tex", r"\begin{tabular}"),
