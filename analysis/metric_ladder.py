@@ -140,20 +140,19 @@ def validate(data: str = "shapes-gray", resolution: int = 16, count: int = 128, 
              progress=lambda it, **kw: it) -> dict:
     """The validation record: per set, each metric's score and its resampling spread; per metric,
     the ladder correlation, the impostor check, the checkpoint correlations and the verdict."""
+    found = {str(run): checkpoint_series(run) for run in runs}  # checked before the long work
+    for run, points in found.items():
+        if len(points) < 3:
+            raise FileNotFoundError(f"{run}: {len(points)} evaluated checkpoint(s) under samples/; a series needs "
+                                    "at least 3 (run its study with settings.eval_every, e.g. the smoke scale)")
     reference = reference_images(data, resolution, count)
     sets = known_sets(data, resolution, count)
     scores, spread = {}, {}
     for name, images in progress(sets.items(), desc="sets"):
         scores[name] = quality(reference, images, data, resolution)
         spread[name] = bootstrap(reference, images, data, resolution, rounds=rounds) if rounds > 1 else {}
-    series = {}
-    for run in runs:
-        found = checkpoint_series(run)
-        if len(found) < 3:
-            raise FileNotFoundError(f"{run}: {len(found)} evaluated checkpoint(s) under samples/; a series needs at "
-                                    "least 3 (run the point with evaluations during training)")
-        series[str(run)] = [{"step": step, **quality(reference_images(data, resolution, len(images)), images, data,
-                                                      resolution)} for step, images in progress(found, desc=str(run))]
+    series = {run: [{"step": step, **quality(reference_images(data, resolution, len(images)), images, data, resolution)}
+                    for step, images in progress(points, desc=run)] for run, points in found.items()}
     verdicts = {}
     for metric in scores["real"]:
         ladder = _oriented(metric, [scores[name][metric] for name in LADDER])

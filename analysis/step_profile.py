@@ -5,7 +5,10 @@
 
 For each backend: steps/s (median of timed steps after a warm-up; the backends take turns step by
 step) and the operators with the most self CPU time over a few profiled steps (forward, backward
-and AdamW, as the trainer runs them).
+and AdamW, as the trainer runs them). Every run also measures the machine's own limit on the same
+threads -- a large float32 matrix product (``matmul_gflops``) -- and reports each step's achieved
+rate against it: training FLOPs per step = 3 x the forward's multiply-adds x 2 x batch (the
+backward costs about twice the forward), the forward counted by ``analysis.flops``.
 """
 
 from __future__ import annotations
@@ -35,17 +38,34 @@ def make_step(model_name: str, image_size: int, channels: int, batch: int, backe
     return step
 
 
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """The CPU's float32 matrix-product rate on torch's current threads (GFLOP/s, 2 n^3 per product,
+    the best of ``repeats``): the most any step built from matrix products could reach here."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm-up: thread pool, caches
+    best = min(_seconds(lambda: a @ b) for _ in range(repeats))
+    return 2 * size ** 3 / best / 1e9
+
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def step_gflop(model_name: str, image_size: int, channels: int, batch: int) -> float:
+    """GFLOP of one training step: forward multiply-adds x 2 FLOPs x 3 (forward + backward) x batch."""
+    from analysis.flops import count_registered
+
+    forward = count_registered(model_name, input_size=image_size, in_channels=channels).gflops
+    return forward * 2 * 3 * batch
+
+
 def steps_per_second(steps: dict, repeats: int) -> dict:
     """Median steps/s of each backend's step after three warm-up steps (numba's first-call compile
     or cache load among them); the backends take turns step by step (``take_turns``)."""
-    def timed(step):
-        def once():
-            start = time.perf_counter()
-            step()
-            return time.perf_counter() - start
-        return once
-
-    seconds = take_turns({backend: timed(step) for backend, step in steps.items()}, repeats, warmups=3)
+    seconds = take_turns({backend: (lambda step=step: _seconds(step)) for backend, step in steps.items()}, repeats,
+                         warmups=3)
     return {backend: 1 / value for backend, value in seconds.items()}
 
 
@@ -73,9 +93,16 @@ def main(argv=None) -> int:
     steps = {backend: make_step(args.model, args.image_size, args.channels, args.batch, backend)
              for backend in args.backends}
     rates = steps_per_second(steps, args.steps)
+    limit = matmul_gflops()
+    work = step_gflop(args.model, args.image_size, args.channels, args.batch)
+    print(f"machine limit: {limit:.1f} GFLOP/s (2048x2048 float32 matrix product, {args.threads} thread(s)); "
+          f"one step: {work:.3f} GFLOP\n")
     for backend, step in steps.items():
+        achieved = rates[backend] * work
         print(f"## {args.model}, {args.image_size}x{args.image_size}x{args.channels}, batch {args.batch}, "
-              f"{args.threads} thread(s), scan backend {backend}: {rates[backend]:.2f} steps/s\n")
+              f"{args.threads} thread(s), scan backend {backend}: {rates[backend]:.2f} steps/s, "
+              f"{rates[backend] * args.batch / args.threads:.1f} images/s per core, {achieved:.2f} GFLOP/s "
+              f"= {achieved / limit:.1%} of the machine's limit\n")
         print("```\n" + profile_table(step, args.rows).strip() + "\n```\n", flush=True)
     if len(rates) > 1:
         base = args.backends[0]

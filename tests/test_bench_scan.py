@@ -1,5 +1,7 @@
 """The scan benchmark runs end to end at a small shape and reports ratios for what it timed."""
 
+import pytest
+
 from analysis.bench_scan import main
 
 
@@ -30,3 +32,12 @@ def test_backends_take_turns_round_by_round():
     rates = steps_per_second({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=2)
     assert calls == ["a"] * 3 + ["b"] * 3 + ["a", "b"] * 2  # three warm-up steps each, then turns
     assert set(rates) == {"a", "b"}
+
+
+def test_step_profile_measures_the_machine_limit_and_counts_the_step_by_the_formula():
+    from analysis.step_profile import matmul_gflops, step_gflop
+    from usm.models.registry import build_model
+
+    assert matmul_gflops(size=256, repeats=2) > 0.1  # any CPU multiplies 256x256 matrices faster than that
+    forward = build_model("USM-T/1", input_size=16, in_channels=1).flop_formula()["total"]  # multiply-adds
+    assert step_gflop("USM-T/1", 16, 1, 8) == pytest.approx(forward * 2 * 3 * 8 / 1e9, rel=1e-6)

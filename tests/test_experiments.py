@@ -93,6 +93,11 @@ def test_adding_seeds_runs_only_the_new_points(tmp_path, capsys):
     (lambda: GRIDS["ablations"].points("smoke", overrides={"model": "x"}), "--set model"),
     (lambda: GRIDS["paper"].points("paper"), "dataset 'afhq' is not a folder: give its path with --set data.afhq="),
     (lambda: GRIDS["ablations"].axis("depth"), "no axis 'depth'; axes: \\['skip_conn'"),
+    (lambda: GRIDS["ablations"].points("smoke", overrides={"settings.num_samples": 8}),
+     "settings.eval_samples=64: with eval_every, a whole number from 4"),
+    (lambda: GRIDS["ablations"].points("smoke", overrides={"settings.eval_every": 0}), "settings.eval_every=0"),
+    (lambda: GRIDS["ablations"].points("smoke", overrides={"settings.eval_eery": 5}),
+     "settings.NAME=N with NAME one of num_samples, sample_steps, eval_every, eval_samples"),
 ])
 def test_grids_are_validated_before_anything_launches(call, message):
     with pytest.raises(GridError, match=message):

@@ -65,3 +65,11 @@ def test_a_checkpoint_series_is_read_in_step_order_at_one_count(tmp_path):
     assert [step for step, _ in series] == [10, 20, 30] and series[0][1].mean() == 10
     assert {len(images) for _, images in series} == {4}  # the final samples cut to the curve's count
     assert spearman([1, 2, 3], [10, 20, 30]) == 1.0 and spearman([0, 0, 0], [10, 20, 30]) == 0.0
+
+
+def test_a_run_without_a_learning_curve_is_one_line(tmp_path, capsys):
+    from analysis.__main__ import main
+
+    assert main(["validate-metrics", "--runs", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert "0 evaluated checkpoint(s) under samples/; a series needs at least 3" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
