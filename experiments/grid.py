@@ -25,7 +25,7 @@ from usm.data.datasets import missing_context
 from usm.data.shapes import VARIANTS as EMBEDDED
 from usm.models.registry import MODELS
 from usm.training.config import Config, ConfigError
-from usm.training.sampling import SampleConfig, SampleError
+from usm.training.sampling import SampleConfig, SampleError, default_device
 
 
 class GridError(ValueError):
@@ -100,11 +100,12 @@ def trainer_config(settings: dict, directory: str | Path) -> Config:
 
 
 def sample_config(settings: dict, directory: str | Path) -> SampleConfig:
-    """The sampler's config of a point: its final samples, seed 0, in ``samples/final``; a text run's
-    samples are conditioned on its training tokens (row i for image i)."""
+    """The sampler's config of a point: its final samples, seed 0 (every point draws from the same
+    latents), in ``samples/final``, on the GPU when there is one; a text run's samples are
+    conditioned on its training tokens (row i for image i)."""
     return SampleConfig(target=str(directory), num=settings["num_samples"], steps=settings["sample_steps"],
                         seed=0, out=str(Path(directory) / "samples" / "final"),
-                        context=settings["train"].get("context")).validate()
+                        context=settings["train"].get("context"), device=default_device()).validate()
 
 
 SETTINGS = ("num_samples", "sample_steps", "eval_every", "eval_samples")  # what settings.NAME=N may set

@@ -83,8 +83,9 @@ def score(s: dict, samples: np.ndarray, sample_dir: Path, swd: bool = True) -> d
         return quality(reference_images(s["data"], s["resolution"], len(samples)), samples, s["data"], s["resolution"],
                        swd=swd)
     from analysis.fid import compute_metrics
+    from usm.training.sampling import default_device
 
-    return compute_metrics(sample_dir, s["data"], num=len(samples), prc=True)
+    return compute_metrics(sample_dir, s["data"], num=len(samples), prc=True, device=default_device())
 
 
 def measure(directory: Path, s: dict) -> dict:

@@ -233,3 +233,21 @@ def test_local_executor_runs_points_in_subprocesses(tmp_path):
     assert run_main(["--grid", "scaling", "--cluster", "local", "--results", str(results)]) == 0
     assert (results / "scaling" / "table.md").exists()
     shutil.rmtree(results / "scaling" / ".submitit")
+
+
+def test_a_points_sampling_and_fid_run_on_the_gpu_when_there_is_one(monkeypatch, tmp_path):
+    """Sampling 5,000 images and computing FID on a CPU share of a GPU node would take hours."""
+    import torch
+
+    import analysis.fid
+    from experiments.grid import sample_config
+
+    settings = GRIDS["ablations"].points("smoke", seeds=[0])[0].settings
+    assert sample_config(settings, tmp_path).device == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert sample_config(settings, tmp_path).device == "cuda"
+    assert len({sample_config(p.settings, tmp_path).seed for p in GRIDS["ablations"].points("smoke")}) == 1
+    asked = {}
+    monkeypatch.setattr(analysis.fid, "compute_metrics", lambda *a, **kw: asked.update(kw) or {"fid": 1.0})
+    assert point_module.score({**settings, "metric": "fid"}, np.zeros((4, 16, 16, 1)), tmp_path) == {"fid": 1.0}
+    assert asked["device"] == "cuda" and asked["prc"] is True

@@ -14,10 +14,9 @@ import argparse
 import logging
 import sys
 
-import torch
-
 from usm.rectified_flow import SAMPLERS
 from usm.threads import use_cpu_share
+from usm.training.sampling import default_device
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--label", type=int, default=None, help="class of every image (default: i %% classes)")
     parser.add_argument("--context", default=None, help="text runs: .npy of tokens, row i conditions image i")
     parser.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default=default_device())
     return parser
 
 

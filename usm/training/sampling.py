@@ -97,6 +97,11 @@ class SampleConfig:
             raise SampleError("--context is given but this run is not text-conditional; drop --context")
 
 
+def default_device() -> str:
+    """Where sampling runs unless told: the GPU when there is one (as the trainer does), else the CPU."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 @dataclass
 class SampleResult:
     out: Path
@@ -231,4 +236,4 @@ def generate(cfg: SampleConfig) -> SampleResult:
     return SampleResult(out, cfg.num, len(missing), ckpt)
 
 
-__all__ = ["SampleConfig", "SampleError", "SampleResult", "generate", "load_run_model"]
+__all__ = ["SampleConfig", "SampleError", "SampleResult", "default_device", "generate", "load_run_model"]
