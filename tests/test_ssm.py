@@ -124,6 +124,28 @@ def test_fast_backends_match_reference_without_last_state_and_in_bf16(fn):
     assert inputs["u"].grad.dtype == torch.bfloat16 and inputs["B"].grad.dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("backend", ["reference", "torch", "numba"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["fp32", "bf16", "fp16"])
+def test_every_backend_keeps_mamba_ssms_contract(backend, dtype):
+    """What mamba_ssm's kernel returns: the output in u's dtype, contiguous, (batch, D, L); the last
+    state in float32 (rounding it to bf16 would cost 0.1 of accuracy), (batch, D, N), contiguous.
+    The Triton backend is held to the same in tests/triton_parity.py."""
+    inputs = {k: None if v is None else v.detach() for k, v in make_inputs(2, 4, 9, 3, "variable", dtype=dtype).items()}
+    out, last = selective_scan(**inputs, delta_softplus=True, return_last_state=True, backend=backend)
+    assert out.dtype == dtype and out.shape == (2, 4, 9) and out.is_contiguous()
+    assert last.dtype == torch.float32 and last.shape == (2, 4, 3) and last.is_contiguous()
+
+
+def test_torch_backend_works_in_float32_under_autocast():
+    inputs = make_inputs(2, 8, 20, 4, "variable")
+    y_ref, last_ref, g_ref = run_with_grads(selective_scan_reference, inputs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, last, g = run_with_grads(selective_scan_torch, inputs)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, y_ref, rtol=RTOL, atol=ATOL)  # bf16 einsums miss this by far
+    assert_close_grads(g_ref, g, GRAD_TOL)
+
+
 def test_grouped_with_one_group_equals_variable():
     inputs = make_inputs(2, 6, 5, 4, "variable")
     grouped = dict(inputs, B=inputs["B"][:, None], C=inputs["C"][:, None])

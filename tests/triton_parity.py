@@ -57,6 +57,7 @@ def check(b_form, c_form, length, optional, softplus, dtype=torch.float32):
     y, last, g = run_with_grads(triton_gpu.selective_scan_triton, inputs, softplus=softplus)
     rtol, atol, gtol = (RTOL, ATOL, GRAD_TOL) if dtype == torch.float32 else (3e-2, 5e-2, 3e-2)
     assert y.dtype == dtype and all(g[k].dtype == inputs[k].dtype for k in g)
+    assert last.dtype == torch.float32 and y.is_contiguous() and last.is_contiguous()  # mamba_ssm's contract
     torch.testing.assert_close(y.float(), y_ref.float(), rtol=rtol, atol=atol)
     torch.testing.assert_close(last.float(), last_ref.float(), rtol=rtol, atol=atol)
     assert_close_grads({k: v.float() for k, v in g_ref.items()}, {k: v.float() for k, v in g.items()}, gtol)

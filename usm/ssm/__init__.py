@@ -69,7 +69,7 @@ def selective_scan(
 ):
     if _COUNTING:
         out = SelectiveScanForCounting.apply(u, delta, A, B, C, D, z, delta_bias)
-        return (out, u.new_zeros(u.shape[0], u.shape[1], A.shape[1])) if return_last_state else out
+        return (out, u.new_zeros(u.shape[0], u.shape[1], A.shape[1], dtype=torch.float32)) if return_last_state else out
     name = resolve_backend(backend, u.device)
     _LAST["backend"] = name
     return BACKENDS[name](u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)

@@ -113,7 +113,7 @@ class _NumbaScan(torch.autograd.Function):
         ctx.save_for_backward(*tensors, torch.from_numpy(saved), torch.from_numpy(ungated))
         ctx.info = (shape, bool(delta_softplus), per_item, groups, tuple(B.shape), tuple(C.shape))
         ctx.dtypes = tuple(None if x is None else x.dtype for x in (u, delta, A, B, C, D, z, delta_bias))
-        return torch.from_numpy(out).to(u.dtype), torch.from_numpy(last[..., :state])
+        return torch.from_numpy(out).to(u.dtype), torch.from_numpy(np.ascontiguousarray(last[..., :state]))
 
     @staticmethod
     def backward(ctx, grad_out, grad_last):
@@ -152,4 +152,4 @@ def selective_scan_numba(u, delta, A, B, C, D=None, z=None, delta_bias=None, del
     if not ok:
         raise RuntimeError(f"backend 'numba' needs numba ({why}); pip install numba, or use backend='torch'")
     out, last = _NumbaScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, shape)
-    return (out, last.to(u.dtype)) if return_last_state else out
+    return (out, last) if return_last_state else out  # the state stays float32, as mamba_ssm returns it

@@ -139,4 +139,4 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
         raise ValueError(f"backend 'triton' runs on CUDA tensors (got {u.device}); on the CPU use 'numba' or "
                          "'torch', or set TRITON_INTERPRET=1 before the first scan to run Triton's interpreter")
     out, last = _TritonScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, shape)
-    return (out, last.to(u.dtype)) if return_last_state else out
+    return (out, last) if return_last_state else out  # the state stays float32, as mamba_ssm returns it
