@@ -38,7 +38,7 @@ from usm.data.shapes import VARIANTS, cache_dir
 VERSION = 3  # 2: held-out floor set, precision / recall / density / coverage; 3: in classifier features too
 PIXEL_MANIFOLD_MAX_SIDE = 64  # beyond this, pixel distances measure texture and alignment, not content
 MANIFOLD_MAX_REFERENCE = 20_000  # real images that span the pixel-space manifold (the first ones)
-BOOTSTRAP_ROUNDS = 20
+BOOTSTRAP_ROUNDS = 100
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,23 @@ def manifold_reference(data: str, resolution: int, count: int) -> tuple[np.ndarr
     return real, radii(real)
 
 
+def scorer(reference: np.ndarray, images: np.ndarray, data: str, resolution: int):
+    """Every metric but SWD of ``images[index]``, as a function of ``index``: the distances and the
+    classifier's outputs are computed once, so resamplings of the samples are cheap."""
+    parts = []
+    manifold = manifold_reference(data, resolution, len(images))
+    if manifold is not None:
+        from analysis.manifold import Resampled, features
+
+        real, real_radii = manifold
+        parts.append(Resampled(real, features(images), real_radii=real_radii))
+    if data in VARIANTS:
+        from analysis.shape_classifier import shape_scorer
+
+        parts.append(shape_scorer(reference, images, data, resolution))
+    return lambda index: {name: value for part in parts for name, value in part(index).items()}
+
+
 def quality(reference: np.ndarray, images: np.ndarray, data: str, resolution: int, swd: bool = True) -> dict:
     """Every quality metric of ``images`` that applies to the data (``swd=False`` leaves SWD out)."""
     out = {}
@@ -125,27 +142,17 @@ def quality(reference: np.ndarray, images: np.ndarray, data: str, resolution: in
         from analysis.swd import swd as sliced
 
         out["swd"] = sliced(reference, images, seed=0)["mean"]
-    manifold = manifold_reference(data, resolution, len(images))
-    if manifold is not None:
-        from analysis.manifold import features, prdc
-
-        real, real_radii = manifold
-        out.update(prdc(real, features(images), real_radii=real_radii))
-    if data in VARIANTS:
-        from analysis.shape_classifier import shape_metrics
-
-        out.update(shape_metrics(reference, images, data, resolution))
-    return out
+    return {**out, **scorer(reference, images, data, resolution)(np.arange(len(images)))}
 
 
 def bootstrap(reference: np.ndarray, images: np.ndarray, data: str, resolution: int,
-              rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0, swd: bool = False) -> dict:
+              rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> dict:
     """{metric: std over ``rounds`` resamplings (with replacement) of the sample set}: the part of a
-    run's score that is due to which samples were drawn, not to the model. SWD is left out unless
-    asked for: one SWD takes seconds, the other metrics milliseconds."""
+    run's score that is due to which samples were drawn, not to the model. SWD is not resampled
+    (one SWD takes seconds)."""
     rng = np.random.default_rng(seed)
-    scores = [quality(reference, images[rng.integers(0, len(images), len(images))], data, resolution, swd)
-              for _ in range(rounds)]
+    score = scorer(reference, images, data, resolution)
+    scores = [score(rng.integers(0, len(images), len(images))) for _ in range(rounds)]
     return {name: float(np.std([s[name] for s in scores], ddof=1)) for name in scores[0]}
 
 

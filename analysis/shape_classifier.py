@@ -169,21 +169,33 @@ def training_manifold(data: str, resolution: int) -> tuple[np.ndarray, np.ndarra
     return real, radii(real)
 
 
-def shape_metrics(reference: np.ndarray, images: np.ndarray, data: str, resolution: int) -> dict:
-    """recognisable, class_coverage and shape_fd of ``images`` (uint8 (N, H, W, C)) against real
-    ``reference``; shape_precision, shape_recall, shape_density and shape_coverage against the whole
-    training set, in the classifier's feature space (``analysis.manifold``)."""
-    from analysis.manifold import prdc
+def shape_scorer(reference: np.ndarray, images: np.ndarray, data: str, resolution: int):
+    """A function of sample indices that gives ``shape_metrics`` of ``images[index]``, with the
+    classifier run once (bootstrap resamplings cost no forward passes)."""
+    from analysis.manifold import Resampled
 
     model, _ = load_classifier(data, resolution)
     with torch.no_grad():
         logits, features = model(to_input(images))
         _, ref_features = model(to_input(reference))
-    probs = logits.softmax(1)[:, :len(CLASSES)]  # the "no shape" column is left out
-    mean = (probs.mean(0) / probs.mean(0).sum().clamp_min(1e-12)).clamp_min(1e-12)
+    probs = logits.softmax(1)[:, :len(CLASSES)].double().numpy()  # the "no shape" column is left out
+    features, ref_features = features.double().numpy(), ref_features.double().numpy()
     real, real_radii = training_manifold(data, resolution)
-    manifold = prdc(real, features.double().numpy(), real_radii=real_radii)
-    return {"recognisable": float((probs.max(1).values >= CONFIDENT).float().mean()),
-            "class_coverage": float(-(mean * mean.log()).sum() / math.log(len(CLASSES))),
-            "shape_fd": _frechet(features.double().numpy(), ref_features.double().numpy()),
-            **{f"shape_{name}": value for name, value in manifold.items()}}
+    manifold = Resampled(real, features, real_radii=real_radii)
+
+    def score(index: np.ndarray) -> dict:
+        mean = probs[index].mean(0)
+        mean = np.clip(mean / max(mean.sum(), 1e-12), 1e-12, None)
+        return {"recognisable": float((probs[index].max(1) >= CONFIDENT).mean()),
+                "class_coverage": float(-(mean * np.log(mean)).sum() / math.log(len(CLASSES))),
+                "shape_fd": _frechet(features[index], ref_features),
+                **{f"shape_{name}": value for name, value in manifold(index).items()}}
+
+    return score
+
+
+def shape_metrics(reference: np.ndarray, images: np.ndarray, data: str, resolution: int) -> dict:
+    """recognisable, class_coverage and shape_fd of ``images`` (uint8 (N, H, W, C)) against real
+    ``reference``; shape_precision, shape_recall, shape_density and shape_coverage against the whole
+    training set, in the classifier's feature space (``analysis.manifold``)."""
+    return shape_scorer(reference, images, data, resolution)(np.arange(len(images)))
