@@ -153,20 +153,20 @@ def evaluate_during_training(directory: Path, s: dict) -> None:
     write_curve_point(directory, s, step, score(s, samples, out, swd=False) if s["metric"] == "swd" else {})
 
 
-def train_point(directory: Path, settings: dict) -> None:
-    """Train the point's run to its last step, evaluating it every ``eval_every`` steps when the
-    scale asks for a learning curve; an outcome other than "done" (or "paused" at an evaluation
-    step) is an error."""
+def train_point(directory: Path, settings: dict, evaluate: bool = True) -> None:
+    """Train the point's run to its last step; with a learning curve (``eval_every``) the trainer
+    pauses at every evaluation step and rank 0 (``evaluate``) samples and scores it there. Any other
+    outcome than "done" or such a pause (a time budget, a divergence) is an error, as before."""
     from usm.training import train
 
-    config = trainer_config(settings, directory)
+    config, every = trainer_config(settings, directory), settings.get("eval_every")
     while True:
-        if settings.get("eval_every"):
+        if every and evaluate:
             evaluate_during_training(directory, settings)
         outcome = train(config)
         if outcome.status == "done":
             return
-        if outcome.status != "paused" or not settings.get("eval_every"):
+        if outcome.status != "paused" or not every or outcome.step % every:
             raise RuntimeError(f"training ended {outcome.status} at step {outcome.step} of "
                                f"{settings['train'].get('max_steps')} (see {directory / 'log.txt'})")
 
@@ -182,7 +182,7 @@ def run_point(results: str, point: dict, rank: int = 0) -> str:
     s = point["settings"]
     if rank > 0:
         if s["metric"] != "profile":
-            train_point(directory, s)
+            train_point(directory, s, evaluate=False)
         return "worker"
     handle = claim(directory, {k: v for k, v in point.items() if k != "name"})
     try:

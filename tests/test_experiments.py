@@ -251,3 +251,25 @@ def test_a_points_sampling_and_fid_run_on_the_gpu_when_there_is_one(monkeypatch,
     monkeypatch.setattr(analysis.fid, "compute_metrics", lambda *a, **kw: asked.update(kw) or {"fid": 1.0})
     assert point_module.score({**settings, "metric": "fid"}, np.zeros((4, 16, 16, 1)), tmp_path) == {"fid": 1.0}
     assert asked["device"] == "cuda" and asked["prc"] is True
+
+
+def test_a_point_goes_on_only_after_pauses_at_its_evaluation_steps(monkeypatch, tmp_path):
+    """Pauses at multiples of eval_every are evaluated (on rank 0) and resumed; a pause anywhere else
+    (a time budget) or a divergence is an error, as without a learning curve."""
+    import usm.training
+    from usm.training.loop import Outcome
+
+    settings = GRIDS["ablations"].points("smoke", seeds=[0], overrides={"settings.eval_every": 2})[0].settings
+    evaluated = []
+    monkeypatch.setattr(point_module, "evaluate_during_training", lambda d, s: evaluated.append(d))
+    for outcomes, evaluate, calls in (([Outcome("paused", 2), Outcome("done", 4)], True, 2),
+                                      ([Outcome("paused", 2), Outcome("done", 4)], False, 0)):
+        evaluated.clear()
+        queue = list(outcomes)
+        monkeypatch.setattr(usm.training, "train", lambda config: queue.pop(0))
+        point_module.train_point(tmp_path, settings, evaluate=evaluate)
+        assert not queue and len(evaluated) == calls
+    for outcome in (Outcome("paused", 3), Outcome("diverged", 2)):
+        monkeypatch.setattr(usm.training, "train", lambda config, outcome=outcome: outcome)
+        with pytest.raises(RuntimeError, match=f"training ended {outcome.status} at step {outcome.step}"):
+            point_module.train_point(tmp_path, settings)
