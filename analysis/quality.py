@@ -99,15 +99,20 @@ def held_out_images(data: str, resolution: int, count: int) -> np.ndarray:
     return _images(data, resolution, count, count)
 
 
-@functools.lru_cache(maxsize=4)
 def manifold_reference(data: str, resolution: int, count: int) -> tuple[np.ndarray, np.ndarray] | None:
     """(pixel features, k-NN radii) of the training images that span the real manifold, without the
-    held-out floor set of ``count`` images; None above ``PIXEL_MANIFOLD_MAX_SIDE`` px."""
+    held-out floor set of ``count`` images (a folder's; the embedded data's is drawn apart, so one
+    manifold serves every count); None above ``PIXEL_MANIFOLD_MAX_SIDE`` px."""
+    if resolution > PIXEL_MANIFOLD_MAX_SIDE:
+        return None
+    return _manifold(data, resolution, 0 if data in VARIANTS else count)
+
+
+@functools.lru_cache(maxsize=4)
+def _manifold(data: str, resolution: int, count: int) -> tuple[np.ndarray, np.ndarray]:
     from analysis.manifold import features, radii
     from usm.data.datasets import open_dataset
 
-    if resolution > PIXEL_MANIFOLD_MAX_SIDE:
-        return None
     total = min(len(open_dataset(data, resolution)), MANIFOLD_MAX_REFERENCE)
     if data in VARIANTS:
         images = _images(data, resolution, 0, total)

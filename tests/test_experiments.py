@@ -266,7 +266,7 @@ def test_a_point_goes_on_only_after_pauses_at_its_evaluation_steps(monkeypatch, 
                                       ([Outcome("paused", 2), Outcome("done", 4)], False, 0)):
         evaluated.clear()
         queue = list(outcomes)
-        monkeypatch.setattr(usm.training, "train", lambda config: queue.pop(0))
+        monkeypatch.setattr(usm.training, "train", lambda config, queue=queue: queue.pop(0))
         point_module.train_point(tmp_path, settings, evaluate=evaluate)
         assert not queue and len(evaluated) == calls
     for outcome in (Outcome("paused", 3), Outcome("diverged", 2)):

@@ -4,13 +4,12 @@ import numpy as np
 import pytest
 
 from analysis.manifold import features, prdc, radii
-from analysis.quality import held_out_images, manifold_reference, noise_images, quality, reference_images
+from analysis.quality import held_out_images, noise_images, quality, reference_images
 
 
 @pytest.fixture(autouse=True)
 def cache_in_tmp(tmp_path, monkeypatch):
     monkeypatch.setenv("USM_BENCH_CACHE", str(tmp_path / "cache"))
-    manifold_reference.cache_clear()
 
 
 def slow_prdc(real, fake, k):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from analysis.metric_ladder import IMPOSTORS, LADDER, checkpoint_series, known_sets, render, spearman, validate
-from analysis.quality import HEADLINE, manifold_reference
+from analysis.quality import HEADLINE
 
 RECORD = Path(__file__).parent.parent / "results" / "reference" / "metric_validation.json"
 
@@ -15,7 +15,6 @@ RECORD = Path(__file__).parent.parent / "results" / "reference" / "metric_valida
 @pytest.fixture(autouse=True)
 def cache_in_tmp(tmp_path, monkeypatch):
     monkeypatch.setenv("USM_BENCH_CACHE", str(tmp_path / "cache"))
-    manifold_reference.cache_clear()
 
 
 def test_the_sets_are_what_they_claim():
