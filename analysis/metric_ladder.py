@@ -131,7 +131,7 @@ def spearman(x, y) -> float:
     return 0.0 if np.ptp(np.asarray(x, float)) == 0 else float(stats.spearmanr(x, y).statistic)
 
 
-def relative(metric: str, value: float, real: float, noise: float) -> float:
+def relative(value: float, real: float, noise: float) -> float:
     """A score on the scale where noise is 0 and held-out real images are 1."""
     return float((value - noise) / (real - noise)) if real != noise else float("nan")
 
@@ -157,7 +157,7 @@ def validate(data: str = "shapes-gray", resolution: int = 16, count: int = 128, 
     for metric in scores["real"]:
         ladder = _oriented(metric, [scores[name][metric] for name in LADDER])
         rho = spearman(ladder, -np.arange(len(LADDER)))
-        impostors = {name: relative(metric, scores[name][metric], scores["real"][metric], scores["noise"][metric])
+        impostors = {name: relative(scores[name][metric], scores["real"][metric], scores["noise"][metric])
                      for name in IMPOSTORS}
         fooled = [name for name, value in impostors.items() if not value <= PASS_IMPOSTOR]
         checkpoint_rhos = [spearman(_oriented(metric, [p[metric] for p in points]), [p["step"] for p in points])
