@@ -27,13 +27,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from usm.data.shapes import VARIANTS, cache_dir
+from usm.files import atomic_write
 
 VERSION = 3  # 2: held-out floor set, precision / recall / density / coverage; 3: in classifier features too
 PIXEL_MANIFOLD_MAX_SIDE = 64  # beyond this, pixel distances measure texture and alignment, not content
@@ -193,7 +193,5 @@ def calibration(data: str, resolution: int, count: int) -> dict:
 
         record["classifier"] = load_classifier(data, resolution)[1]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(record, indent=2))
     return record

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import json
-import os
 import traceback
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np
 import submitit
 
 from experiments.grid import sample_config, trainer_config
+from usm.files import atomic_write
 from usm.threads import use_cpu_share
 
 
@@ -128,9 +128,7 @@ def write_curve_point(directory: Path, s: dict, step: int, metrics: dict) -> Non
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"step": step, "images_seen": step * s["train"]["batch_size"], "num_samples": s["eval_samples"],
               **metrics}
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(record, indent=2))
 
 
 def evaluate_during_training(directory: Path, s: dict) -> None:

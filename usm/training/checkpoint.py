@@ -28,22 +28,10 @@ from pathlib import Path
 
 import torch
 
+from usm.files import atomic_write
+
 log = logging.getLogger("usm.training.checkpoint")
 PATTERN = re.compile(r"^step_(\d{9})\.pt$")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def checkpoint_path(directory: str | Path, step: int) -> Path:
@@ -58,8 +46,8 @@ def save_checkpoint(directory: str | Path, step: int, state: dict, keep: int = 0
     torch.save(state, buffer)
     data = buffer.getvalue()
     path = checkpoint_path(directory, step)
-    _atomic_write(path, data)
-    _atomic_write(path.with_name(path.name + ".sha256"), hashlib.sha256(data).hexdigest().encode())
+    atomic_write(path, data)
+    atomic_write(path.with_name(path.name + ".sha256"), hashlib.sha256(data).hexdigest().encode())
     if keep > 0:
         for old in list_checkpoints(directory)[:-keep]:
             old.unlink(missing_ok=True)
