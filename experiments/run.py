@@ -1,4 +1,4 @@
-"""Run a study: ``python experiments/run.py --grid ablations [--scale smoke|paper] [--cluster local|debug|slurm]``.
+"""Run a study: ``python experiments/run.py --grid ablations [--scale smoke|mini|paper] [--cluster local|debug|slurm]``.
 
     python experiments/run.py --grid ablations --dry-run      # the points and their directories
     python experiments/run.py --grid ablations                # run what is missing (CPU smoke scale)
@@ -29,8 +29,9 @@ from usm.cli import parse_assignments
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python experiments/run.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--grid", required=True, choices=sorted(GRIDS))
-    parser.add_argument("--scale", default="smoke", choices=["smoke", "paper"],
-                        help="smoke: tiny models, embedded data, CPU minutes; paper: the paper's settings")
+    parser.add_argument("--scale", default="smoke", choices=sorted({s for grid in GRIDS.values() for s in grid.scales}),
+                        help="smoke: tiny models, embedded data, CPU minutes; mini: S-size models on a real "
+                             "dataset, about a GPU-hour per arm; paper: the paper's settings")
     parser.add_argument("--cluster", default="local", choices=["local", "debug", "slurm"],
                         help="submitit executor: local subprocesses, debug (in this process) or slurm")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: the grid's)")

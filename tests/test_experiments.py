@@ -273,3 +273,13 @@ def test_a_point_goes_on_only_after_pauses_at_its_evaluation_steps(monkeypatch, 
         monkeypatch.setattr(usm.training, "train", lambda config, outcome=outcome: outcome)
         with pytest.raises(RuntimeError, match=f"training ended {outcome.status} at step {outcome.step}"):
             point_module.train_point(tmp_path, settings)
+
+
+def test_every_scale_a_grid_defines_can_be_launched(tmp_path, capsys):
+    """--scale mini, the first GPU scale the README recommends, was refused by the command line."""
+    afhq = tmp_path / "afhq"
+    afhq.mkdir()
+    assert run_main(["--grid", "ablations", "--scale", "mini", "--dry-run", "--set", f"data.afhq={afhq}"]) == 0
+    assert "6 points (ablations, mini scale, local)" in capsys.readouterr().out  # one seed per arm there
+    assert run_main(["--grid", "scaling", "--scale", "mini", "--dry-run"]) == 2
+    assert "no scale 'mini'; valid: ['paper', 'smoke']" in capsys.readouterr().err
