@@ -130,7 +130,8 @@ def count_registered(name: str, image_size: int | None = None, latent: bool = Tr
 
 def example_cond(model, batch: int = 1, context_tokens: int = 77):
     """A ``cond`` of the right kind for the model: class 0, or 77 zero context tokens (CLIP's length)."""
-    mode = model.conditioner.mode
+    conditioner = getattr(model, "conditioner", None)  # a model without one (the UNet control) is unconditional
+    mode = conditioner.mode if conditioner is not None else "none"
     if mode == "class":
         return torch.zeros(batch, dtype=torch.long)
     if mode == "text":

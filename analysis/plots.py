@@ -62,34 +62,37 @@ def loss_curves_plot(study_dir, out_dir) -> list[Path]:
 
 
 def learning_curves_plot(study_dir, out_dir) -> list[Path]:
-    """One panel per headline metric: each arm's mean over seeds against images seen, its seeds'
-    range as a band, and the metric's floor (held-out real) and ceiling (noise) at the curve's
-    sample count as dashed lines."""
+    """One panel per curve metric (``analysis.tables.CURVE_METRICS``: the headline, then pixel
+    precision): each arm's mean over seeds against images seen, its seeds' range as a band, and each
+    dataset's floor (held-out real) and ceiling (noise) at the curve's sample count as dashed lines."""
     from analysis.quality import HEADLINE, QUALITY_METRICS
-    from analysis.tables import study_calibration
+    from analysis.tables import CURVE_METRICS, calibration_rows, study_calibrations
 
     curves = learning_curves(study_dir)
-    metrics = [m for m in HEADLINE if not curves.empty and m in curves.columns]
+    metrics = [m for m in CURVE_METRICS if not curves.empty and m in curves.columns and curves[m].notna().any()]
     if not metrics:
         return []
-    calibration = study_calibration(Path(study_dir), int(curves["num_samples"].max())) or {}  # at the curve's count
+    calibrations = study_calibrations(Path(study_dir), int(curves["num_samples"].max()))  # at the curve's count
+    colours = {arm: f"C{i % 10}" for i, arm in enumerate(dict.fromkeys(curves["arm"]))}  # one per arm in every panel
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for arm, rows in curves.groupby("arm", sort=False):
             stats = rows.groupby("images_seen")[metric].agg(["mean", "min", "max"])
-            line, = ax.plot(stats.index, stats["mean"], marker="o", markersize=3, label=arm)
-            ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.15)
-        for row, style in (("data", "held-out real"), ("noise", "noise")):
-            value = (calibration.get(row) or {}).get(metric)
-            if value is not None:
-                ax.axhline(value, color="gray", linestyle="--", linewidth=0.8)
-                ax.annotate(style, (0, value), xycoords=("axes fraction", "data"), fontsize=6, color="gray",
-                            va="bottom")
+            if stats["mean"].isna().all():  # a metric this arm's dataset does not have
+                continue
+            ax.plot(stats.index, stats["mean"], marker="o", markersize=3, label=arm, color=colours[arm])
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=colours[arm], alpha=0.15)
+        for name, values in calibration_rows(calibrations):
+            if values.get(metric) is not None:
+                ax.axhline(values[metric], color="gray", linestyle="--", linewidth=0.8)
+                ax.annotate(name.replace("data (held-out real)", "held-out real"), (0, values[metric]),
+                            xycoords=("axes fraction", "data"), fontsize=6, color="gray", va="bottom")
         label = QUALITY_METRICS[metric]
-        ax.set_title(f"{label.label} ({'lower' if label.lower_is_better else 'higher'} is better)", fontsize=9)
+        mark = "" if metric in HEADLINE else " †"
+        ax.set_title(f"{label.label}{mark} ({'lower' if label.lower_is_better else 'higher'} is better)", fontsize=9)
         ax.set_xlabel("training images seen")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=6)
+    max(axes[0], key=lambda ax: len(ax.get_lines())).legend(fontsize=6)  # the panel that shows every arm
     fig.tight_layout()
     return _save(fig, out_dir, "learning_curves")
 
@@ -108,29 +111,44 @@ def efficiency_bars(frame, out_dir) -> list[Path]:
     return _save(fig, out_dir, "efficiency")
 
 
-def sample_grid(study_dir, frame, out_dir, count: int = 16) -> list[Path]:
-    """Real training images in the first row, then a row per finished run (arm and seed, in the
-    grid's order) with its first ``count`` samples. Sample i of every run starts from the same noise,
-    so a column compares the arms on like terms."""
+def sample_rows(study_dir, frame, count: int = 16) -> list[tuple[str, "np.ndarray"]]:
+    """(label, uint8 images) rows of the samples figure: per dataset, ``count`` real training images,
+    then the first ``count`` samples of every finished run on it (arm and seed, in the grid's order)."""
     import json
 
     import numpy as np
 
-    done = frame[frame["status"] == "done"]
-    runs = [(row, Path(study_dir) / row["run"] / "samples" / "final" / "samples.npz") for _, row in done.iterrows()]
-    runs = [(row, path) for row, path in runs if path.exists()]
-    if not runs or not (Path(study_dir) / runs[0][0]["run"] / "point.json").exists():
-        return []
     from analysis.quality import reference_images
 
-    settings = json.loads((Path(study_dir) / runs[0][0]["run"] / "point.json").read_text())["settings"]
-    rows = [("real (training images)", reference_images(settings["data"], settings["resolution"], count))]
-    rows += [(f"{row['arm']}, seed {row['seed']}", np.load(path)["images"][:count]) for row, path in runs]
-    n, h, w, c = rows[0][1].shape
+    done = frame[frame["status"] == "done"]
+    by_data: dict[tuple, list] = {}
+    for _, row in done.iterrows():
+        run = Path(study_dir) / row["run"]
+        path = run / "samples" / "final" / "samples.npz"
+        if path.exists() and (run / "point.json").exists():
+            settings = json.loads((run / "point.json").read_text())["settings"]
+            by_data.setdefault((settings["data"], settings["resolution"]), []).append((row, path))
+    rows = []
+    for (data, resolution), runs in by_data.items():
+        rows.append(("real (training images)" if len(by_data) == 1 else f"real: {data}",
+                     reference_images(data, resolution, count)))
+        rows += [(f"{row['arm']}, seed {row['seed']}", np.load(path)["images"][:count]) for row, path in runs]
+    return rows
+
+
+def sample_grid(study_dir, frame, out_dir, count: int = 16) -> list[Path]:
+    """The samples figure (``sample_rows``): sample i of every run starts from the same noise, so a
+    column compares the arms on like terms."""
+    import numpy as np
+
+    rows = sample_rows(study_dir, frame, count)
+    if not rows:
+        return []
+    h, w, c = (max(images.shape[axis] for _, images in rows) for axis in (1, 2, 3))
     canvas = np.full((len(rows) * (h + 2), count * (w + 1), c), 255, np.uint8)
     for r, (_, images) in enumerate(rows):
-        for q, image in enumerate(images):
-            canvas[r * (h + 2): r * (h + 2) + h, q * (w + 1): q * (w + 1) + w] = image
+        for q, image in enumerate(np.repeat(images, c // images.shape[-1], axis=-1)):  # gray beside colour: as RGB
+            canvas[r * (h + 2): r * (h + 2) + image.shape[0], q * (w + 1): q * (w + 1) + image.shape[1]] = image
     fig, ax = plt.subplots(figsize=(0.45 * count + 2.2, 0.45 * len(rows) + 0.3))
     ax.imshow(canvas[..., 0] if c == 1 else canvas, cmap="gray" if c == 1 else None, vmin=0, vmax=255,
               interpolation="nearest")

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from usm.data.embedded import EMBEDDED
 from usm.data.shapes import VARIANTS, cache_dir
 from usm.files import atomic_write
 
@@ -72,10 +73,8 @@ HEADLINE = ("shape_coverage", "shape_density")
 def _images(data: str, resolution: int, start: int, count: int) -> np.ndarray:
     from usm.data.datasets import open_dataset
 
-    if data in VARIANTS:  # the embedded data's own uint8 array (what the dataset serves, without the round trip)
-        from usm.data.shapes import load_shapes
-
-        return load_shapes(size=resolution, gray=VARIANTS[data])[0][start:start + count]
+    if data in EMBEDDED:  # the embedded data's own uint8 array (what the dataset serves, without the round trip)
+        return EMBEDDED[data].images(resolution)[0][start:start + count]
     dataset = open_dataset(data, resolution)
     stop = min(start + count, len(dataset))
     return np.stack([((dataset[(i, False)]["x"].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
@@ -88,24 +87,21 @@ def reference_images(data: str, resolution: int, count: int) -> np.ndarray:
 
 
 def held_out_images(data: str, resolution: int, count: int) -> np.ndarray:
-    """``count`` real images the model never trained on: for the embedded data, drawn with another
-    seed (the classifier's held-out seed); for a folder, training images count .. 2 count - 1 (which
-    ``manifold_reference`` then leaves out). Fewer than ``count`` when the folder is too small."""
-    if data in VARIANTS:
-        from analysis.shape_classifier import HELD_OUT_SEED
-        from usm.data.shapes import render_shapes
-
-        return render_shapes(count, HELD_OUT_SEED, resolution, VARIANTS[data])[0]
+    """``count`` real images the model never trained on: for the embedded data, its own held-out set
+    (``usm.data.embedded``); for a folder, training images count .. 2 count - 1 (which
+    ``manifold_reference`` then leaves out). Fewer than ``count`` when there are not enough."""
+    if data in EMBEDDED:
+        return EMBEDDED[data].held_out(count, resolution)
     return _images(data, resolution, count, count)
 
 
 def manifold_reference(data: str, resolution: int, count: int) -> tuple[np.ndarray, np.ndarray] | None:
     """(pixel features, k-NN radii) of the training images that span the real manifold, without the
-    held-out floor set of ``count`` images (a folder's; the embedded data's is drawn apart, so one
+    held-out floor set of ``count`` images (a folder's; the embedded data's is kept apart, so one
     manifold serves every count); None above ``PIXEL_MANIFOLD_MAX_SIDE`` px."""
     if resolution > PIXEL_MANIFOLD_MAX_SIDE:
         return None
-    return _manifold(data, resolution, 0 if data in VARIANTS else count)
+    return _manifold(data, resolution, 0 if data in EMBEDDED else count)
 
 
 @functools.lru_cache(maxsize=4)
@@ -114,7 +110,7 @@ def _manifold(data: str, resolution: int, count: int) -> tuple[np.ndarray, np.nd
     from usm.data.datasets import open_dataset
 
     total = min(len(open_dataset(data, resolution)), MANIFOLD_MAX_REFERENCE)
-    if data in VARIANTS:
+    if data in EMBEDDED:
         images = _images(data, resolution, 0, total)
     else:  # leave the floor set (count .. 2 count - 1) out
         parts = [_images(data, resolution, 0, count), _images(data, resolution, 2 * count, total)]
@@ -162,7 +158,7 @@ def bootstrap(reference: np.ndarray, images: np.ndarray, data: str, resolution: 
 
 
 def _cache_path(data: str, resolution: int, count: int) -> Path:
-    name = data if data in VARIANTS else hashlib.sha1(str(Path(data).resolve()).encode()).hexdigest()[:12]
+    name = data if data in EMBEDDED else hashlib.sha1(str(Path(data).resolve()).encode()).hexdigest()[:12]
     return cache_dir() / "calibration" / f"{name}-{resolution}px-n{count}-v{VERSION}.json"
 
 
@@ -181,7 +177,7 @@ def calibration(data: str, resolution: int, count: int) -> dict:
     reference = reference_images(data, resolution, count)
     other = held_out_images(data, resolution, count)
     noise = noise_images(reference.shape)
-    floor_set = (f"{count} images drawn with another seed" if data in VARIANTS
+    floor_set = (f"{count} {EMBEDDED[data].held_out_text}" if data in EMBEDDED
                  else f"training images {count}-{2 * count - 1}, left out of the pixel manifold")
     record = {"data": quality(reference, other, data, resolution) if len(other) == count else None,
               "noise": quality(reference, noise, data, resolution), "dataset": data, "resolution": resolution,

@@ -36,10 +36,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from usm.data.shapes import CLASSES, VARIANTS, cache_dir, load_shapes, render_shapes
+from usm.data.shapes import CLASSES, HELD_OUT_SEED, VARIANTS, cache_dir, load_shapes, render_shapes
 
 VERSION = 3
-HELD_OUT_SEED, HELD_OUT_COUNT = 1, 1024
+HELD_OUT_COUNT = 1024
 CONFIDENT = 0.9
 
 

@@ -11,7 +11,8 @@ quality columns are the headline metrics (``analysis.quality.HEADLINE``: those t
 metric validation, ``python -m analysis validate-metrics``), then pixel precision and recall; every
 other metric is in ``table.csv`` and ``runs.csv``. Below the arms, the ``data`` row holds the
 metrics of held-out real images (the floor: a perfect model's score at this sample count) and the
-``noise`` row those of Gaussian noise (the ceiling), from ``analysis.quality.calibration``.
+``noise`` row those of Gaussian noise (the ceiling), from ``analysis.quality.calibration``; a study
+over several datasets gets a pair of rows per dataset.
 
 Comparisons with the recipe (``comparisons.md``): the arms of one seed share every random draw
 (``docs/metrics.md``: common random numbers), so each arm is compared with the recipe run of the
@@ -22,7 +23,8 @@ sample draws alone give, from their bootstrap spread in ``runs.csv``), the word 
 interval excludes 0 and ``inconclusive`` where it covers it, and how many seeds would resolve a
 difference of the observed size (80% power at the 5% level: the fewest n with
 (t(n-1) + z(0.8)) x sd / sqrt(n) <= |difference|).
-``curve.md`` holds the learning curve: each headline metric per arm at every evaluation step.
+``curve.md`` holds the learning curve: each headline metric, and pixel precision (the metric the
+reach-the-data target is set in), per arm at every evaluation step.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from tabulate import tabulate
 
 from analysis.collect import collect_study, learning_curves
 from analysis.quality import HEADLINE, QUALITY_METRICS
+
+CURVE_METRICS = (*HEADLINE, "precision")  # precision: unvalidated (†), but it exists for every dataset up to 64 px
 
 NON_METRICS = {"run", "order", "arm", "seed", "model", "status", "why", "step", "max_steps", "num_samples",
                "images_seen"}
@@ -166,18 +170,28 @@ def _latex(rows: list[list[str]], header: list[str]) -> str:
     return text.replace("±", r"$\pm$").replace("†", r"$^\dagger$")
 
 
-def render(summary: pd.DataFrame, metrics: list[str], calibration: dict | None = None) -> tuple[str, str]:
-    """(markdown, latex) of a summary, with the calibration's data and noise rows when given."""
+def calibration_rows(calibrations: dict[str, dict] | None):
+    """(row name, metrics) of each dataset's floor and ceiling: 'data (held-out real)' and 'noise',
+    with the dataset's name when a study has several."""
+    calibrations = calibrations or {}
+    for dataset, calibration in calibrations.items():
+        suffix = f": {dataset}" if len(calibrations) > 1 else ""
+        for name, key in (("data (held-out real)", "data"), ("noise", "noise")):
+            if calibration.get(key):
+                yield name + suffix, calibration[key]
+
+
+def render(summary: pd.DataFrame, metrics: list[str], calibrations: dict[str, dict] | None = None
+           ) -> tuple[str, str]:
+    """(markdown, latex) of a summary, with each dataset's data and noise rows (``{dataset: calibration}``)."""
     first = summary["arm"].iloc[0] if len(summary) else "first arm"
     header = ["arm", "seeds", *[_label(m) for m in metrics], f"vs {first}", "incomplete"]
     body = []
     for i, r in summary.iterrows():
         cells = [r["arm"], str(r["seeds"]), *[_cell(r[f"{m}_mean"], r[f"{m}_std"], m) for m in metrics]]
         body.append(cells + ["(reference)" if i == summary.index[0] else verdict(r, metrics), str(r["incomplete"])])
-    for name, values in (("data (held-out real)", calibration and calibration.get("data")),
-                         ("noise", calibration and calibration.get("noise"))):
-        if values:
-            body.append([name, "", *[human(values[m]) if m in values else "" for m in metrics], "", ""])
+    for name, values in calibration_rows(calibrations):
+        body.append([name, "", *[human(values[m]) if m in values else "" for m in metrics], "", ""])
     markdown = tabulate(body, headers=header, tablefmt="github", disable_numparse=True)
     return markdown, _latex(body, header)
 
@@ -195,11 +209,11 @@ def comparisons(summary: pd.DataFrame, metrics: list[str]) -> str:
                                    "seeds to resolve it"], tablefmt="github", disable_numparse=True)
 
 
-def curve_table(curves: pd.DataFrame, metrics: list[str], calibration: dict | None = None) -> str:
-    """Markdown: each headline metric per arm (mean ± std over seeds) at every evaluation step, with
-    the floor and ceiling at the curve's sample count when ``calibration`` is given."""
+def curve_table(curves: pd.DataFrame, metrics: list[str], calibrations: dict[str, dict] | None = None) -> str:
+    """Markdown: each of ``CURVE_METRICS`` per arm (mean ± std over seeds) at every evaluation step,
+    with each dataset's floor and ceiling at the curve's sample count (``{dataset: calibration}``)."""
     blocks = []
-    for m in (m for m in metrics if m in HEADLINE and m in curves.columns):
+    for m in (m for m in CURVE_METRICS if m in metrics and m in curves.columns and curves[m].notna().any()):
         by_step = curves.groupby(["arm", "step"], sort=False)[m].agg(["mean", "std"]).reset_index()
         steps = sorted(by_step["step"].unique())
         rows = []
@@ -207,43 +221,45 @@ def curve_table(curves: pd.DataFrame, metrics: list[str], calibration: dict | No
             mine = by_step[by_step["arm"] == arm]
             cells = {row["step"]: _cell(row["mean"], row["std"], m) for _, row in mine.iterrows()}
             rows.append([arm, *[cells.get(step, "-") for step in steps]])
-        for name, values in (("data (held-out real)", (calibration or {}).get("data")),
-                             ("noise", (calibration or {}).get("noise"))):
-            if values and m in values:
+        for name, values in calibration_rows(calibrations):
+            if m in values:
                 rows.append([name, human(values[m]), *[""] * (len(steps) - 1)])
         images = dict(zip(curves["step"], curves["images_seen"]))
-        blocks.append(f"{LABELS[m]}:\n\n" + tabulate(rows, headers=["arm", *[f"step {s} ({images[s]:,} images)"
+        blocks.append(f"{_label(m)}:\n\n" + tabulate(rows, headers=["arm", *[f"step {s} ({images[s]:,} images)"
                                                                             for s in steps]],
                                                     tablefmt="github", disable_numparse=True))
     return "\n\n".join(blocks)
 
 
-def caption(frame: pd.DataFrame, calibration: dict | None) -> str:
+def caption(frame: pd.DataFrame, calibrations: dict[str, dict] | None) -> str:
     parts = ["Mean ± std over seeds (sample std). 'vs': the headline metrics whose paired difference to the first "
              f"row (the recipe, same seeds) has a {LEVEL:.0%} t-interval that excludes 0 (comparisons.md lists every "
              "difference, its interval and the seeds it would need); 'inconclusive' where every interval covers 0. "
              "† : not a headline metric: it failed the metric validation (docs/metrics.md)."]
     if "num_samples" in frame.columns and frame["num_samples"].notna().any():
         parts.append(f"Quality on {int(frame['num_samples'].dropna().iloc[0])} samples per run.")
-    if calibration:
-        parts.append(f"'data': {calibration['floor_set']}, scored against {calibration['reference']} (the floor); "
-                     "'noise': Gaussian noise scored the same way (the ceiling).")
+    for dataset, calibration in (calibrations or {}).items():
+        which = f" ({dataset})" if len(calibrations) > 1 else ""
+        parts.append(f"'data'{which}: {calibration['floor_set']}, scored against {calibration['reference']} "
+                     "(the floor); 'noise': Gaussian noise scored the same way (the ceiling).")
         if calibration.get("classifier"):
             c = calibration["classifier"]
             parts.append(f"Shape classifier held-out accuracy: {c['held_out_accuracy']:.3f} ({c['held_out']}).")
     return " ".join(parts)
 
 
-def study_calibration(study_dir: Path, count: int | None = None) -> dict | None:
-    """The calibration for a study's data (from any run's point.json) at its sample count, or at
-    ``count`` samples (a learning curve's), if it has one."""
+def study_calibrations(study_dir: Path, count: int | None = None) -> dict[str, dict]:
+    """``{dataset: calibration}`` for every dataset of a study's sample-quality points (from their
+    point.json), at the points' sample count or at ``count`` samples (a learning curve's); sorted by name."""
     from analysis.quality import calibration
 
+    found = {}
     for spec in sorted(Path(study_dir).glob("*/point.json")):
         settings = json.loads(spec.read_text()).get("settings", {})
-        if settings.get("metric") == "swd" and settings.get("num_samples"):
-            return calibration(settings["data"], settings["resolution"], count or settings["num_samples"])
-    return None
+        if settings.get("metric") == "swd" and settings.get("num_samples") and settings["data"] not in found:
+            found[settings["data"]] = calibration(settings["data"], settings["resolution"],
+                                                  count or settings["num_samples"])
+    return dict(sorted(found.items()))
 
 
 def write_tables(study_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
@@ -252,7 +268,7 @@ def write_tables(study_dir: str | Path, out_dir: str | Path | None = None) -> di
     frame = collect_study(study_dir)
     metrics = metric_columns(frame)
     summary = summarize(frame, metrics)
-    calib = study_calibration(study_dir)
+    calib = study_calibrations(study_dir)
     shown = shown_columns(metrics)
     markdown, latex = render(summary, shown, calib)
     paths = {"md": out_dir / "table.md", "tex": out_dir / "table.tex", "csv": out_dir / "table.csv",
@@ -266,11 +282,11 @@ def write_tables(study_dir: str | Path, out_dir: str | Path | None = None) -> di
     if not curves.empty:
         paths["curve"] = out_dir / "curve.md"
         count = int(curves["num_samples"].max())
-        paths["curve"].write_text(curve_table(curves, metrics, study_calibration(study_dir, count)) + "\n\n"
+        paths["curve"].write_text(curve_table(curves, metrics, study_calibrations(study_dir, count)) + "\n\n"
                                   f"Mean ± std over seeds, each evaluation on {count} samples; 'data' and 'noise': "
                                   f"held-out real images and noise at {count} samples.\n")
         curves.to_csv(out_dir / "curve.csv", index=False)
-    if calib:
+    if calib:  # {dataset: calibration}
         (out_dir / "calibration.json").write_text(json.dumps(calib, indent=2))
     return paths
 

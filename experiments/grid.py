@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from usm.data.datasets import missing_context
-from usm.data.shapes import VARIANTS as EMBEDDED
+from usm.data.embedded import EMBEDDED
 from usm.models.registry import MODELS
 from usm.training.config import Config, ConfigError
 from usm.training.sampling import SampleConfig, SampleError, default_device
@@ -188,7 +188,7 @@ class Grid:
         if data not in EMBEDDED and not Path(data).is_dir():
             names = ", ".join(sorted(datasets)) or "none"
             raise GridError(f"dataset {data!r} is not a folder: give its path with --set data.{data}=/path/to/images "
-                            f"(datasets of this grid: {names}; 'shapes' and 'shapes-gray' are embedded)")
+                            f"(datasets of this grid: {names}; embedded: {', '.join(sorted(EMBEDDED))})")
         context = settings["train"].get("context")
         if missing_context(context):
             raise GridError(f"text tokens {context!r} are not a file: give them with --set data.{context}=PATH.npy "

@@ -30,8 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python experiments/run.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--grid", required=True, choices=sorted(GRIDS))
     parser.add_argument("--scale", default="smoke", choices=sorted({s for grid in GRIDS.values() for s in grid.scales}),
-                        help="smoke: tiny models, embedded data, CPU minutes; mini: S-size models on a real "
-                             "dataset, about a GPU-hour per arm; paper: the paper's settings")
+                        help="smoke: tiny models, embedded data, CPU minutes; cpu: the same, about an hour of a "
+                             "2-core machine (grids that define it); mini: S-size models on a real dataset, about "
+                             "a GPU-hour per arm; paper: the paper's settings")
     parser.add_argument("--cluster", default="local", choices=["local", "debug", "slurm"],
                         help="submitit executor: local subprocesses, debug (in this process) or slurm")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: the grid's)")

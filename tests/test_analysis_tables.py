@@ -82,11 +82,13 @@ def test_paired_interval_is_honest_about_few_seeds():
 def test_calibration_rows():
     summary = pd.DataFrame([{"arm": "recipe", "seeds": 2, "incomplete": 0, "swd_mean": 60.0, "swd_std": 1.0}])
     calibration = {"data": {"swd": 30.0}, "noise": {"swd": 900.0}}
-    markdown, _ = render(summary, ["swd"], calibration)
-    rows = cells(markdown)
+    rows = cells(render(summary, ["swd"], {"shapes": calibration})[0])
     assert rows[0] == ["arm", "seeds", "SWD (x1e3) †", "vs recipe", "incomplete"]
     assert ["recipe", "2", "60.0 ± 1.00", "(reference)", "0"] in rows
     assert ["data (held-out real)", "", "30.0", "", ""] in rows and ["noise", "", "900", "", ""] in rows
+    two = cells(render(summary, ["swd"], {"digits": {"data": {"swd": 20.0}}, "shapes": calibration})[0])
+    assert ["data (held-out real): digits", "", "20.0", "", ""] in two
+    assert ["data (held-out real): shapes", "", "30.0", "", ""] in two and ["noise: shapes", "", "900", "", ""] in two
 
 
 def test_learning_curves_are_collected_and_tabled(study):
@@ -119,3 +121,30 @@ def test_plots_are_written_from_the_files(study):
 def test_missing_study_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist: run the study first"):
         collect_study(tmp_path / "nope")
+
+
+def test_a_study_over_two_datasets_shows_each_ones_real_images_floor_and_ceiling(tmp_path, monkeypatch):
+    import json
+
+    import numpy as np
+
+    from analysis.plots import sample_rows
+    from analysis.tables import study_calibrations
+
+    monkeypatch.setenv("USM_BENCH_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "control"
+    for data in ("shapes-gray", "digits"):
+        run = root / f"{data}-s0"
+        (run / "samples" / "final").mkdir(parents=True)
+        (run / "point.json").write_text(json.dumps({"arm": data, "seed": 0, "settings": {
+            "data": data, "resolution": 16, "metric": "swd", "num_samples": 8}}))
+        np.savez(run / "samples" / "final" / "samples.npz", images=np.full((8, 16, 16, 1), 7, np.uint8))
+    frame = pd.DataFrame([{"run": f"{d}-s0", "arm": d, "seed": 0, "status": "done"} for d in ("shapes-gray", "digits")])
+    rows = sample_rows(root, frame, count=4)
+    assert [label for label, _ in rows] == ["real: shapes-gray", "shapes-gray, seed 0", "real: digits", "digits, seed 0"]
+    assert all(images.shape == (4, 16, 16, 1) for _, images in rows)
+    assert rows[2][1].max() > 100  # the digits' own real images, not the shapes'
+    calibrations = study_calibrations(root)
+    assert list(calibrations) == ["digits", "shapes-gray"]
+    assert calibrations["digits"]["dataset"] == "digits" and "classifier" not in calibrations["digits"]
+    assert calibrations["shapes-gray"]["data"]["shape_coverage"] > 0.5

@@ -163,3 +163,33 @@ def test_local_vae_encodes_decodes_and_caches(tmp_path):
     assert (tmp_path / "latents.npy").stat().st_mtime_ns == stamp  # reused
     with pytest.raises(Exception, match="not a diffusers AutoencoderKL"):
         load_vae(str(tmp_path / "img"))
+
+
+def test_digits_are_scikit_learns_scaled_with_a_held_out_block():
+    from sklearn.datasets import load_digits
+
+    from usm.data.digits import HELD_OUT, digit_images, held_out_digits
+
+    raw = load_digits()
+    images, labels = digit_images(8)
+    assert images.shape == (1797 - HELD_OUT, 8, 8, 1) and images.dtype == np.uint8
+    np.testing.assert_array_equal(images[..., 0], np.round(raw.images[:-HELD_OUT] * 255 / 16).astype(np.uint8))
+    np.testing.assert_array_equal(labels, raw.target[:-HELD_OUT])
+    held = held_out_digits(1000, 8)  # asks for more than there are: gets the whole held-out block
+    np.testing.assert_array_equal(held[..., 0], np.round(raw.images[-HELD_OUT:] * 255 / 16).astype(np.uint8))
+    big, _ = digit_images(16)
+    assert big.shape[1:] == (16, 16, 1) and big.max() > 150 and big.min() == 0
+
+
+def test_every_embedded_dataset_opens_and_a_bad_size_names_the_sizes():
+    from usm.data.datasets import open_dataset
+    from usm.data.embedded import EMBEDDED
+
+    for name, embedded in EMBEDDED.items():
+        dataset = open_dataset(name, 16)
+        x = dataset[(0, False)]["x"]
+        assert x.shape[1:] == (16, 16) and -1 <= x.min() < x.max() <= 1
+        assert dataset.num_classes == len(embedded.classes)
+        assert len(embedded.held_out(8, 16)) == 8
+    with pytest.raises(DataError, match="digits dataset comes at 8 or 16 or 32 px; got --resolution 20"):
+        open_dataset("digits", 20)

@@ -157,11 +157,11 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     assert "non-finite loss" in (tmp_path / "run" / "log.txt").read_text()
 
 
-def fixed_batch_loss(model, seed=0):
+def fixed_batch_loss(model, seed=0, data="shapes", size=32):
     """Loss on a fixed batch, fixed noise and times: lower is better, with no sampling noise."""
-    from usm.data.shapes import load_shapes
+    from usm.data.embedded import EMBEDDED
 
-    images = torch.from_numpy(load_shapes()[0][:64]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    images = torch.from_numpy(EMBEDDED[data].images(size)[0][:64]).permute(0, 3, 1, 2).float() / 127.5 - 1
     model.eval()
     with torch.no_grad():
         return sum(training_loss(model, images, generator=generator(seed, "eval", k)).item() for k in range(4)) / 4
@@ -178,6 +178,28 @@ def test_tiny_models_learn_on_the_embedded_data(tmp_path, model):
     trained.load_state_dict(weights(run))
     before, after = fixed_batch_loss(initial), fixed_batch_loss(trained)
     assert after < 0.8 * before, (before, after)
+
+
+def test_the_diffusers_control_model_learns_the_digits_through_the_same_trainer(tmp_path):
+    run = tmp_path / "run"
+    assert main(args(run, "--data", "digits", "--resolution", "16", "--lr", "1e-3", "--batch-size", "8",
+                     model="UNet-T", steps=30)) == 0
+    resolved = RunDir(run).read_config()
+    assert resolved["derived"]["in_channels"] == 1 and resolved["derived"]["dataset_size"] == 1497
+    torch.manual_seed(derive_seed(0, "init"))
+    initial = model_from_config(resolved)
+    trained = model_from_config(resolved)
+    trained.load_state_dict(weights(run))
+    before, after = (fixed_batch_loss(m, data="digits", size=16) for m in (initial, trained))
+    assert after < 0.8 * before, (before, after)
+
+
+def test_the_control_model_refuses_conditioning(tmp_path, capsys):
+    from usm.data.shapes import export_folder
+
+    root = export_folder(tmp_path / "img", count=8)
+    assert main(args(tmp_path / "run", "--data", str(root), "--cond", "class", model="UNet-T", steps=1)) != 0
+    assert "unconditional" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("cond", ["class", "text"])

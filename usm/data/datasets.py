@@ -23,7 +23,8 @@ import torch
 from PIL import Image
 
 from usm.data.folder import DataError, center_crop_arr, scan_folder
-from usm.data.shapes import CLASSES, SIZES, VARIANTS, load_shapes
+from usm.data.embedded import EMBEDDED
+from usm.data.shapes import VARIANTS
 from usm.seeding import generator
 
 log = logging.getLogger("usm.data")
@@ -124,8 +125,8 @@ def load_tokens(context: str, data: str, resolution: int) -> np.ndarray:
     synthetic captions of the embedded data ``data`` at ``resolution``."""
     if context == CAPTIONS:
         if data not in VARIANTS:
-            raise DataError(f"--context {CAPTIONS} means the embedded data's synthetic captions; {data} is a "
-                            "folder: give a .npy of precomputed tokens (num_images, tokens, d_context)")
+            raise DataError(f"--context {CAPTIONS} means the embedded shapes' synthetic captions; {data} has "
+                            "none: give a .npy of precomputed tokens (num_images, tokens, d_context)")
         from usm.data.captions import caption_tokens
 
         return caption_tokens(data, resolution)
@@ -140,15 +141,16 @@ def load_tokens(context: str, data: str, resolution: int) -> np.ndarray:
 
 
 def open_dataset(data: str, resolution: int, context: str | None = None, skip_bad: bool = False) -> ImageDataset:
-    """``data``: "shapes" / "shapes-gray" (embedded, 16 or 32 px) or a folder of images;
-    ``context``: .npy of tokens (N, T, d), or "captions" (the embedded data's synthetic captions)."""
+    """``data``: an embedded dataset (``usm.data.embedded``: shapes, shapes-gray, digits) or a folder
+    of images; ``context``: .npy of tokens (N, T, d), or "captions" (the shapes' synthetic captions)."""
     tokens = load_tokens(context, data, resolution) if context is not None else None
-    if data in VARIANTS:
-        if resolution not in SIZES:
-            raise DataError(f"the embedded {data} dataset is drawn at {' or '.join(map(str, SIZES))} px; "
+    if data in EMBEDDED:
+        embedded = EMBEDDED[data]
+        if resolution not in embedded.sizes:
+            raise DataError(f"the embedded {data} dataset comes at {' or '.join(map(str, embedded.sizes))} px; "
                             f"got --resolution {resolution}")
-        images, labels = load_shapes(size=resolution, gray=VARIANTS[data])
-        return ImageDataset(lambda i: images[i], len(images), labels, CLASSES, tokens, name=data,
+        images, labels = embedded.images(resolution)
+        return ImageDataset(lambda i: images[i], len(images), labels, embedded.classes, tokens, name=data,
                             channels=images.shape[-1])
     files, labels, classes, skipped = scan_folder(data, resolution, skip_bad)
     return ImageDataset(FolderImages(files, resolution, skip_bad), len(files), labels, classes, tokens,

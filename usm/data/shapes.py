@@ -24,6 +24,7 @@ import numpy as np
 
 CLASSES = ("disc", "square", "triangle", "ring")
 DEFAULT_COUNT, SIZE = 4096, 32
+HELD_OUT_SEED = 1  # the seed of the scenes no model trains on (the tables' "data" row, the classifier's test set)
 
 
 def cache_dir() -> Path:

@@ -52,7 +52,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    data: str = _opt("shapes", "'shapes' (embedded, 32x32, no download) or a folder of images")
+    data: str = _opt("shapes", "an embedded dataset (no download): shapes, shapes-gray (16 or 32 px), digits "
+                               "(UCI handwritten digits, 8, 16 or 32 px); or a folder of images")
     resolution: int = _opt(32, "training image size (centre crop); 256 for the paper's datasets")
     cond: str = _opt("none", "conditioning: none, class (sub-folder labels) or text (--context tokens)",
                      choices=["none", "class", "text"])

@@ -22,13 +22,18 @@ def make_ema(model: torch.nn.Module) -> torch.nn.Module:
 
 @torch.no_grad()
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    """ema <- decay * ema + (1 - decay) * model, for the parameters that train; frozen parameters
-    (fixed positions) and buffers are copied so the EMA model is always complete."""
+    """ema <- decay * ema + (1 - decay) * model, for the parameters that train (one foreach lerp over
+    all of them, not a kernel per tensor); frozen parameters (fixed positions) and buffers are copied
+    so the EMA model is always complete."""
     ema_params = dict(ema.named_parameters())
+    trained, targets = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
-            ema_params[name].lerp_(param.detach(), 1 - decay)
+            trained.append(param.detach())
+            targets.append(ema_params[name])
         else:
             ema_params[name].copy_(param)
+    if trained:
+        torch._foreach_lerp_(targets, trained, 1 - decay)
     for (_, ema_buf), (_, buf) in zip(ema.named_buffers(), model.named_buffers()):
         ema_buf.copy_(buf)
