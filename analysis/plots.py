@@ -111,7 +111,7 @@ def efficiency_bars(frame, out_dir) -> list[Path]:
     return _save(fig, out_dir, "efficiency")
 
 
-def sample_rows(study_dir, frame, count: int = 16) -> list[tuple[str, "np.ndarray"]]:
+def sample_rows(study_dir, frame, count: int = 16) -> list[tuple]:
     """(label, uint8 images) rows of the samples figure: per dataset, ``count`` real training images,
     then the first ``count`` samples of every finished run on it (arm and seed, in the grid's order)."""
     import json

@@ -141,7 +141,8 @@ def test_a_study_over_two_datasets_shows_each_ones_real_images_floor_and_ceiling
         np.savez(run / "samples" / "final" / "samples.npz", images=np.full((8, 16, 16, 1), 7, np.uint8))
     frame = pd.DataFrame([{"run": f"{d}-s0", "arm": d, "seed": 0, "status": "done"} for d in ("shapes-gray", "digits")])
     rows = sample_rows(root, frame, count=4)
-    assert [label for label, _ in rows] == ["real: shapes-gray", "shapes-gray, seed 0", "real: digits", "digits, seed 0"]
+    assert [label for label, _ in rows] == ["real: shapes-gray", "shapes-gray, seed 0",
+                                            "real: digits", "digits, seed 0"]
     assert all(images.shape == (4, 16, 16, 1) for _, images in rows)
     assert rows[2][1].max() > 100  # the digits' own real images, not the shapes'
     calibrations = study_calibrations(root)

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from usm.data.folder import DataError, center_crop_arr, scan_folder
 from usm.data.embedded import EMBEDDED
+from usm.data.folder import DataError, center_crop_arr, scan_folder
 from usm.data.shapes import VARIANTS
 from usm.seeding import generator
 
