@@ -2,10 +2,11 @@
 
     python -m analysis.step_profile                       # USM-T/1 on 16x16x1, batch 8, 1 thread
     python -m analysis.step_profile --model USM-T/2 --image-size 32 --channels 3 --backends torch numba
+    python -m analysis.step_profile --model UNet-T --backends none    # a model without a scan backend
 
 For each backend: steps/s (median of timed steps after a warm-up; the backends take turns step by
-step) and the operators with the most self CPU time over a few profiled steps (forward, backward
-and AdamW, as the trainer runs them). Every run also measures the machine's own limit on the same
+step) and the operators with the most self CPU time over a few profiled steps (forward, backward,
+fused AdamW and the EMA update, as the trainer runs them). Every run also measures the machine's own limit on the same
 threads -- a large float32 matrix product (``matmul_gflops``) -- and reports each step's achieved
 rate against it: training FLOPs per step = 3 x the forward's multiply-adds x 2 x batch (the
 backward costs about twice the forward), the forward counted by ``analysis.flops``.
@@ -21,12 +22,15 @@ import torch
 from analysis.bench_scan import take_turns
 from usm.models.registry import build_model
 from usm.rectified_flow import training_loss
+from usm.training.ema import make_ema, update_ema
 
 
 def make_step(model_name: str, image_size: int, channels: int, batch: int, backend: str):
     torch.manual_seed(0)
-    model = build_model(model_name, input_size=image_size, in_channels=channels, scan_backend=backend)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    scan = {} if backend == "none" else {"scan_backend": backend}  # "none": a model without a scan
+    model = build_model(model_name, input_size=image_size, in_channels=channels, **scan)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)  # as the trainer builds it
+    ema = make_ema(model)
     x = torch.randn(batch, channels, image_size, image_size)
 
     def step():
@@ -34,6 +38,7 @@ def make_step(model_name: str, image_size: int, channels: int, batch: int, backe
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        update_ema(ema, model, 0.99)
 
     return step
 
