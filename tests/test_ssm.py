@@ -230,6 +230,38 @@ def test_explicit_mamba_ssm_off_cuda_says_how_to_fix():
         selective_scan(**inputs, backend="mamba_ssm")
 
 
+def mamba_kernel_contract(u, delta, A, B, C, D, z, delta_bias):
+    """The dtype and layout checks of mamba_ssm's csrc/selective_scan/selective_scan.cpp, as a fake
+    kernel: it raises where the real one would, and returns the reference scan otherwise."""
+    assert u.dtype in (torch.float32, torch.float16, torch.bfloat16)
+    assert A.dtype == torch.float32 and delta.dtype == u.dtype
+    for x in (B, C):
+        assert x.dtype == (u.dtype if x.dim() >= 3 else A.dtype), (x.dim(), x.dtype, u.dtype)
+    assert z is None or z.dtype == u.dtype
+    assert all(t is None or t.dtype == torch.float32 for t in (D, delta_bias))
+    assert all(t is None or t.stride(-1) == 1 for t in (u, delta, A, B, C, D, z, delta_bias))
+    return selective_scan_reference(u, delta, A, B, C, D, z, delta_bias, delta_softplus=True)
+
+
+@pytest.mark.parametrize("form", ["fixed", "variable", "grouped"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["fp32", "bf16", "fp16"])
+def test_the_mamba_ssm_wrapper_hands_the_kernel_the_dtypes_it_accepts(form, dtype):
+    """Mixed dtypes as autocast and a bf16 model produce them (delta from a float32 bias-free matmul,
+    B and C in bf16 even when fixed, z non-contiguous): the wrapper's casts satisfy the kernel."""
+    from usm.ssm.mamba_cuda import kernel_inputs
+
+    inputs = {k: None if v is None else v.detach() for k, v in make_inputs(2, 4, 6, 3, form).items()}
+    mixed = dict(inputs, u=inputs["u"].to(dtype), B=inputs["B"].to(torch.bfloat16), C=inputs["C"].to(dtype),
+                 z=inputs["z"].to(torch.float16).transpose(1, 2).contiguous().transpose(1, 2),
+                 D=inputs["D"].to(dtype))
+    with pytest.raises(AssertionError):  # as they come, the kernel would refuse some
+        mamba_kernel_contract(**{k: mixed[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")})
+    out = mamba_kernel_contract(*kernel_inputs(**{k: mixed[k] for k in
+                                                  ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")}))
+    expected = selective_scan_reference(**inputs, delta_softplus=True)
+    torch.testing.assert_close(out.float(), expected, rtol=0.1, atol=0.1)  # bf16 / fp16 inputs, float32 sums
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("backend", ["torch", "triton", "mamba_ssm"])

@@ -275,6 +275,34 @@ def test_sigkill_at_arbitrary_moments_then_resume_is_bitwise_identical(tmp_path)
 
 
 @pytest.mark.slow
+def test_ranks_that_disagree_on_a_non_finite_loss_stop_together(tmp_path):
+    """Rank 1 alone sees a NaN loss at its fifth step: both ranks must stop there, with one message
+    and the step-3 checkpoint kept, instead of rank 0 training on into a collective rank 1 left."""
+    script = tmp_path / "nan_on_rank_1.py"
+    script.write_text(
+        "import os, sys\n"
+        "import usm.training.loop as loop\n"
+        "from usm.rectified_flow import training_loss\n"
+        "calls = []\n"
+        "def flaky(*a, **k):\n"
+        "    calls.append(1)\n"
+        "    loss = training_loss(*a, **k)\n"
+        "    return loss * float('nan') if os.environ['RANK'] == '1' and len(calls) == 5 else loss\n"
+        "loop.training_loss = flaky\n"
+        "from usm.train import main\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    cmd = ["torchrun", "--nproc_per_node", "2", "--master_port", str(29600 + os.getpid() % 1000), str(script),
+           *args(tmp_path / "ddp", model="DiT-T/2", steps=10)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode != 0  # diverged (torchrun reports the ranks' exit code 3 as a failure)
+    message = "non-finite loss at step 4 (on at least one rank)"
+    assert done.stderr.count(message) == 2, done.stderr[-3000:]  # each rank stopped at the same step
+    assert (tmp_path / "ddp" / "log.txt").read_text().count(message) == 1
+    assert latest_checkpoint(RunDir(tmp_path / "ddp").checkpoints)[0] == 3
+    assert "RuntimeError" not in done.stderr, done.stderr[-3000:]  # no rank left in a broken collective
+
+
+@pytest.mark.slow
 def test_two_process_ddp_on_cpu(tmp_path):
     cmd = ["torchrun", "--nproc_per_node", "2", "--master_port", str(29500 + os.getpid() % 1000),
            "-m", "usm.train", *args(tmp_path / "ddp", model="ZigMa-T/2", steps=4)]

@@ -34,6 +34,25 @@ def mamba_ssm_status() -> tuple[bool, str]:
     return fn is not None, why
 
 
+def kernel_inputs(u, delta, A, B, C, D=None, z=None, delta_bias=None):
+    """The scan's inputs as mamba_ssm's kernel accepts them (its ``selective_scan.cpp`` checks):
+    u in fp32, fp16 or bf16 and every per-position input (delta, z, a variable or grouped B / C)
+    in u's dtype; A, a fixed-form (D, N) B / C, D and delta_bias in float32; the last dimension of
+    every tensor contiguous. Autocast and mixed layers hand the scan mixed dtypes, which the kernel
+    refuses with an error (or, for a fixed B in bf16, an error deep inside a training step)."""
+    dtype = u.dtype
+
+    def per_position(x):
+        return None if x is None else x.to(dtype).contiguous()
+
+    def bc(x):  # (D, N): a weight, float32; (batch, N, L) or (batch, G, N, L): per position, u's dtype
+        return x.float().contiguous() if x.dim() == 2 else per_position(x)
+
+    return (u.contiguous(), per_position(delta), A.float().contiguous(), bc(B), bc(C),
+            None if D is None else D.float().contiguous(), per_position(z),
+            None if delta_bias is None else delta_bias.float().contiguous())
+
+
 def selective_scan_mamba_ssm(
     u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, return_last_state=False
 ):
@@ -45,9 +64,4 @@ def selective_scan_mamba_ssm(
             f"backend='mamba_ssm' needs CUDA tensors, got device {u.device}; "
             "use backend='auto' or 'torch' off the GPU"
         )
-    # The kernel wants contiguous inputs and float32 D / delta_bias.
-    B, C = B.contiguous(), C.contiguous()
-    D = None if D is None else D.float()
-    delta_bias = None if delta_bias is None else delta_bias.float()
-    return fn(u.contiguous(), delta.contiguous(), A.contiguous(), B, C, D, z, delta_bias, delta_softplus,
-              return_last_state)
+    return fn(*kernel_inputs(u, delta, A, B, C, D, z, delta_bias), delta_softplus, return_last_state)

@@ -261,6 +261,19 @@ def update(s: Session, model, trainable: list, loss: torch.Tensor, ema, optimize
     return grad_norm
 
 
+def agreed_stops(s: Session, loss: torch.Tensor, out_of_time: bool) -> tuple[bool, bool]:
+    """(a rank's loss is non-finite, a rank's time budget is spent), the same on every rank: one
+    all-reduce (max) of the two flags. A rank that stopped on its own view would leave the others
+    waiting in a collective it never enters (the next step's gradient all-reduce, a checkpoint's
+    gather) until the process group's timeout."""
+    flags = torch.stack([(~torch.isfinite(loss.detach().float())).float(),
+                         torch.tensor(float(out_of_time), device=loss.device)])
+    if s.world > 1:
+        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+    diverged, spent = flags.tolist()  # the one host sync of a step
+    return diverged > 0, spent > 0
+
+
 def run_steps(s: Session, step: int, ema, optimizer, scheduler) -> Outcome:
     cfg, accelerator = s.cfg, s.accelerator
     model, optimizer = accelerator.prepare(s.model, optimizer)
@@ -305,14 +318,17 @@ def run_steps(s: Session, step: int, ema, optimizer, scheduler) -> Outcome:
                     checkpoint(step)
                 raise
             loss = loss_of(s, model, batch, step)
-            if not torch.isfinite(loss):
-                log.error("non-finite loss %s at step %d: stopping without saving; the newest checkpoint (step %d) is "
-                          "the last good state. Every draw is seeded, so resuming this run unchanged diverges again: "
-                          "start a new --run-dir with a lower --lr or a --grad-clip.", loss.item(), step, last_saved)
-                status = "diverged"
-                break
             grad_norm = update(s, model, trainable, loss, ema, optimizer, scheduler)
             step += 1
+            diverged, out_of_time = agreed_stops(s, loss, cfg.run.time_budget is not None
+                                                 and time.monotonic() - started > cfg.run.time_budget)
+            if diverged:  # the weights just updated are not saved: the newest checkpoint is the last good state
+                log.error("non-finite loss at step %d (on at least one rank): stopping without saving; the newest "
+                          "checkpoint (step %d) is the last good state. Every draw is seeded, so resuming this run "
+                          "unchanged diverges again: start a new --run-dir with a lower --lr or a --grad-clip.",
+                          step - 1, last_saved)
+                status = "diverged"
+                break
             bar.update(1)
 
             if step % cfg.run.log_every == 0 or step == end:
@@ -326,7 +342,6 @@ def run_steps(s: Session, step: int, ema, optimizer, scheduler) -> Outcome:
                     s.run.append_stats(record)
                     bar.set_postfix(loss=f"{mean_loss:.4f}")
                 last_log, last_log_step = now, step
-            out_of_time = cfg.run.time_budget is not None and time.monotonic() - started > cfg.run.time_budget
             if step % cfg.run.ckpt_every == 0 or step == end or out_of_time:
                 checkpoint(step)
                 last_saved = step
