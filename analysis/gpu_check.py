@@ -31,6 +31,8 @@ from pathlib import Path
 
 import torch
 
+from usm.precision import use_tf32
+
 SHAPES = [(8, 1536, 1024, 16), (2, 1536, 4096, 16)]
 QUICK_SHAPES = [(8, 1536, 256, 16)]
 MODELS = ["USM-B/1", "ZigMa-B/1", "DiT-B/2"]
@@ -173,7 +175,8 @@ def main(argv=None) -> int:
         return 2
     started = time.monotonic()
     deadline = started + args.budget
-    report = {"device": torch.cuda.get_device_name(0), "command": "python -m analysis.gpu_check "
+    report = {"device": torch.cuda.get_device_name(0), "tf32": use_tf32("cuda"),  # as the trainer runs fp32
+              "command": "python -m analysis.gpu_check "
               + " ".join(argv if argv is not None else sys.argv[1:]), "date": time.strftime("%Y-%m-%d %H:%M UTC",
                                                                                            time.gmtime()),
               "versions": versions()}

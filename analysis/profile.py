@@ -29,6 +29,7 @@ from analysis.flops import count_registered, example_cond
 from analysis.memory import activation_bytes, training_step_memory
 from analysis.throughput import sample_images_per_second, train_steps_per_second
 from usm.models.registry import MODELS, build_model
+from usm.precision import use_tf32
 from usm.rectified_flow import training_loss
 from usm.ssm import resolve_backend
 
@@ -60,7 +61,8 @@ def profile_one(name: str, image_size: int, batch: int, device: torch.device, th
         "activation_bytes": model_activation_bytes(name, side, batch, False, memory_device),
         "activation_bytes_checkpointed": model_activation_bytes(name, side, batch, True, memory_device),
         "activation_method": "measured" if throughput else "meta (exact for Mamba; attention: upper bound)",
-        "device": str(device), "device_name": device_name(device), "dtype": "float32",
+        "device": str(device), "device_name": device_name(device),
+        "dtype": "float32 (TF32 matmuls)" if use_tf32(device) else "float32",  # as the trainer runs fp32 on CUDA
         "scan_backend": resolve_backend("auto", device), "torch": torch.__version__, "host": platform.node(),
     }
     if throughput:

@@ -312,3 +312,35 @@ def test_two_process_ddp_on_cpu(tmp_path):
     assert step == 4 and len(state["rng"]) == 2
     assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])  # per-rank seeds differ
     assert RunDir(tmp_path / "ddp").read_stats()[-1]["images_seen"] == 4 * 4 * 2
+
+
+def test_tf32_is_turned_on_for_cuda_devices_only():
+    from usm.precision import use_tf32
+
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        assert use_tf32("cpu") is False and not torch.backends.cuda.matmul.allow_tf32
+        assert use_tf32(torch.device("cuda", 1)) is True
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def test_a_resumed_optimizer_is_fused_with_its_step_counts_beside_the_weights(tmp_path, monkeypatch):
+    """AdamW's unfused path keeps each ``step`` count on the CPU and syncs the host on every one of
+    them when a resume (or accelerate's prepare) has moved them to the GPU; the fused one keeps
+    them on the weights' device by design. The trainer builds it fused, and so it stays on resume."""
+    assert main(args(tmp_path / "run", steps=3)) == 0
+    seen = {}
+    original = loop.run_steps
+
+    def spy(s, step, ema, optimizer, scheduler):
+        seen["fused"] = optimizer.defaults["fused"]
+        seen["devices"] = {state["step"].device for state in optimizer.state.values()}
+        seen["params"] = {p.device for group in optimizer.param_groups for p in group["params"]}
+        return original(s, step, ema, optimizer, scheduler)
+
+    monkeypatch.setattr(loop, "run_steps", spy)
+    assert main(args(tmp_path / "run", steps=5)) == 0
+    assert seen["fused"] is True and seen["devices"] == seen["params"]

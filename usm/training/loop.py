@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from usm.data.datasets import ImageDataset, StepBatches, open_dataset
 from usm.data.folder import DataError
+from usm.precision import use_tf32
 from usm.rectified_flow import training_loss
 from usm.seeding import derive_seed, generator
 from usm.training.checkpoint import newest_verified, save_checkpoint, set_aside
@@ -160,6 +161,8 @@ def setup(cfg: Config) -> Session:
     if not cfg.run.dry_run:
         run.check_writable()
     setup_logging(run, accelerator.is_main_process, to_file=not cfg.run.dry_run)
+    if use_tf32(accelerator.device):
+        log.info("float32 matrix products and convolutions use TF32 on %s", accelerator.device)
 
     dataset = open_dataset(cfg.data.data, cfg.data.resolution, cfg.data.context, cfg.data.skip_bad_images)
     if dataset.skipped:
