@@ -14,6 +14,7 @@ images on each side, the reference and the weights file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -90,6 +91,7 @@ def compute_metrics(samples: str | Path, reference: str | Path, num: int | None 
     """torch-fidelity metrics between two image folders; ``num`` caps the generated side. ``prc``:
     precision and recall (k = 3) in the same Inception features (``inception_precision``,
     ``inception_recall``), the definitions ``analysis.manifold`` computes in pixel space."""
+    import torch
     import torch_fidelity
 
     from usm.data.shapes import cache_dir
@@ -98,14 +100,17 @@ def compute_metrics(samples: str | Path, reference: str | Path, num: int | None 
     with tempfile.TemporaryDirectory() as tmp:
         input1, count = _first(Path(samples), num, Path(tmp))
         reference_count = len(list_images(reference))
-        metrics = torch_fidelity.calculate_metrics(
-            input1=input1, input2=str(reference), fid=fid, kid=kid, isc=isc, prc=prc,
-            cuda=str(device).startswith("cuda"),
-            # one network for every metric: torch-fidelity's precision would otherwise take VGG-16
-            feature_extractor="inception-v3-compat", feature_layer_prc="2048",
-            feature_extractor_weights_path=str(weights_path), samples_find_deep=True, verbose=False,
-            cache_root=str(cache_dir() / "fidelity"), input2_cache_name=reference_name,
-            kid_subset_size=min(1000, count, reference_count))
+        # torch-fidelity runs on the current CUDA device: make it the one asked for (cuda:1, ...)
+        on_device = torch.cuda.device(device) if str(device).startswith("cuda") else contextlib.nullcontext()
+        with on_device:
+            metrics = torch_fidelity.calculate_metrics(
+                input1=input1, input2=str(reference), fid=fid, kid=kid, isc=isc, prc=prc,
+                cuda=str(device).startswith("cuda"),
+                # one network for every metric: torch-fidelity's precision would otherwise take VGG-16
+                feature_extractor="inception-v3-compat", feature_layer_prc="2048",
+                feature_extractor_weights_path=str(weights_path), samples_find_deep=True, verbose=False,
+                cache_root=str(cache_dir() / "fidelity"), input2_cache_name=reference_name,
+                kid_subset_size=min(1000, count, reference_count))
     out = {"num_samples": count, "num_reference": reference_count, "reference": str(reference),
            "weights": str(weights_path)}
     names = {"frechet_inception_distance": "fid", "kernel_inception_distance_mean": "kid",

@@ -25,7 +25,7 @@ def _softplus(x):
 def _channel_block(A_ptr, D_ptr, bias_ptr, state, per_group, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
                    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
     """This program's channels, state lanes, B/C group, and its rows of A, D and delta_bias (fp32)."""
-    pid_d = tl.program_id(1)
+    pid_d = tl.program_id(1).to(tl.int64)  # int64 offsets: batch x D x L may pass 2^31
     d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     n = tl.arange(0, BLOCK_N)
     n_ok = n < state
@@ -49,7 +49,7 @@ def scan_forward(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr,
 ):
-    pid_b = tl.program_id(0)
+    pid_b = tl.program_id(0).to(tl.int64)  # int64, as every offset derived from it (32 bits overflow at 2^31)
     d, n, n_ok, group, A, Dv, bias = _channel_block(A_ptr, D_ptr, bias_ptr, state, per_group, HAS_D, HAS_BIAS,
                                                     BLOCK_D, BLOCK_N)
     row = (pid_b * channels + d) * length  # (BLOCK_D,) offsets of position 0 in u, delta, z, out
@@ -88,8 +88,8 @@ def scan_backward(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr,
 ):
-    pid_b = tl.program_id(0)
-    pid_d = tl.program_id(1)
+    pid_b = tl.program_id(0).to(tl.int64)  # int64, as every offset derived from it (32 bits overflow at 2^31)
+    pid_d = tl.program_id(1).to(tl.int64)
     d, n, n_ok, group, A, Dv, bias = _channel_block(A_ptr, D_ptr, bias_ptr, state, per_group, HAS_D, HAS_BIAS,
                                                     BLOCK_D, BLOCK_N)
     tile_ok = n_ok[None, :]

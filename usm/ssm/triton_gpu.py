@@ -18,6 +18,7 @@ which is how the tests check them without a GPU.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 
@@ -70,6 +71,12 @@ def _operands(shape, B, C, A32, D, delta_bias):
     return Bg, Cg, Dv, bias
 
 
+def _on(device: torch.device):
+    """Triton launches on the current CUDA device, not on its arguments' one: a scan of tensors on
+    cuda:1 while cuda:0 is current would run GPU 0's kernel on GPU 1's pointers."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 class _TritonScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, shape):
@@ -90,8 +97,10 @@ class _TritonScan(torch.autograd.Function):
         grid = (batch, channels // block_d)
         flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
                      SOFTPLUS=bool(delta_softplus), BLOCK_D=block_d, BLOCK_N=block_n, CHUNK=CHUNK)
-        k.scan_forward[grid](u, delta, A32, Bg, Cg, Dv, z if z is not None else u, bias, out, last, ckpt,
-                             length, channels, state, per_group, n_chunks, *_strides(Bg), *_strides(Cg), **flags)
+        with _on(u.device):
+            k.scan_forward[grid](u, delta, A32, Bg, Cg, Dv, z if z is not None else u, bias, out, last, ckpt,
+                                 length, channels, state, per_group, n_chunks, *_strides(Bg), *_strides(Cg),
+                                 **flags)
         ctx.save_for_backward(u, delta, A32, B, C, D, z, delta_bias, ckpt)
         ctx.info = (shape, flags, per_group, n_chunks)
         ctx.dtypes = tuple(None if x is None else x.dtype for x in (u, delta, A, B, C, D, z, delta_bias))
@@ -116,10 +125,11 @@ class _TritonScan(torch.autograd.Function):
         dz = new(batch, channels, length) if z is not None else du
         dA, dD, dbias = new(batch, channels, state), new(batch, channels), new(batch, channels)
         dB, dC = new(batch, n_blocks, state, length), new(batch, n_blocks, state, length)
-        k.scan_backward[(batch, n_blocks)](
-            u, delta, A32, Bg, Cg, Dv, z if z is not None else u, bias, ckpt, gy, glast, scratch,
-            du, ddelta, dz, dA, dD, dbias, dB, dC,
-            length, channels, state, per_group, n_chunks, n_blocks, *_strides(Bg), *_strides(Cg), **flags)
+        with _on(u.device):
+            k.scan_backward[(batch, n_blocks)](
+                u, delta, A32, Bg, Cg, Dv, z if z is not None else u, bias, ckpt, gy, glast, scratch,
+                du, ddelta, dz, dA, dD, dbias, dB, dC,
+                length, channels, state, per_group, n_chunks, n_blocks, *_strides(Bg), *_strides(Cg), **flags)
         blocks_per_group = per_group // block_d
         dB, dC = (g.reshape(batch, groups, blocks_per_group, state, length).sum(2) for g in (dB, dC))
         grads = [du, ddelta, dA.sum(0), ungroup_bc(dB, shape.b_form, tuple(B.shape)),
