@@ -262,6 +262,16 @@ def test_the_mamba_ssm_wrapper_hands_the_kernel_the_dtypes_it_accepts(form, dtyp
     torch.testing.assert_close(out.float(), expected, rtol=0.1, atol=0.1)  # bf16 / fp16 inputs, float32 sums
 
 
+def test_a_mamba_ssm_build_that_imports_but_cannot_run_is_reported_unavailable():
+    from usm.ssm.mamba_cuda import probe
+
+    def broken(*args):
+        raise RuntimeError("no kernel image is available for execution on the device")
+
+    assert "kernel fails on this machine (RuntimeError: no kernel image" in probe(broken, "cpu")
+    assert probe(lambda *args: selective_scan_reference(*args), "cpu") == ""
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("backend", ["torch", "triton", "mamba_ssm"])

@@ -21,12 +21,33 @@ INSTALL_HINT = (
 
 @functools.lru_cache(maxsize=None)
 def _load():
-    """Return (selective_scan_fn or None, reason it is unavailable)."""
+    """Return (selective_scan_fn or None, reason it is unavailable). On a GPU machine the kernel
+    must also run: a build for another GPU architecture or CUDA version imports and then fails at
+    its first call, and ``auto`` should fall back to Triton then, not crash a training step."""
     try:
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
     except Exception as exc:  # ImportError, or an OSError/RuntimeError from a broken CUDA build
         return None, f"mamba_ssm cannot be imported ({type(exc).__name__}: {exc})"
+    import torch
+
+    if torch.cuda.is_available():
+        why = probe(selective_scan_fn, "cuda")
+        if why:
+            return None, why
     return selective_scan_fn, ""
+
+
+def probe(fn, device) -> str:
+    """'' when ``fn`` runs a tiny scan on ``device``, else why not."""
+    import torch
+
+    try:
+        u = torch.zeros(1, 1, 2, device=device)
+        fn(*kernel_inputs(u, u, -torch.ones(1, 1, device=device), torch.zeros(1, 1, 2, device=device),
+                          torch.zeros(1, 1, 2, device=device)))
+    except Exception as exc:
+        return f"mamba_ssm imports but its kernel fails on this machine ({type(exc).__name__}: {exc})"
+    return ""
 
 
 def mamba_ssm_status() -> tuple[bool, str]:
