@@ -61,6 +61,7 @@ def profile_one(name: str, image_size: int, batch: int, device: torch.device, th
         "activation_bytes": model_activation_bytes(name, side, batch, False, memory_device),
         "activation_bytes_checkpointed": model_activation_bytes(name, side, batch, True, memory_device),
         "activation_method": "measured" if throughput else "meta (exact for Mamba; attention: upper bound)",
+        "activation_scan_backend": "torch",  # both activation columns: the same backend on every device
         "device": str(device), "device_name": device_name(device),
         "dtype": "float32 (TF32 matmuls)" if use_tf32(device) else "float32",  # as the trainer runs fp32 on CUDA
         "scan_backend": resolve_backend("auto", device), "torch": torch.__version__, "host": platform.node(),
@@ -72,8 +73,10 @@ def profile_one(name: str, image_size: int, batch: int, device: torch.device, th
         record["train_steps_per_s"] = train_steps_per_second(model, x, steps=2, warmup=1)
         model.eval()
         record["sample_images_per_s"] = sample_images_per_second(model, x, sampling_steps=25, repeats=2)
-        if device.type == "cuda":
-            record.update(training_step_memory(model, x, torch.rand(batch, device=device)))
+        if device.type == "cuda":  # with the fastest scan ("scan_backend"): kept apart from the torch-backend columns
+            memory = training_step_memory(model, x, torch.rand(batch, device=device))
+            record.update(activation_bytes_fast_scan=memory["activation_bytes"],
+                          cuda_peak_bytes=memory["cuda_peak_bytes"])
     return record
 
 
