@@ -15,6 +15,7 @@ SLURM options may also come from ``--cluster-profile FILE.json`` (same keys as t
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import sys
 from pathlib import Path
@@ -37,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="submitit executor: local subprocesses, debug (in this process) or slurm")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: the grid's)")
     parser.add_argument("--factorial", action="store_true", help="every combination of the axes, not one change")
-    parser.add_argument("--only", nargs="+", default=None, metavar="TEXT",
-                        help="only the points whose name contains one of these (e.g. --only recipe)")
+    parser.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                        help="only these points: a point's name (recipe-s1), an arm's (recipe: every seed), or a "
+                             "glob of either ('*pixelshuffle*'); --dry-run lists the names")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="data.NAME=PATH (dataset folders), train.FIELD=VALUE (e.g. train.max_steps=50), "
                              "settings.num_samples=N, settings.sample_steps=N")
@@ -68,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def selected(point: dict, patterns: list[str]) -> bool:
+    """Whether ``--only`` picks ``point``: a pattern equals or globs its name or its arm. Not a
+    substring match: --only recipe-s1 must not also run recipe-s10."""
+    return any(fnmatch.fnmatchcase(point[key], pattern) for pattern in patterns for key in ("name", "arm"))
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -76,7 +84,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.only:
-        points = [p for p in points if any(text in p["name"] for text in args.only)]
+        points = [p for p in points if selected(p, args.only)]
         if not points:
             print(f"error: no point of {args.grid} matches {args.only}; run --dry-run to see the names",
                   file=sys.stderr)

@@ -88,7 +88,7 @@ def test_adding_seeds_runs_only_the_new_points(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: study_points("nope"), "unknown grid 'nope'; grids: ablations, paper, scaling"),
+    (lambda: study_points("nope"), "unknown grid 'nope'; grids: ablations, control, paper, scaling"),
     (lambda: GRIDS["ablations"].points("huge"), "no scale 'huge'; valid: \\['mini', 'paper', 'smoke'\\]"),
     (lambda: GRIDS["ablations"].points("smoke", overrides={"model": "x"}), "--set model"),
     (lambda: GRIDS["paper"].points("paper"), "dataset 'afhq' is not a folder: give its path with --set data.afhq="),
@@ -121,7 +121,7 @@ def test_paper_grid_takes_dataset_paths_and_text_tokens(tmp_path):
     assert all(p.settings["train"]["cond"] == "text" and p.settings["train"]["context"] == str(tokens) for p in coco)
 
 
-UNCONDITIONAL = ("--only", "dataset=shapes-s")  # the paper grid's smoke points without text
+UNCONDITIONAL = ("--only", "*dataset=shapes-s*")  # the paper grid's smoke points without text
 
 
 def run(results, *extra, grid="paper", only=UNCONDITIONAL):
@@ -283,3 +283,15 @@ def test_every_scale_a_grid_defines_can_be_launched(tmp_path, capsys):
     assert "6 points (ablations, mini scale, local)" in capsys.readouterr().out  # one seed per arm there
     assert run_main(["--grid", "scaling", "--scale", "mini", "--dry-run"]) == 2
     assert "no scale 'mini'; valid: ['paper', 'smoke']" in capsys.readouterr().err
+
+
+def test_only_selects_by_name_arm_or_glob_never_by_substring(capsys):
+    from experiments.run import main as run_main
+
+    assert run_main(["--grid", "ablations", "--seeds", "1", "10", "--only", "recipe-s1", "--dry-run"]) == 0
+    listed = capsys.readouterr().out
+    assert "recipe-s1 " in listed and "recipe-s10" not in listed
+    assert run_main(["--grid", "ablations", "--seeds", "1", "10", "--only", "recipe", "*pixel*", "--dry-run"]) == 0
+    assert "4 points" in capsys.readouterr().out  # recipe's two seeds and pixelshuffle's
+    assert run_main(["--grid", "ablations", "--only", "recip", "--dry-run"]) == 2
+    assert "no point of ablations matches" in capsys.readouterr().err

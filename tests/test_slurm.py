@@ -29,7 +29,7 @@ TINY = ["train.max_steps=4", "train.ckpt_every=2", "settings.num_samples=8", "se
 
 
 def slurm(results, *extra, sets=TINY, grid="paper"):
-    only = ["--only", "dataset=shapes-s"] if grid == "paper" else []  # the three unconditional smoke points
+    only = ["--only", "*dataset=shapes-s*"] if grid == "paper" else []  # the three unconditional smoke points
     return run_main(["--grid", grid, "--cluster", "slurm", "--results", str(results), "--cpus", "1", "--time", "10",
                      "--parallel", "2", *only, *extra, "--set", *sets])
 
