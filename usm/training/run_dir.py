@@ -29,10 +29,10 @@ import errno
 import fcntl
 import json
 import logging
-import os
 import tempfile
 from pathlib import Path
 
+from usm.files import atomic_write
 from usm.models.registry import build_model, model_spec
 
 log = logging.getLogger("usm.run_dir")
@@ -109,29 +109,41 @@ class RunDir:
             raise ConfigMismatch(f"{self.path} already holds a different run:\n  " + "\n  ".join(diffs)
                                  + "\nUse another --run-dir, or rerun with the original settings to resume.")
         self.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.config_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(resolved, indent=2))
-        os.replace(tmp, self.config_path)
+        atomic_write(self.config_path, json.dumps(resolved, indent=2))
 
     def append_stats(self, record: dict) -> None:
         with open(self.stats_path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def read_stats(self) -> list[dict]:
+        """The records of stats.jsonl. A torn last line (the append a kill interrupted) is left out;
+        a line before it that is not JSON is an error naming it."""
+        return self._stats()[0]
+
+    def _stats(self) -> tuple[list[dict], int]:
+        """(records, lines that are not blank)."""
         if not self.stats_path.exists():
-            return []
-        return [json.loads(line) for line in self.stats_path.read_text().splitlines() if line.strip()]
+            return [], 0
+        lines = [line for line in self.stats_path.read_text().splitlines() if line.strip()]
+        records = []
+        for number, line in enumerate(lines, 1):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                if number < len(lines):
+                    raise RunDirError(f"{self.stats_path}, line {number}, is not JSON ({line[:60]!r}): the file "
+                                      "was edited or damaged; delete that line (or the file: it is a log) and "
+                                      "rerun") from None
+        return records, len(lines)
 
     def drop_stats_after(self, step: int) -> int:
-        """On resume, forget lines logged after the checkpoint (those steps are trained again).
-        Returns how many lines were dropped."""
-        records = self.read_stats()
+        """On resume, forget lines logged after the checkpoint (those steps are trained again) and a
+        torn last line. Returns how many lines were dropped."""
+        records, lines = self._stats()
         keep = [r for r in records if r.get("step", 0) <= step]
-        if len(keep) != len(records):
-            tmp = self.stats_path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-            os.replace(tmp, self.stats_path)
-        return len(records) - len(keep)
+        if len(keep) != lines:
+            atomic_write(self.stats_path, "".join(json.dumps(r) + "\n" for r in keep))
+        return lines - len(keep)
 
 
 def model_overrides(identity: dict, derived: dict) -> dict:
