@@ -19,7 +19,9 @@ An invocation ends at ``max_steps``, or early and cleanly (with a checkpoint) at
 seconds, after ``max_steps_per_invocation`` steps or at the next multiple of ``pause_every`` (status
 ``paused``), so a SLURM job can requeue and a study can evaluate the run as it trains. A
 non-finite loss stops the run (status ``diverged``) without saving the broken state: the last good
-checkpoint stays the newest. A trainer holds the run directory's lock while it runs.
+checkpoint stays the newest. Every rank takes both decisions together (``agreed_stops``: one
+all-reduce a step), so no rank is left in a collective the others have left. A trainer holds the
+run directory's lock while it runs.
 
 Fixed relative to the reference trainer (docs/models.md): per-rank seeds differ; the EMA copy is
 never wrapped for DDP; unused parameters do not break DDP; gradients are clipped before the
