@@ -193,3 +193,14 @@ def test_every_embedded_dataset_opens_and_a_bad_size_names_the_sizes():
         assert len(embedded.held_out(8, 16)) == 8
     with pytest.raises(DataError, match="digits dataset comes at 8 or 16 or 32 px; got --resolution 20"):
         open_dataset("digits", 20)
+
+
+def test_sixteen_bit_gray_images_are_scaled_not_clipped_to_white(tmp_path):
+    ramp = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)  # 0 .. 65520
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    with Image.open(tmp_path / "ramp.png") as image:
+        assert image.mode.startswith("I")  # what PIL makes of a 16-bit PNG
+    x = open_dataset(str(tmp_path), 64)[(0, False)]["x"]  # [-1, 1]
+    expected = torch.from_numpy(np.round(ramp / 257.0)).float() / 127.5 - 1
+    assert x.shape == (3, 64, 64) and x.min() == -1 and x.max() > 0.9
+    torch.testing.assert_close(x[0], expected, atol=1 / 127.5, rtol=0)
