@@ -31,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python experiments/run.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--grid", required=True, choices=sorted(GRIDS))
     parser.add_argument("--scale", default="smoke", choices=sorted({s for grid in GRIDS.values() for s in grid.scales}),
-                        help="smoke: tiny models, embedded data, CPU minutes; cpu: the same, about an hour of a "
-                             "2-core machine (grids that define it); mini: S-size models on a real dataset, about "
+                        help="smoke: tiny models, embedded data, CPU minutes; cpu: longer CPU runs (the control "
+                             "grid's: about 30 min on 2 cores); mini: S-size models on a real dataset, about "
                              "a GPU-hour per arm; paper: the paper's settings")
     parser.add_argument("--cluster", default="local", choices=["local", "debug", "slurm"],
                         help="submitit executor: local subprocesses, debug (in this process) or slurm")
