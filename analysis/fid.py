@@ -100,12 +100,11 @@ def compute_metrics(samples: str | Path, reference: str | Path, num: int | None 
     with tempfile.TemporaryDirectory() as tmp:
         input1, count = _first(Path(samples), num, Path(tmp))
         reference_count = len(list_images(reference))
+        cuda = str(device).startswith("cuda")
         # torch-fidelity runs on the current CUDA device: make it the one asked for (cuda:1, ...)
-        on_device = torch.cuda.device(device) if str(device).startswith("cuda") else contextlib.nullcontext()
-        with on_device:
+        with torch.cuda.device(device) if cuda else contextlib.nullcontext():
             metrics = torch_fidelity.calculate_metrics(
-                input1=input1, input2=str(reference), fid=fid, kid=kid, isc=isc, prc=prc,
-                cuda=str(device).startswith("cuda"),
+                input1=input1, input2=str(reference), fid=fid, kid=kid, isc=isc, prc=prc, cuda=cuda,
                 # one network for every metric: torch-fidelity's precision would otherwise take VGG-16
                 feature_extractor="inception-v3-compat", feature_layer_prc="2048",
                 feature_extractor_weights_path=str(weights_path), samples_find_deep=True, verbose=False,

@@ -130,6 +130,7 @@ def test_a_study_over_two_datasets_shows_each_ones_real_images_floor_and_ceiling
 
     from analysis.plots import sample_rows
     from analysis.tables import study_calibrations
+    from usm.data.embedded import EMBEDDED
 
     monkeypatch.setenv("USM_BENCH_CACHE", str(tmp_path / "cache"))
     root = tmp_path / "control"
@@ -144,7 +145,8 @@ def test_a_study_over_two_datasets_shows_each_ones_real_images_floor_and_ceiling
     assert [label for label, _ in rows] == ["real: shapes-gray", "shapes-gray, seed 0",
                                             "real: digits", "digits, seed 0"]
     assert all(images.shape == (4, 16, 16, 1) for _, images in rows)
-    assert rows[2][1].max() > 100  # the digits' own real images, not the shapes'
+    np.testing.assert_array_equal(rows[2][1], EMBEDDED["digits"].images(16)[0][:4])  # the digits' own real images
+    np.testing.assert_array_equal(rows[0][1], EMBEDDED["shapes-gray"].images(16)[0][:4])
     calibrations = study_calibrations(root)
     assert list(calibrations) == ["digits", "shapes-gray"]
     assert calibrations["digits"]["dataset"] == "digits" and "classifier" not in calibrations["digits"]

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from usm.data.embedded import EMBEDDED
-from usm.data.folder import DataError, center_crop_arr, eight_bit, scan_folder
+from usm.data.folder import DataError, center_crop_arr, scan_folder, to_rgb
 from usm.data.shapes import VARIANTS
 from usm.seeding import generator
 
@@ -168,7 +168,7 @@ class FolderImages:
     def read(self, i: int) -> np.ndarray:
         with Image.open(self.files[i]) as image:
             image.load()
-            return center_crop_arr(eight_bit(image).convert("RGB"), self.resolution)
+            return center_crop_arr(to_rgb(image), self.resolution)
 
     def __call__(self, i: int) -> np.ndarray:
         for attempt in range(len(self.files)):

@@ -46,7 +46,6 @@ def _shapes(gray: bool) -> Embedded:
 EMBEDDED: dict[str, Embedded] = {
     "shapes": _shapes(False),
     "shapes-gray": _shapes(True),
-    "digits": Embedded("digits", digits.SIZES, digits.CLASSES, digits.digit_images,
-                       lambda count, size: digits.held_out_digits(count, size),
+    "digits": Embedded("digits", digits.SIZES, digits.CLASSES, digits.digit_images, digits.held_out_digits,
                        f"of the last {digits.HELD_OUT} digits of scikit-learn's set (never trained on)"),
 }

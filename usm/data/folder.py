@@ -28,13 +28,13 @@ class DataError(ValueError):
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I")  # PIL's modes for 16-bit gray (PNG, TIFF)
 
 
-def eight_bit(image: Image.Image) -> Image.Image:
-    """``image`` with 8 bits per channel. PIL's ``convert("RGB")`` clips 16-bit gray to 255 instead
-    of scaling it, so a folder of 16-bit PNGs would train as white squares; here 0-65535 maps to 0-255."""
+def to_rgb(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit RGB. PIL's ``convert("RGB")`` clips 16-bit gray to 255 instead of scaling
+    it, so a folder of 16-bit PNGs would train as white squares; here 0-65535 maps to 0-255 first."""
     if image.mode in SIXTEEN_BIT:
         values = np.asarray(image, dtype=np.float64) / 257.0
-        return Image.fromarray(values.round().clip(0, 255).astype(np.uint8), "L")
-    return image
+        image = Image.fromarray(values.round().clip(0, 255).astype(np.uint8), "L")
+    return image.convert("RGB")
 
 
 def center_crop_arr(image: Image.Image, resolution: int) -> np.ndarray:
@@ -44,7 +44,7 @@ def center_crop_arr(image: Image.Image, resolution: int) -> np.ndarray:
         image = image.resize(tuple(x // 2 for x in image.size), resample=Image.BOX)
     scale = resolution / min(image.size)
     image = image.resize(tuple(round(x * scale) for x in image.size), resample=Image.BICUBIC)
-    arr = np.asarray(eight_bit(image).convert("RGB"))
+    arr = np.asarray(to_rgb(image))
     top, left = (arr.shape[0] - resolution) // 2, (arr.shape[1] - resolution) // 2
     return arr[top: top + resolution, left: left + resolution]
 
