@@ -64,9 +64,9 @@ def test_torch_matches_reference(form, length, optional, chunk):
     assert_close_grads(g_ref, g, GRAD_TOL)
 
 
-# Lengths around the numba kernel's checkpoint interval (32): 31, 32, 33 and 70 cross 0, 1 and 2 saved states.
+# Lengths around the numba kernel's checkpoint interval (16): 15, 16, 17 and 33 cross 0, 1 and 2 saved states.
 @pytest.mark.parametrize("form", ["variable", "grouped", "fixed"])
-@pytest.mark.parametrize("length", [1, 7, 31, 32, 33, 70])
+@pytest.mark.parametrize("length", [1, 7, 15, 16, 17, 33])
 @pytest.mark.parametrize("optional", [True, False], ids=["D-z-bias", "bare"])
 def test_numba_matches_reference(form, length, optional):
     inputs = make_inputs(2, 6, length, 4, form, with_d=optional, with_z=optional, with_bias=optional)
@@ -77,8 +77,7 @@ def test_numba_matches_reference(form, length, optional):
     assert_close_grads(g_ref, g, GRAD_TOL)
 
 
-# The kernels work on blocks of 8 states and pad N to whole blocks. N = 1: one padded block; 8: one
-# full block; 12: a full and a padded one; 16 (the models'): two full blocks; 20: two and a padded one.
+# The kernels loop over the N states (one 16-lane vector of channels each): any N works.
 @pytest.mark.parametrize("state", [1, 8, 12, 16, 20])
 @pytest.mark.parametrize("form", ["variable", "grouped"])
 def test_numba_matches_reference_for_any_number_of_states(state, form):
@@ -101,16 +100,37 @@ def test_numba_mixed_b_and_c_forms(b_form, c_form):
     assert_close_grads(g_ref, g, GRAD_TOL)
 
 
-def test_numba_work_split_does_not_change_results(monkeypatch):
-    """Several threads split a group's channels into work items with partial dB/dC sums; the result
-    must equal the one-item-per-batch-element split."""
-    import usm.ssm.numba_cpu as numba_cpu
+# Work items are blocks of 16 channels. 40 channels: two whole blocks and a padded one (dB and dC summed
+# over three items); grouped with 2 groups of 16 (each block inside a group: the shared form) and of 24
+# (blocks straddle groups: B and C expanded to one value per channel).
+@pytest.mark.parametrize("channels, form, groups", [(40, "variable", 1), (40, "fixed", 1), (32, "grouped", 2),
+                                                    (48, "grouped", 2)])
+def test_numba_matches_reference_across_channel_blocks(channels, form, groups):
+    inputs = make_inputs(2, channels, 21, 4, form, groups=groups)
+    y_ref, last_ref, g_ref = run_with_grads(selective_scan_reference, inputs)
+    y, last, g = run_with_grads(selective_scan_numba, inputs)
+    torch.testing.assert_close(y, y_ref, rtol=RTOL, atol=ATOL)
+    torch.testing.assert_close(last, last_ref, rtol=RTOL, atol=ATOL)
+    assert_close_grads(g_ref, g, GRAD_TOL)
 
-    inputs = make_inputs(1, 8, 40, 4, "variable")
-    _, _, g_one = run_with_grads(selective_scan_numba, inputs)
-    monkeypatch.setattr(numba_cpu, "_split", lambda batch, groups, per_group, threads: 2)
-    _, _, g_four = run_with_grads(selective_scan_numba, inputs)
-    assert_close_grads(g_one, g_four, 1e-5)
+
+def test_numba_results_do_not_depend_on_the_thread_count():
+    """Items run on any thread and every shared sum goes through per-item buffers: one thread and two
+    give the same bits."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "torch.set_num_threads(int(sys.argv[1]))\n"
+            "sys.path.insert(0, 'tests')\n"
+            "from test_ssm import make_inputs, run_with_grads\n"
+            "from usm.ssm.numba_cpu import selective_scan_numba\n"
+            "y, last, g = run_with_grads(selective_scan_numba, make_inputs(3, 48, 40, 16, 'variable'))\n"
+            "print(float(sum(t.double().abs().sum() * (i + 1) for i, t in enumerate([y, last, *g.values()]))))")
+    runs = [subprocess.run([sys.executable, "-c", code, str(n)], capture_output=True, text=True, timeout=300)
+            for n in (1, 2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr + runs[1].stderr
+    assert runs[0].stdout == runs[1].stdout
 
 
 @pytest.mark.parametrize("fn", [selective_scan_torch, selective_scan_numba], ids=["torch", "numba"])
@@ -324,7 +344,7 @@ def test_a_planted_sign_error_in_the_numba_backward_fails_the_parity_check(tmp_p
     import usm.ssm.numba_cpu as numba_cpu
 
     source = Path(kernels.__file__).read_text()
-    planted = source.replace("g_a = v.fma(g_log, dt, g_a)", "g_a = v.fma(g_log, -dt, g_a)")
+    planted = source.replace("v.fma(g_log, dt, v.load(dA_acc, (n, 0)))", "v.fma(g_log, -dt, v.load(dA_acc, (n, 0)))")
     assert planted != source, "the line to plant the error in has changed"
     path = tmp_path / "planted_kernels.py"
     path.write_text(planted)
@@ -339,3 +359,70 @@ def test_a_planted_sign_error_in_the_numba_backward_fails_the_parity_check(tmp_p
     torch.testing.assert_close(y, selective_scan_reference(**inputs, delta_softplus=True), rtol=RTOL, atol=ATOL)
     with pytest.raises(AssertionError, match="gradient of A"):
         assert_close_grads(g_ref, g, GRAD_TOL)
+
+
+# --------------------------------------------------------------------------------------------------
+# Token-major scans along a path (usm.ssm.scan_tokens): the numba kernel reads the path in place;
+# every other backend gets the inputs gathered along it -- the twin it is checked against.
+
+def token_inputs(batch, length, channels, state, seed=0, with_z=True):
+    gen = torch.Generator().manual_seed(seed)
+    randn = lambda *shape, scale=1.0: (torch.randn(*shape, generator=gen) * scale).requires_grad_()
+    return dict(u=randn(batch, length, channels), delta=randn(batch, length, channels, scale=0.5),
+                A=(-torch.rand(channels, state, generator=gen) * 2 - 0.1).requires_grad_(),
+                B=randn(batch, length, state), C=randn(batch, length, state), D=randn(channels),
+                z=randn(batch, length, channels) if with_z else None, delta_bias=randn(channels, scale=0.1))
+
+
+def token_grads(inputs, order, backend):
+    from usm.ssm import scan_tokens
+
+    y = scan_tokens(**inputs, delta_softplus=True, order=order, backend=backend)
+    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(7))
+    names = [k for k, v in inputs.items() if v is not None]
+    return y, dict(zip(names, torch.autograd.grad((y * gy).sum(), [inputs[k] for k in names])))
+
+
+@pytest.mark.parametrize("path", [None, "row-snake-TL", "col-snake-BL-reversed"])
+@pytest.mark.parametrize("channels, with_z", [(16, False), (40, True)])
+def test_numba_token_scan_along_a_path_matches_the_gathered_reference(path, channels, with_z):
+    from usm.scan_orders import scan_order
+
+    order = None if path is None else scan_order(path, 5, 7)
+    inputs = token_inputs(2, 35, channels, 16, with_z=with_z)
+    y_ref, g_ref = token_grads(inputs, order, "reference")
+    y, g = token_grads(inputs, order, "numba")
+    assert last_backend() == "numba"
+    torch.testing.assert_close(y, y_ref, rtol=RTOL, atol=ATOL)
+    assert_close_grads(g_ref, g, GRAD_TOL)
+
+
+def test_token_scan_is_the_plain_scan_on_the_gathered_sequence():
+    """scan_tokens(x, order) = selective_scan(x[:, order]^T)^T put back at the positions, spelled out."""
+    from usm.scan_orders import scan_order
+    from usm.ssm import scan_tokens
+
+    inputs = {k: None if v is None else v.detach() for k, v in token_inputs(1, 12, 16, 4).items()}
+    order = scan_order("col-snake-TL", 3, 4)
+    y = scan_tokens(**inputs, delta_softplus=True, order=order, backend="numba")
+    gathered = {k: inputs[k][:, order].transpose(1, 2) for k in ("u", "delta", "B", "C", "z")}
+    plain = selective_scan_reference(**gathered, A=inputs["A"], D=inputs["D"], delta_bias=inputs["delta_bias"],
+                                     delta_softplus=True)
+    expected = torch.empty_like(y)
+    expected[:, order] = plain.transpose(1, 2)
+    torch.testing.assert_close(y, expected, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(order=torch.arange(11)), "order must be a LongTensor of the 12 positions"),
+    (dict(order=torch.zeros(12, dtype=torch.long)), "exactly once"),
+    (dict(order=torch.arange(12).float()), "LongTensor"),
+    (dict(B=torch.zeros(1, 4, 12)), "B has shape"),
+])
+def test_token_scan_refuses_bad_orders_and_shapes(bad, message):
+    from usm.ssm import scan_tokens
+
+    inputs = {k: None if v is None else v.detach() for k, v in token_inputs(1, 12, 16, 4).items()}
+    call = {**inputs, "order": torch.arange(12), **bad}
+    with pytest.raises(ValueError, match=message):
+        scan_tokens(**call, backend="numba")

@@ -4,6 +4,8 @@
     >>> from usm.layers.selective_ssm import SelectiveSSM
     >>> SelectiveSSM(32)(torch.randn(2, 32, 10)).shape
     torch.Size([2, 32, 10])
+    >>> SelectiveSSM(32).tokens(torch.randn(2, 10, 32), order=torch.arange(10).flip(0)).shape
+    torch.Size([2, 10, 32])
 
 Shared by USM's 2D mixer and ZigMa's 1D mixer; they differ only around it (convolution, scan
 order, gating). Initialisation follows Mamba: A = -exp(A_log), A_log = log(1..N); D = 1; dt_proj
@@ -17,7 +19,7 @@ import math
 import torch
 import torch.nn as nn
 
-from usm.ssm import selective_scan
+from usm.ssm import scan_tokens, selective_scan
 
 
 class SelectiveSSM(nn.Module):
@@ -44,4 +46,15 @@ class SelectiveSSM(nn.Module):
         return selective_scan(
             x, dt, -torch.exp(self.A_log.float()), B.transpose(1, 2), C.transpose(1, 2), self.D.float(), z,
             delta_bias=self.dt_proj.bias.float(), delta_softplus=True, backend=self.scan_backend,
+        )
+
+    def tokens(self, x: torch.Tensor, order: torch.Tensor | None = None) -> torch.Tensor:
+        """The same on token-major x (B, L, d_inner), the layout linear layers write, scanned along
+        ``order`` (step t reads position ``order[t]``); the output (B, L, d_inner) at x's positions.
+        Backends with a token-major kernel (``usm.ssm.TOKEN_BACKENDS``) read x in place; the others
+        get it gathered along the path and transposed."""
+        dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        return scan_tokens(
+            x, dt @ self.dt_proj.weight.T, -torch.exp(self.A_log.float()), B, C, self.D.float(),
+            delta_bias=self.dt_proj.bias.float(), delta_softplus=True, order=order, backend=self.scan_backend,
         )

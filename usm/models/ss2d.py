@@ -7,6 +7,10 @@
 
 in_proj D -> 2E (x, z; no bias) -> depthwise 3x3 conv on x in image space + SiLU -> selective scan
 along the block's scan path -> LayerNorm(E) -> * silu(z) (dropped with ``skip_gate``) -> out_proj.
+
+Every tensor stays token-major, (B, H, W, channels): the convolution runs in channels-last memory
+(a view of the tokens), and the scan reads the grid along the block's path in place, so no step
+copies a tensor into another layout or into scan order (``SelectiveSSM.tokens``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from usm.layers.selective_ssm import SelectiveSSM
-from usm.scan_orders import inverse_order, path_name, permute, scan_order
+from usm.scan_orders import path_name, scan_order
 
 
 class SS2D(nn.Module):
@@ -34,23 +38,23 @@ class SS2D(nn.Module):
         self.out_norm = nn.LayerNorm(inner)
         self.out_proj = nn.Linear(inner, hidden, bias=False)
         self.register_buffer("order", scan_order(self.path, *self.grid), persistent=False)
-        self.register_buffer("inverse", inverse_order(self.path, *self.grid), persistent=False)
 
-    def orders(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def path_order(self, height: int, width: int) -> torch.Tensor:
         if (height, width) == self.grid:
-            return self.order, self.inverse
-        device = self.order.device
-        return scan_order(self.path, height, width).to(device), inverse_order(self.path, height, width).to(device)
+            return self.order
+        return scan_order(self.path, height, width).to(self.order.device)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """(B, H, W, D) -> (B, H, W, D)."""
         batch, height, width, _ = h.shape
-        xz = self.in_proj(h)
-        x, z = (xz, None) if self.skip_gate else xz.chunk(2, dim=-1)
-        x = F.silu(self.conv2d(x.permute(0, 3, 1, 2)))  # (B, E, H, W)
-        order, inverse = self.orders(height, width)
-        y = permute(self.ssm(permute(x.flatten(2), order, inverse, 2)), inverse, order, 2)  # along the path, back
-        y = self.out_norm(y.transpose(1, 2).reshape(batch, height, width, -1))
+        inner = self.conv2d.in_channels
+        # x and z from the two halves of in_proj's weight: each comes out contiguous, so x is
+        # channels-last memory for the convolution as it stands (a chunk of one product is not)
+        x = F.linear(h, self.in_proj.weight[:inner])
+        z = None if self.skip_gate else F.linear(h, self.in_proj.weight[inner:])
+        x = F.silu(self.conv2d(x.permute(0, 3, 1, 2))).permute(0, 2, 3, 1)  # (B, H, W, E), channels-last
+        y = self.ssm.tokens(x.reshape(batch, height * width, inner), self.path_order(height, width))
+        y = self.out_norm(y.view(batch, height, width, inner))
         if z is not None:
             y = y * F.silu(z)
         return self.out_proj(y)

@@ -31,10 +31,11 @@ import contextlib
 
 import torch
 
+from usm.scan_orders import permute
 from usm.ssm.fast_torch import selective_scan_torch
 from usm.ssm.mamba_cuda import mamba_ssm_status, selective_scan_mamba_ssm
 from usm.ssm.numba_cpu import available as numba_available
-from usm.ssm.numba_cpu import selective_scan_numba
+from usm.ssm.numba_cpu import scan_tokens_numba, selective_scan_numba
 from usm.ssm.reference import selective_scan_reference
 from usm.ssm.triton_gpu import available as triton_available
 from usm.ssm.triton_gpu import selective_scan_triton
@@ -73,6 +74,39 @@ def selective_scan(
     name = resolve_backend(backend, u.device)
     _LAST["backend"] = name
     return BACKENDS[name](u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+
+
+# Backends that read token-major inputs along a scan path in place (the rest get gathered copies).
+TOKEN_BACKENDS = {"numba": scan_tokens_numba}
+
+
+def scan_tokens(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, order=None,
+                backend="auto"):
+    """The scan in token-major layout, along a path: u, delta, z (batch, L, D), the way linear
+    layers write them; B, C (batch, L, N); A (D, N). Step t of the scan reads position ``order[t]``
+    (None: 0, 1, ..., L-1), and the output (batch, L, D) stands at the inputs' positions. It is
+    ``selective_scan`` on the inputs gathered along ``order`` and transposed to (batch, D, L), with
+    the result put back -- which is what backends without a token-major kernel run.
+
+        >>> u = torch.randn(2, 6, 8); A = -torch.rand(8, 4); B = torch.randn(2, 6, 4)
+        >>> order = torch.tensor([0, 1, 2, 5, 4, 3])
+        >>> y = scan_tokens(u, torch.rand_like(u), A, B, B, order=order, backend="reference")
+        >>> y.shape
+        torch.Size([2, 6, 8])
+    """
+    name = resolve_backend(backend, u.device)
+    if name in TOKEN_BACKENDS and not _COUNTING:
+        _LAST["backend"] = name
+        return TOKEN_BACKENDS[name](u, delta, A, B, C, D, z, delta_bias, delta_softplus, order)
+    if order is None or _COUNTING:  # the order changes no count: counting traces no gathers
+        along = lambda x: None if x is None else x.transpose(1, 2)
+        back = lambda y: y.transpose(1, 2)
+    else:
+        inverse = torch.argsort(order)
+        along = lambda x: None if x is None else permute(x, order, inverse, 1).transpose(1, 2)
+        back = lambda y: permute(y.transpose(1, 2), inverse, order, 1)
+    return back(selective_scan(along(u), along(delta), A, along(B), along(C), D, along(z), delta_bias,
+                               delta_softplus, backend=name))
 
 
 def last_backend() -> str | None:
@@ -115,5 +149,5 @@ def counting_scans():
         _COUNTING = previous
 
 
-__all__ = ["BACKENDS", "counting_scans", "last_backend", "resolve_backend", "scan_flops", "selective_scan",
-           "mamba_ssm_status"]
+__all__ = ["BACKENDS", "TOKEN_BACKENDS", "counting_scans", "last_backend", "resolve_backend", "scan_flops",
+           "scan_tokens", "selective_scan", "mamba_ssm_status"]

@@ -1,22 +1,25 @@
 """The numba kernels of ``usm.ssm.numba_cpu`` (imported only when that backend first runs).
 
 They live at module level so that numba's on-disk cache (``cache=True``) holds them: the first
-process compiles them (measured in the README), later ones load them in about a second.
+process compiles them (measured in docs/scan.md), later ones load them in about a second.
 
-Two kinds of loop, each written the way it vectorises:
-- along the sequence (step sizes, output gates, the per-position gradients): plain numba loops
-  over long 1-D arrays, which LLVM vectorises itself (``_exp`` and ``_log1p_unit`` are branch-free
-  for that reason);
-- the recurrence and its backward: explicit 8-lane vectors (``_simd``). Each block of 8 states
-  is walked along the sequence on its own, its state (or dL/dstate) held in a register; the sums
-  over the states (the output, dL/d(dt)) collect block by block in per-position buffers.
+Layout: token-major. u, delta, z and the outputs are (batch, L, D), so the D channels of one
+position are adjacent, as every linear layer writes them; A is (N, D). One work item owns one batch
+element and a block of ``LANES`` adjacent channels, holds each of its N states as one vector (one
+lane per channel) and walks the sequence in the order ``order`` gives: position ``order[t]`` is
+the t-th step of the scan, so a 2D scan path is read in place, with no gathered copy.
+
+B and C come in one of two forms, each a pair of arrays of which one is None (numba compiles a
+kernel for each combination, with the other form's branches pruned):
+- shared, ``(batch, G, L, N)``: one value per (position, state) for all channels of a group (G = 1:
+  Mamba's variable B/C); a work item's channels lie in one group, so a value is broadcast to the lanes;
+- per lane, ``(batch or 1, L or 1, N, D)``: a value for every channel (fixed B/C: ``(1, 1, N, D)``).
 """
 
 import numba
 import numpy as np
-from llvmlite import ir
 from numba.core import types
-from numba.extending import intrinsic
+from numba.extending import overload
 
 from usm.ssm import _simd as v
 from usm.ssm._simd import LANES
@@ -26,227 +29,185 @@ def jit(fn):
     return numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)(fn)
 
 
-@intrinsic
-def _float_from_bits(typingctx, bits):
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
-
-
-@intrinsic
-def _floor(typingctx, x):  # llvm.floor on float32 (math.floor returns an int64 and blocks vectorising)
-    def codegen(context, builder, signature, args):
-        return builder.call(builder.module.declare_intrinsic("llvm.floor", [ir.FloatType()]), [args[0]])
-    return types.float32(types.float32), codegen
-
-
-@numba.njit(inline="always", fastmath=True)
-def _exp(x):
-    """exp for float32 in a form LLVM vectorises (Cephes' expf: range reduction by ln 2, a degree-6
-    polynomial, the power of two assembled from its bits); relative error ~2e-7 (tests compare it
-    with the reference backend). libm's scalar exp is the bottleneck otherwise."""
-    x = x if x > np.float32(-87.0) else np.float32(-87.0)
-    x = x if x < np.float32(88.0) else np.float32(88.0)
-    k = _floor(x * np.float32(1.44269504) + np.float32(0.5))
-    f = x - k * np.float32(0.693359375) + k * np.float32(2.12194440e-4)
-    p = np.float32(1.9875691500e-4) * f + np.float32(1.3981999507e-3)
-    p = p * f + np.float32(8.3334519073e-3)
-    p = p * f + np.float32(4.1665795894e-2)
-    p = p * f + np.float32(1.6666665459e-1)
-    p = p * f + np.float32(5.0000001201e-1)
-    p = p * f * f + f + np.float32(1.0)
-    return p * _float_from_bits((np.int32(k) + np.int32(127)) << np.int32(23))
-
-
-@numba.njit(inline="always", fastmath=True)
-def _log1p_unit(y):
-    """log(1 + y) for y in [0, 1], branch-free so that a loop of it vectorises: Cephes' logf after
-    range reduction to [sqrt(1/2), sqrt(2)] (absolute error ~1e-7), and for y < 1e-2, where 1 + y
-    would round away y's digits, a 4-term series (relative error < 2e-9). libm's log1p and exp,
-    called once per position and channel, cost more than the whole vectorised update of the state."""
-    series = y * (np.float32(1.0) - y * (np.float32(0.5) - y * (np.float32(1.0 / 3.0) - np.float32(0.25) * y)))
-    m = np.float32(1.0) + y
-    high = m > np.float32(1.41421356)
-    m = m * np.float32(0.5) if high else m
-    e = np.float32(1.0) if high else np.float32(0.0)
-    x = m - np.float32(1.0)
-    z = x * x
-    p = np.float32(7.0376836292e-2) * x - np.float32(1.1514610310e-1)
-    p = p * x + np.float32(1.1676998740e-1)
-    p = p * x - np.float32(1.2420140846e-1)
-    p = p * x + np.float32(1.4249322787e-1)
-    p = p * x - np.float32(1.6668057665e-1)
-    p = p * x + np.float32(2.0000714765e-1)
-    p = p * x - np.float32(2.4999993993e-1)
-    p = p * x + np.float32(3.3333331174e-1)
-    r = p * x * z - np.float32(2.12194440e-4) * e - np.float32(0.5) * z
-    poly = x + r + np.float32(0.693359375) * e
-    return series if y < np.float32(1e-2) else poly
-
-
-@numba.njit(inline="always", fastmath=True)
-def _softplus(x):
-    """(softplus(x), its slope sigmoid(x)) from one exp: with e = exp(-|x|), softplus(x) =
-    max(x, 0) + log(1 + e), stable for every x, and sigmoid(x) = 1 / (1 + e) or e / (1 + e)."""
-    e = _exp(-abs(x))
-    slope = (np.float32(1.0) if x >= np.float32(0.0) else e) / (np.float32(1.0) + e)
-    return max(x, np.float32(0.0)) + _log1p_unit(e), slope
-
-
-@numba.njit(inline="always", fastmath=True)
-def _sigmoid(x):
-    return np.float32(1.0) / (np.float32(1.0) + _exp(-x))
-
-
 @numba.njit(inline="always")
-def _work_item(item, channels, groups, channels_per_item):
-    """(batch element, group, split, first channel) of work item ``item``: items enumerate
-    (batch, group, block of ``channels_per_item`` channels within the group)."""
-    per_group = channels // groups
-    splits = per_group // channels_per_item
-    b = item // (groups * splits)
-    g = (item // splits) % groups
-    split = item % splits
-    return b, g, split, g * per_group + split * channels_per_item
+def _work_item(item, channels):
+    """(batch element, first channel) of work item ``item``."""
+    blocks = channels // LANES
+    return item // blocks, (item % blocks) * LANES
+
+
+def _coefficient(shared, lanes, b, g, position, n, d0):
+    """B_t or C_t of state n for the item's lanes: broadcast from the shared form, or its lanes
+    (the other form is None; resolved when compiling, ``_coefficient_forms``)."""
+
+
+@overload(_coefficient, inline="always", fastmath=True)
+def _coefficient_forms(shared, lanes, b, g, position, n, d0):
+    if isinstance(lanes, types.NoneType):
+        return lambda shared, lanes, b, g, position, n, d0: v.splat(shared[b, g, position, n])
+    return lambda shared, lanes, b, g, position, n, d0: v.load(
+        lanes, (b if lanes.shape[0] > 1 else 0, position if lanes.shape[1] > 1 else 0, n, d0))
 
 
 @numba.njit(inline="always", fastmath=True)
-def _steps(delta, u, bias, softplus, dts, dtus, slopes):
-    """The step sizes dt = softplus(delta + bias) of a channel's sequence, its drives dt * u and,
-    unless ``slopes`` is empty (the forward needs none), the slopes d(dt)/d(delta)."""
-    for t in range(delta.shape[0]):
-        x = delta[t] + bias
-        dt, slope = _softplus(x) if softplus else (x, np.float32(1.0))
-        dts[t] = dt
-        dtus[t] = dt * u[t]
+def _steps(u, delta, bias, order, softplus, b, d0, dts, dtus, slopes):
+    """Step sizes dt = softplus(delta + bias) along the scan (row t: the t-th step), the drives
+    dt * u and, unless ``slopes`` is empty (the forward needs none), the slopes d(dt)/d(delta)."""
+    shift = v.load(bias, d0)
+    for t in range(order.shape[0]):
+        p = order[t]
+        x = v.load(delta, (b, p, d0)) + shift
+        if softplus:
+            dt, slope = v.softplus(x)
+        else:
+            dt, slope = x, v.splat(np.float32(1.0))
+        v.store(dts, (t, 0), dt)
+        v.store(dtus, (t, 0), dt * v.load(u, (b, p, d0)))
         if slopes.shape[0] > 0:
-            slopes[t] = slope
+            v.store(slopes, (t, 0), slope)
 
 
 @jit
-def forward(u, delta, A, B, C, Dv, z, bias, softplus, channels_per_item, ckpt, out, last, saved, ungated):
-    """Writes out, the last state, the state entering every chunk of ``ckpt`` positions (``saved``)
-    and, when z is given, the output before its gate (``ungated``, which spares the backward a pass
-    over the states). N (``B.shape[3]``) is a multiple of ``LANES``."""
-    batch, channels, length = u.shape
-    groups, state = B.shape[1], B.shape[3]
-    gated = z.shape[0] > 0
-    for item in numba.prange(batch * channels // channels_per_item):
-        b, g, _, first = _work_item(item, channels, groups, channels_per_item)
-        dts = np.empty(length, dtype=np.float32)
-        dtus = np.empty(length, dtype=np.float32)
-        ys = np.empty(length, dtype=np.float32)
-        y_lanes = np.empty((ckpt, LANES), dtype=np.float32)  # C * h of a chunk, summed over the blocks
-        h_entry = np.empty(state, dtype=np.float32)
-        no_slopes = np.empty(0, dtype=np.float32)
-        Bt, Ct = B[b, g], C[b, g]
-        for d in range(first, first + channels_per_item):
-            _steps(delta[b, d], u[b, d], bias[d], softplus, dts, dtus, no_slopes)
-            Ad, saved_d = A[d], saved[b, d]
-            h_entry[:] = 0.0
-            for c in range((length + ckpt - 1) // ckpt):
-                start = c * ckpt
-                m = min(ckpt, length - start)
-                for j in range(0, state, LANES):
-                    a = v.load(Ad, j)
-                    h = v.load(h_entry, j)
-                    v.store(saved_d, (c, j), h)
-                    for i in range(m):
-                        t = start + i
-                        h = v.fma(v.exp(a * dts[t]), h, v.load(Bt, (t, j)) * dtus[t])
-                        y = v.load(Ct, (t, j)) * h
-                        v.store(y_lanes, (i, 0), y if j == 0 else y + v.load(y_lanes, (i, 0)))
-                    v.store(h_entry, j, h)
-                for i in range(m):
-                    ys[start + i] = v.hsum(v.load(y_lanes, (i, 0)))
-            last[b, d, :] = h_entry
-            for t in range(length):
-                y = ys[t] + Dv[d] * u[b, d, t]
-                if gated:
-                    ungated[b, d, t] = y
-                    zz = z[b, d, t]
-                    y *= zz * _sigmoid(zz)
-                out[b, d, t] = y
+def forward(u, delta, A, Bs, Bl, Cs, Cl, Dv, z, bias, order, softplus, ckpt, out, last, saved, ungated):
+    """Writes out, the last state, the state entering every chunk of ``ckpt`` steps (``saved``,
+    (batch, chunks, N, D)) and, when z is given (else None), the output before its gate
+    (``ungated``)."""
+    batch, length, channels = u.shape
+    state = A.shape[0]
+    b_groups = 1 if Bs is None else Bs.shape[1]
+    c_groups = 1 if Cs is None else Cs.shape[1]
+    for item in numba.prange(batch * channels // LANES):
+        b, d0 = _work_item(item, channels)
+        gb, gc = d0 // (channels // b_groups), d0 // (channels // c_groups)
+        dts = np.empty((length, LANES), dtype=np.float32)
+        dtus = np.empty((length, LANES), dtype=np.float32)
+        h = np.zeros((state, LANES), dtype=np.float32)
+        _steps(u, delta, bias, order, softplus, b, d0, dts, dtus, np.empty((0, LANES), dtype=np.float32))
+        skip = v.load(Dv, d0)
+        for t in range(length):
+            p = order[t]
+            if t % ckpt == 0:
+                for n in range(state):
+                    v.store(saved, (b, t // ckpt, n, d0), v.load(h, (n, 0)))
+            dt, dtu = v.load(dts, (t, 0)), v.load(dtus, (t, 0))
+            y = skip * v.load(u, (b, p, d0))
+            for n in range(state):
+                hn = v.fma(v.exp(v.load(A, (n, d0)) * dt), v.load(h, (n, 0)),
+                           dtu * _coefficient(Bs, Bl, b, gb, p, n, d0))
+                v.store(h, (n, 0), hn)
+                y = v.fma(_coefficient(Cs, Cl, b, gc, p, n, d0), hn, y)
+            if z is not None:
+                v.store(ungated, (b, p, d0), y)
+                y = y * v.silu(v.load(z, (b, p, d0)))
+            v.store(out, (b, p, d0), y)
+        for n in range(state):
+            v.store(last, (b, n, d0), v.load(h, (n, 0)))
 
 
 @jit
-def backward(u, delta, A, B, C, Dv, z, bias, softplus, channels_per_item, ckpt, saved, ungated, dout, dlast,
-             du, ddelta, dz, dA_part, dD_part, dbias_part, dB_part, dC_part):
-    """Chunks last to first; in each, every block of 8 states recomputes its states from the saved
-    entry state, then walks back carrying dL/dh in a register and adds to dB and dC (per work
-    item), dA, and the per-position sums dL/d(dt * u) and dL/d(dt) that the last loop turns into
-    du and d(delta)."""
-    batch, channels, length = u.shape
-    groups, state = B.shape[1], B.shape[3]
-    gated = z.shape[0] > 0
-    for item in numba.prange(batch * channels // channels_per_item):
-        b, g, split, first = _work_item(item, channels, groups, channels_per_item)
-        hs = np.empty((ckpt + 1, LANES), dtype=np.float32)  # one block's states in a chunk, entry first
-        decays = np.empty((ckpt, LANES), dtype=np.float32)
-        dts = np.empty(length, dtype=np.float32)
-        dtus = np.empty(length, dtype=np.float32)
-        slopes = np.empty(length, dtype=np.float32)  # d(dt)/d(delta)
-        gys = np.empty(length, dtype=np.float32)  # dL/dy before the gate
-        d_dtus = np.empty(length, dtype=np.float32)  # dL/d(dt * u)
-        d_logs = np.empty(length, dtype=np.float32)  # dL/d(dt) through the decays
-        dh = np.empty(state, dtype=np.float32)
-        dA_acc = np.empty(state, dtype=np.float32)
-        Bt, Ct = B[b, g], C[b, g]
-        dBt, dCt = dB_part[b, split, g], dC_part[b, split, g]
-        for d in range(first, first + channels_per_item):
-            _steps(delta[b, d], u[b, d], bias[d], softplus, dts, dtus, slopes)
-            for t in range(length):  # out = y * silu(z)
-                gy = dout[b, d, t]
-                if gated:
-                    zz = z[b, d, t]
-                    sig = _sigmoid(zz)
-                    dz[b, d, t] = gy * ungated[b, d, t] * sig * (np.float32(1.0) + zz * (np.float32(1.0) - sig))
-                    gy = gy * zz * sig
-                gys[t] = gy
-            d_dtus[:] = 0.0
-            d_logs[:] = 0.0
-            dh[:] = dlast[b, d, :]
-            dA_acc[:] = 0.0
-            Ad, saved_d = A[d], saved[b, d]
-            for c in range((length + ckpt - 1) // ckpt - 1, -1, -1):
-                start = c * ckpt
-                m = min(ckpt, length - start)
-                for j in range(0, state, LANES):
-                    a = v.load(Ad, j)
-                    h = v.load(saved_d, (c, j))
-                    v.store(hs, (0, 0), h)
-                    for i in range(m):  # h_t = decay_t * h_(t-1) + dt_t * u_t * B_t
-                        t = start + i
-                        decay = v.exp(a * dts[t])
-                        h = v.fma(decay, h, v.load(Bt, (t, j)) * dtus[t])
-                        v.store(decays, (i, 0), decay)
-                        v.store(hs, (i + 1, 0), h)
-                    g_h = v.load(dh, j)
-                    g_a = v.load(dA_acc, j)
-                    for i in range(m - 1, -1, -1):  # the sequential part: dL/dh, last position first
-                        t = start + i
-                        gy, dt, dtu = gys[t], dts[t], dtus[t]
-                        g_h = v.fma(v.load(Ct, (t, j)), gy, g_h)  # dL/dh_t
-                        v.store(dCt, (t, j), v.fma(v.load(hs, (i + 1, 0)), gy, v.load(dCt, (t, j))))
-                        v.store(dBt, (t, j), v.fma(g_h, dtu, v.load(dBt, (t, j))))
-                        decay = v.load(decays, (i, 0))
-                        g_log = g_h * v.load(hs, (i, 0)) * decay  # dL/d(dt_t * A), decay_t = exp(dt_t * A)
-                        g_a = v.fma(g_log, dt, g_a)
-                        d_dtus[t] += v.hsum(g_h * v.load(Bt, (t, j)))
-                        d_logs[t] += v.hsum(g_log * a)
-                        g_h = g_h * decay  # dL/dh_(t-1) through h_t
-                    v.store(dh, j, g_h)
-                    v.store(dA_acc, j, g_a)
-            dD_acc = np.float32(0.0)
-            dbias_acc = np.float32(0.0)
-            for t in range(length):
-                x = u[b, d, t]
-                d_dtu = d_dtus[t]
-                du[b, d, t] = gys[t] * Dv[d] + d_dtu * dts[t]
-                dD_acc += gys[t] * x
-                d_dt = (d_logs[t] + d_dtu * x) * slopes[t]
-                ddelta[b, d, t] = d_dt
-                dbias_acc += d_dt
-            dA_part[b, d, :] = dA_acc
-            dD_part[b, d] = dD_acc
-            dbias_part[b, d] = dbias_acc
+def backward(u, delta, A, Bs, Bl, Cs, Cl, Dv, z, bias, order, softplus, ckpt, saved, ungated, dout, dlast,
+             du, ddelta, dz, dA_part, dD_part, dbias_part, dBs_part, dBl_part, dCs_part, dCl_part):
+    """Chunks last to first: each recomputes its states from the saved entry state, then walks
+    back carrying dL/dh (one vector per state) and adds to dB and dC, dA, dD and d(delta_bias).
+    Sums over the lanes (shared dB and dC) go to per-item partial buffers (``dBs_part``,
+    (batch, blocks, L, N rounded up to whole vectors)); sums over the batch to per-element ones:
+    the caller adds them up."""
+    batch, length, channels = u.shape
+    state = A.shape[0]
+    b_groups = 1 if Bs is None else Bs.shape[1]
+    c_groups = 1 if Cs is None else Cs.shape[1]
+    for item in numba.prange(batch * channels // LANES):
+        b, d0 = _work_item(item, channels)
+        block = d0 // LANES
+        gb, gc = d0 // (channels // b_groups), d0 // (channels // c_groups)
+        dts = np.empty((length, LANES), dtype=np.float32)
+        dtus = np.empty((length, LANES), dtype=np.float32)
+        slopes = np.empty((length, LANES), dtype=np.float32)
+        gys = np.empty((length, LANES), dtype=np.float32)  # dL/dy before the gate
+        hs = np.empty((ckpt + 1, state, LANES), dtype=np.float32)  # a chunk's states, its entry first
+        decays = np.empty((ckpt, state, LANES), dtype=np.float32)
+        dh = np.empty((state, LANES), dtype=np.float32)
+        dA_acc = np.zeros((state, LANES), dtype=np.float32)
+        # a step's dL/dC and dL/dB for every state before the sum over the lanes; rows past N stay 0
+        rows = (state + LANES - 1) // LANES * LANES
+        g_cs = np.zeros((rows, LANES), dtype=np.float32)
+        g_bs = np.zeros((rows, LANES), dtype=np.float32)
+        _steps(u, delta, bias, order, softplus, b, d0, dts, dtus, slopes)
+        for t in range(length):  # out = y * silu(z)
+            p = order[t]
+            gy = v.load(dout, (b, p, d0))
+            if z is not None:
+                zz = v.load(z, (b, p, d0))
+                sig = v.sigmoid(zz)
+                one = np.float32(1.0)
+                v.store(dz, (b, p, d0), gy * v.load(ungated, (b, p, d0)) * sig * v.fma(zz, one - sig, one))
+                gy = gy * zz * sig
+            v.store(gys, (t, 0), gy)
+        for n in range(state):
+            v.store(dh, (n, 0), v.load(dlast, (b, n, d0)))
+        skip = v.load(Dv, d0)
+        dD_acc = v.splat(np.float32(0.0))
+        dbias_acc = v.splat(np.float32(0.0))
+        for c in range((length + ckpt - 1) // ckpt - 1, -1, -1):
+            start = c * ckpt
+            m = min(ckpt, length - start)
+            for n in range(state):
+                v.store(hs, (0, n, 0), v.load(saved, (b, c, n, d0)))
+            for i in range(m):  # h_t = decay_t * h_(t-1) + dt_t * u_t * B_t
+                t = start + i
+                p = order[t]
+                dt, dtu = v.load(dts, (t, 0)), v.load(dtus, (t, 0))
+                for n in range(state):
+                    decay = v.exp(v.load(A, (n, d0)) * dt)
+                    v.store(decays, (i, n, 0), decay)
+                    v.store(hs, (i + 1, n, 0), v.fma(decay, v.load(hs, (i, n, 0)),
+                                                     dtu * _coefficient(Bs, Bl, b, gb, p, n, d0)))
+            for i in range(m - 1, -1, -1):  # the sequential part: dL/dh, last step first
+                t = start + i
+                p = order[t]
+                gy, dt, dtu = v.load(gys, (t, 0)), v.load(dts, (t, 0)), v.load(dtus, (t, 0))
+                d_dtu = v.splat(np.float32(0.0))  # dL/d(dt * u), summed over the states
+                d_log = v.splat(np.float32(0.0))  # dL/d(dt) through the decays
+                for n in range(state):
+                    a = v.load(A, (n, d0))
+                    bn = _coefficient(Bs, Bl, b, gb, p, n, d0)
+                    g_h = v.fma(_coefficient(Cs, Cl, b, gc, p, n, d0), gy, v.load(dh, (n, 0)))  # dL/dh_t
+                    g_c = v.load(hs, (i + 1, n, 0)) * gy
+                    g_b = g_h * dtu
+                    # each branch touches only the buffer it tests: numba prunes a branch on a None argument
+                    if dCs_part is not None:
+                        v.store(g_cs, (n, 0), g_c)
+                    if dCl_part is not None:
+                        _add_lanes(dCl_part, b, p, n, d0, g_c)
+                    if dBs_part is not None:
+                        v.store(g_bs, (n, 0), g_b)
+                    if dBl_part is not None:
+                        _add_lanes(dBl_part, b, p, n, d0, g_b)
+                    decay = v.load(decays, (i, n, 0))
+                    g_log = g_h * v.load(hs, (i, n, 0)) * decay  # dL/d(dt_t * A), decay_t = exp(dt_t * A)
+                    v.store(dA_acc, (n, 0), v.fma(g_log, dt, v.load(dA_acc, (n, 0))))
+                    d_dtu = v.fma(g_h, bn, d_dtu)
+                    d_log = v.fma(g_log, a, d_log)
+                    v.store(dh, (n, 0), g_h * decay)  # dL/dh_(t-1) through h_t
+                for n0 in range(0, state, LANES):  # sums over the lanes, LANES states at a time
+                    if dCs_part is not None:
+                        v.store(dCs_part, (b, block, p, n0), v.lane_sums(g_cs, n0))
+                    if dBs_part is not None:
+                        v.store(dBs_part, (b, block, p, n0), v.lane_sums(g_bs, n0))
+                x = v.load(u, (b, p, d0))
+                v.store(du, (b, p, d0), v.fma(gy, skip, d_dtu * dt))
+                d_dt = v.fma(d_dtu, x, d_log) * v.load(slopes, (t, 0))
+                v.store(ddelta, (b, p, d0), d_dt)
+                dD_acc = v.fma(gy, x, dD_acc)
+                dbias_acc = dbias_acc + d_dt
+        for n in range(state):
+            v.store(dA_part, (b, n, d0), v.load(dA_acc, (n, 0)))
+        v.store(dD_part, (b, d0), dD_acc)
+        v.store(dbias_part, (b, d0), dbias_acc)
+
+
+@numba.njit(inline="always", fastmath=True)
+def _add_lanes(part, b, position, n, d0, value):
+    """part[b, position or 0, n, d0:d0 + LANES] += value (a per-lane gradient, per batch element)."""
+    index = (b, position if part.shape[1] > 1 else 0, n, d0)
+    v.store(part, index, v.load(part, index) + value)

@@ -111,3 +111,24 @@ def ungroup_bc(grad: torch.Tensor, form: str, original: tuple) -> torch.Tensor:
         return grad.sum((0, 3))
     batch, groups, state, length = grad.shape
     return grad.reshape(batch, original[1], groups // original[1], state, length).sum(2)
+
+
+def check_token_inputs(u, delta, A, B, C, D, z, delta_bias, order) -> None:
+    """Check a token-major scan call (``usm.ssm.scan_tokens``): u, delta, z (batch, L, D); B, C
+    (batch, L, N); ``order`` None or a permutation of the L positions."""
+    if u.dim() != 3:
+        raise ValueError(f"u must be (batch, L, D), got shape {tuple(u.shape)}")
+    batch, length, channels = u.shape
+    state = A.shape[1] if A.dim() == 2 else -1
+    for name, x, expected in (("delta", delta, u.shape), ("z", z, u.shape), ("A", A, (channels, state)),
+                              ("B", B, (batch, length, state)), ("C", C, (batch, length, state)),
+                              ("D", D, (channels,)), ("delta_bias", delta_bias, (channels,))):
+        if x is not None and tuple(x.shape) != tuple(expected):
+            raise ValueError(f"{name} has shape {tuple(x.shape)}, expected {tuple(expected)} "
+                             "(token-major: u (batch, L, D), A (D, N), B and C (batch, L, N))")
+    if order is not None:
+        if order.dim() != 1 or order.shape[0] != length or order.dtype != torch.long:
+            raise ValueError(f"order must be a LongTensor of the {length} positions, got {order.dtype} "
+                             f"of shape {tuple(order.shape)}")
+        if not torch.bincount(order.cpu(), minlength=length).eq(1).all() or order.min() < 0:
+            raise ValueError(f"order must visit each of the {length} positions exactly once")

@@ -1,4 +1,4 @@
-"""Compiled CPU selective scan (numba): forward and backward, parallel over (batch x channels).
+"""Compiled CPU selective scan (numba): forward and backward, parallel over (batch x channel blocks).
 
     >>> import torch
     >>> from usm.ssm.numba_cpu import selective_scan_numba
@@ -7,20 +7,22 @@
     torch.Size([2, 8, 16])
 
 Why compiled: the work of a scan is a loop over the sequence whose every step is a handful of
-operations on a (N,) state. In PyTorch that loop costs a few dispatches per position, which is the
-whole cost for the short, narrow scans of the tiny models (see ``results/reference/``). Here each
-channel's loop runs in machine code: one work item owns a block of channels of one batch element
-and one B/C group and walks L. The step sizes and gates are loops along the sequence that LLVM
-vectorises; the recurrence and its backward hold each block of 8 states in one vector register
-(``_simd``), N zero-padded to whole blocks (``_numba_kernels``).
+operations on a (D, N) state. In PyTorch that loop costs a few dispatches per position, which is the
+whole cost for the short, narrow scans of the tiny models (docs/scan.md). Here the loop runs in
+machine code: one work item owns one batch element and 16 adjacent channels, holds each state n of
+them in one 16-lane vector (``_simd``) and walks L (``_numba_kernels``).
+
+The kernels are token-major: u, delta, z and the output are (batch, L, D), the layout linear layers
+write, and they walk the positions in any given order. ``scan_tokens_numba`` is that form, used by
+``usm.ssm.scan_tokens`` (a 2D mixer's scan path is read in place, with no gathered or transposed
+copy); ``selective_scan_numba`` is mamba_ssm's (batch, D, L) form on top of it, with every B/C form.
 
 Memory follows the ``torch`` backend and mamba_ssm's kernel: the forward keeps only the state
-entering every ``CHECKPOINT``-th position (O(L * D * N / CHECKPOINT)) and, when z gates the output,
-the output before its gate (O(L * D), so the backward need not rebuild it from the states); the
-backward recomputes a chunk's states from its checkpoint, then walks it in reverse. Reductions
-that several work items share (dB, dC across the channels of a group; dA, dD, d(delta_bias)
-across the batch) go to per-item partial buffers summed afterwards in torch, so results are
-deterministic.
+entering every ``CHECKPOINT``-th step (O(L * D * N / CHECKPOINT)) and, when z gates the output,
+the output before its gate (O(L * D)); the backward recomputes a chunk's states from its checkpoint,
+then walks it in reverse. Reductions that several work items share (dB, dC across channel blocks;
+dA, dD, d(delta_bias) across the batch) go to per-item partial buffers summed afterwards in torch,
+so results are deterministic and independent of the thread count.
 
 numba is imported lazily and its kernels compile on first use (``cache=True`` keeps them on disk);
 nothing is compiled at import. ``available()`` says whether numba imports.
@@ -29,15 +31,16 @@ nothing is compiled at import. ``available()`` says whether numba imports.
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from usm.ssm.inputs import check_inputs, grouped_bc, ungroup_bc, work_groups
+from usm.ssm.inputs import check_inputs, check_token_inputs
 
-CHECKPOINT = 32  # positions between saved states; the backward recomputes at most this many
+# Steps between saved states. 16 keeps the backward's per-chunk buffers (the chunk's states and
+# decays, 2 x 16 x N x 16 floats) within a core's L1 cache at N = 16.
+CHECKPOINT = 16
 
 
 @functools.lru_cache(maxsize=1)
@@ -56,12 +59,6 @@ def _kernels():
     return _numba_kernels
 
 
-def _padded(x: torch.Tensor, lanes: int) -> np.ndarray:
-    """x with its last axis (the N states) zero-padded to a multiple of the kernels' vector width.
-    A padded state has A = 0 and B = C = 0: it stays 0 and adds nothing to any output or gradient."""
-    return _np(F.pad(x, (0, -x.shape[-1] % lanes)))
-
-
 def _threads() -> int:
     """The CPU threads torch was given (its share of the machine), within numba's pool.
 
@@ -78,78 +75,148 @@ def _threads() -> int:
     return threads
 
 
-def _split(batch: int, groups: int, per_group: int, threads: int) -> int:
-    """Channels per work item: enough items for every thread, and whole divisors of a group."""
-    wanted = max(1, math.ceil(4 * threads / (batch * groups)))
-    splits = next(s for s in range(min(wanted, per_group), 0, -1) if per_group % s == 0)
-    return per_group // splits
-
-
-def _np(x: torch.Tensor) -> np.ndarray:
+def _np(x: torch.Tensor | None) -> np.ndarray | None:
+    """float32 C-contiguous numpy of x; None for None or an empty placeholder (the kernels prune the
+    branches of an absent input at compile time)."""
+    if x is None or x.numel() == 0:
+        return None
     return x.detach().float().contiguous().numpy()
 
 
+def _tensor(x: np.ndarray | None) -> torch.Tensor:
+    return torch.from_numpy(x) if x is not None else torch.zeros(0)
+
+
 class _NumbaScan(torch.autograd.Function):
+    """The kernels on token-major float32 inputs whose channels are a multiple of ``LANES``:
+    u, delta, z (batch, L, D); A (N, D); each of B and C as (shared, per-lane), one of them empty."""
+
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, shape):
+    def forward(ctx, u, delta, A, Bs, Bl, Cs, Cl, D, z, bias, order, softplus):
         kernels = _kernels()
-        lanes = kernels.LANES
-        batch, channels, length, state = shape.batch, shape.channels, shape.length, shape.state
-        groups = work_groups(shape)
-        Bg, Cg = grouped_bc(B, shape.b_form, shape, groups), grouped_bc(C, shape.c_form, shape, groups)
-        per_item = _split(batch, groups, channels // groups, _threads())
-        arrays = [_np(u), _np(delta), _padded(A, lanes),
-                  _padded(Bg.transpose(2, 3), lanes), _padded(Cg.transpose(2, 3), lanes),
-                  _np(D) if D is not None else np.zeros(channels, np.float32),
-                  _np(z) if z is not None else np.zeros((0, 0, 0), np.float32),
-                  _np(delta_bias) if delta_bias is not None else np.zeros(channels, np.float32)]
-        padded_state = arrays[2].shape[1]  # N rounded up to whole vectors
-        out = np.empty((batch, channels, length), np.float32)
-        last = np.empty((batch, channels, padded_state), np.float32)
-        saved = np.empty((batch, channels, (length + CHECKPOINT - 1) // CHECKPOINT, padded_state), np.float32)
-        ungated = np.empty_like(out) if z is not None else np.zeros((0, 0, 0), np.float32)
-        kernels.forward(*arrays, bool(delta_softplus), per_item, CHECKPOINT, out, last, saved, ungated)
-        tensors = [torch.from_numpy(a) for a in arrays]
-        ctx.save_for_backward(*tensors, torch.from_numpy(saved), torch.from_numpy(ungated))
-        ctx.info = (shape, bool(delta_softplus), per_item, groups, tuple(B.shape), tuple(C.shape))
-        ctx.dtypes = tuple(None if x is None else x.dtype for x in (u, delta, A, B, C, D, z, delta_bias))
-        return torch.from_numpy(out).to(u.dtype), torch.from_numpy(np.ascontiguousarray(last[..., :state]))
+        _threads()
+        batch, length, channels = u.shape
+        state = A.shape[0]
+        arrays = [_np(x) for x in (u, delta, A, Bs, Bl, Cs, Cl, D, z, bias)]
+        out = np.empty((batch, length, channels), np.float32)
+        last = np.empty((batch, state, channels), np.float32)
+        saved = np.empty((batch, (length + CHECKPOINT - 1) // CHECKPOINT, state, channels), np.float32)
+        ungated = np.empty_like(out) if z is not None else None
+        kernels.forward(*arrays, order.numpy(), bool(softplus), CHECKPOINT, out, last, saved, ungated)
+        ctx.save_for_backward(*map(_tensor, arrays), order, torch.from_numpy(saved), _tensor(ungated))
+        ctx.softplus, ctx.gated = bool(softplus), z is not None
+        return torch.from_numpy(out), torch.from_numpy(last)
 
     @staticmethod
     def backward(ctx, grad_out, grad_last):
         kernels = _kernels()
-        *tensors, saved, ungated = ctx.saved_tensors
-        shape, softplus, per_item, groups, b_shape, c_shape = ctx.info
-        batch, channels, length, state = shape.batch, shape.channels, shape.length, shape.state
-        padded_state = tensors[2].shape[1]
-        splits = channels // groups // per_item
+        *tensors, order, saved, ungated = ctx.saved_tensors
+        u, _, A, Bs, Bl, Cs, Cl = tensors[:7]
+        batch, length, channels = u.shape
+        state = A.shape[0]
         _threads()
         dout = _np(grad_out)
-        dlast = (_padded(grad_last, kernels.LANES) if grad_last is not None
-                 else np.zeros((batch, channels, padded_state), np.float32))
+        dlast = _np(grad_last) if grad_last is not None else np.zeros((batch, state, channels), np.float32)
         du, ddelta = np.empty_like(dout), np.empty_like(dout)
-        dz = np.empty_like(dout) if ctx.dtypes[6] is not None else np.zeros((0, 0, 0), np.float32)
-        dA = np.empty((batch, channels, padded_state), np.float32)
+        dz = np.empty_like(dout) if ctx.gated else None
+        dA = np.empty((batch, state, channels), np.float32)
         dD, dbias = np.empty((batch, channels), np.float32), np.empty((batch, channels), np.float32)
-        dB = np.zeros((batch, splits, groups, length, padded_state), np.float32)
-        dC = np.zeros_like(dB)
-        kernels.backward(*[t.numpy() for t in tensors], softplus, per_item, CHECKPOINT, saved.numpy(), ungated.numpy(),
-                         dout, dlast, du, ddelta, dz, dA, dD, dbias, dB, dC)
-        dB, dC = (torch.from_numpy(g[..., :state]).sum(1).transpose(2, 3) for g in (dB, dC))  # (batch, G, N, L)
-        grads = [torch.from_numpy(du), torch.from_numpy(ddelta), torch.from_numpy(dA[..., :state]).sum(0),
-                 ungroup_bc(dB, shape.b_form, b_shape), ungroup_bc(dC, shape.c_form, c_shape),
-                 torch.from_numpy(dD).sum(0), torch.from_numpy(dz) if dz.size else None, torch.from_numpy(dbias).sum(0)]
-        grads = [None if dtype is None else g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
-        return (*grads, None, None)
+        blocks = channels // kernels.LANES
+
+        def partials(shared, lanes):  # (shared, per-lane) gradient buffers, one of them None
+            if shared.numel():  # the kernel writes LANES states at a time
+                rows = -(-state // kernels.LANES) * kernels.LANES
+                return np.empty((batch, blocks, length, rows), np.float32), None
+            return None, np.zeros((batch,) + tuple(lanes.shape[1:]), np.float32)
+
+        dBs, dBl = partials(Bs, Bl)
+        dCs, dCl = partials(Cs, Cl)
+        kernels.backward(*map(_np, tensors), order.numpy(), ctx.softplus, CHECKPOINT, saved.numpy(), _np(ungated),
+                         dout, dlast, du, ddelta, dz, dA, dD, dbias, dBs, dBl, dCs, dCl)
+
+        def reduced(shared, lanes, d_shared, d_lanes):  # back to the shapes B or C came in
+            if shared.numel():
+                groups = shared.shape[1]
+                grad = torch.from_numpy(d_shared)[..., :state]
+                return grad.reshape(batch, groups, blocks // groups, length, state).sum(2), None
+            grad = torch.from_numpy(d_lanes)
+            return None, grad if lanes.shape[0] == batch else grad.sum(0, keepdim=True)
+
+        grads_b, grads_c = reduced(Bs, Bl, dBs, dBl), reduced(Cs, Cl, dCs, dCl)
+        return (torch.from_numpy(du), torch.from_numpy(ddelta), torch.from_numpy(dA).sum(0), *grads_b, *grads_c,
+                torch.from_numpy(dD).sum(0), torch.from_numpy(dz) if ctx.gated else None,
+                torch.from_numpy(dbias).sum(0), None, None)
 
 
-def selective_scan_numba(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                         return_last_state=False):
-    shape = check_inputs(u, delta, A, B, C, D, z, delta_bias)
+def _check_backend(u) -> None:
     if u.device.type != "cpu":
         raise ValueError(f"backend 'numba' runs on the CPU; got tensors on {u.device} (use 'auto')")
     ok, why = available()
     if not ok:
         raise RuntimeError(f"backend 'numba' needs numba ({why}); pip install numba, or use backend='torch'")
-    out, last = _NumbaScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, shape)
-    return (out, last) if return_last_state else out  # the state stays float32, as mamba_ssm returns it
+
+
+def _lanes_padded(x: torch.Tensor | None, pad: int) -> torch.Tensor | None:
+    """x in float32 with its last axis (the channels) zero-padded by ``pad``. A padded channel has
+    u = delta = A = 0 and no B, C or output gradient: its state stays 0 and it adds to nothing."""
+    if x is None:
+        return None
+    x = x.float()
+    return F.pad(x, (0, pad)) if pad else x
+
+
+def _run(u, delta, A, b_forms, c_forms, D, z, delta_bias, softplus, order):
+    """The kernels on token-major u, delta, z (batch, L, D) and A (D, N), B and C given as
+    (shared, per-lane) pairs of tensors (None for the absent one) in float32; pads the channels
+    to whole vectors and strips them again. Returns (out, last state (batch, N, D)), float32."""
+    channels = u.shape[2]
+    pad = -channels % _kernels().LANES
+    padded = functools.partial(_lanes_padded, pad=pad)
+    empty = torch.zeros(0, 0, 0, 0)
+    Bs, Bl = b_forms
+    Cs, Cl = c_forms
+    D = D if D is not None else u.new_zeros(channels)
+    bias = delta_bias if delta_bias is not None else u.new_zeros(channels)
+    out, last = _NumbaScan.apply(
+        padded(u), padded(delta), padded(A.float().T), Bs.float() if Bs is not None else empty,
+        padded(Bl) if Bl is not None else empty, Cs.float() if Cs is not None else empty,
+        padded(Cl) if Cl is not None else empty, padded(D), padded(z), padded(bias), order, softplus)
+    return (out[..., :channels], last[..., :channels]) if pad else (out, last)
+
+
+def _kernel_bc(x: torch.Tensor, form: str, channels: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """A (batch, D, L)-convention B or C as the kernels' (shared, per-lane) pair. Groups whose
+    channels are not whole vectors are expanded to one value per channel."""
+    lanes = _kernels().LANES
+    if form == "variable":  # (batch, N, L)
+        return x.transpose(1, 2).unsqueeze(1), None
+    if form == "fixed":  # (D, N)
+        return None, x.T[None, None]
+    per_group = channels // x.shape[1]  # grouped: (batch, G, N, L)
+    if per_group % lanes == 0:
+        return x.transpose(2, 3), None
+    return None, x.repeat_interleave(per_group, dim=1).permute(0, 3, 2, 1)
+
+
+def selective_scan_numba(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                         return_last_state=False):
+    shape = check_inputs(u, delta, A, B, C, D, z, delta_bias)
+    _check_backend(u)
+    tokens = lambda x: None if x is None else x.float().transpose(1, 2)  # (batch, D, L) -> (batch, L, D)
+    order = torch.arange(shape.length)
+    out, last = _run(tokens(u), tokens(delta), A, _kernel_bc(B, shape.b_form, shape.channels),
+                     _kernel_bc(C, shape.c_form, shape.channels), D, tokens(z), delta_bias, delta_softplus, order)
+    out = out.transpose(1, 2).contiguous().to(u.dtype)
+    last = last.transpose(1, 2).contiguous()  # the state stays float32, as mamba_ssm returns it
+    return (out, last) if return_last_state else out
+
+
+def scan_tokens_numba(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, order=None):
+    """The scan on token-major inputs (``usm.ssm.scan_tokens``): u, delta, z (batch, L, D), B and
+    C (batch, L, N), walked in ``order``; the output (batch, L, D) in the inputs' positions."""
+    check_token_inputs(u, delta, A, B, C, D, z, delta_bias, order)
+    _check_backend(u)
+    order = torch.arange(u.shape[1]) if order is None else order.cpu()
+    out, _ = _run(u.float(), delta.float(), A, (B.unsqueeze(1), None), (C.unsqueeze(1), None), D,
+                  z, delta_bias, delta_softplus, order)
+    return out.to(u.dtype)
