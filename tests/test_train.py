@@ -147,6 +147,28 @@ def test_changed_config_in_an_existing_run_is_an_error(tmp_path, capsys):
     assert main(args(tmp_path / "run", "--log-every", "2", steps=5)) == 0  # runtime fields may change
 
 
+def test_a_run_begun_before_a_setting_existed_resumes_with_its_default(tmp_path):
+    """config.json of an older run lacks settings added since (lr_schedule): they read as their
+    defaults, so the same command resumes it; asking for another value is still a different run."""
+    import json
+
+    run = RunDir(tmp_path / "run")
+    assert main(args(run.path, steps=3)) == 0
+    config = json.loads(run.config_path.read_text())
+    del config["identity"]["train"]["lr_schedule"]
+    run.config_path.write_text(json.dumps(config))
+    assert main(args(run.path, steps=5)) == 0
+    assert main(args(run.path, "--lr-schedule", "cosine", steps=6)) == 2
+
+
+def test_the_cosine_schedule_decays_the_learning_rate_to_the_last_step(tmp_path):
+    run = tmp_path / "run"
+    assert main(args(run, "--lr-schedule", "cosine", "--warmup-steps", "2", "--lr", "0.001", steps=6)) == 0
+    lrs = [s["lr"] for s in RunDir(run).read_stats()]  # logged after each step: the next step's rate
+    assert lrs[0] == pytest.approx(1e-3)  # warm-up done
+    assert all(a > b for a, b in zip(lrs[1:], lrs[2:])) and 0 <= lrs[-1] < 1e-4
+
+
 def test_bad_data_is_reported(tmp_path, capsys):
     assert main(["--data", str(tmp_path / "missing"), "--run-dir", str(tmp_path / "run")]) == 2
     assert "does not exist" in capsys.readouterr().err

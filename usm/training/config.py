@@ -71,6 +71,9 @@ class TrainConfig:
     lr: float = _opt(1e-4, "AdamW learning rate (the paper's 1e-4)")
     weight_decay: float = _opt(0.0, "AdamW weight decay (the paper uses none)")
     warmup_steps: int = _opt(0, "linear learning-rate warm-up steps")
+    lr_schedule: str = _opt("constant", "after the warm-up: constant (the paper's), or cosine (decay to 0 at "
+                                        "--max-steps; then changing --max-steps changes the schedule)",
+                            choices=["constant", "cosine"])
     grad_clip: float = _opt(1.0, "clip the global gradient norm before each step; 0 = off")
     ema_decay: float = _opt(0.9999, "EMA decay of the trainable weights (the paper's 0.9999)")
     timesteps: str = _opt("log", "timestep sampling: log (logit-normal) or uniform over [0, 1]",

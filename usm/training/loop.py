@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import random
 import sys
 import time
@@ -365,6 +366,28 @@ def run_steps(s: Session, step: int, ema, optimizer, scheduler) -> Outcome:
     return Outcome(status, step)
 
 
+def lr_factor(t):
+    """The learning rate of step i as a fraction of --lr: a linear warm-up over ``warmup_steps``,
+    then constant, or a cosine from 1 at the warm-up's end to 0 at ``max_steps``.
+
+        >>> from usm.training.config import TrainConfig
+        >>> f = lr_factor(TrainConfig(max_steps=10, warmup_steps=2, lr_schedule="cosine"))
+        >>> [round(f(i), 3) for i in (0, 1, 2, 6, 9)]
+        [0.5, 1.0, 1.0, 0.5, 0.038]
+    """
+    warmup, total, cosine = t.warmup_steps, t.max_steps, t.lr_schedule == "cosine"
+
+    def factor(i: int) -> float:
+        if warmup and i < warmup:
+            return (i + 1) / warmup
+        if not cosine:
+            return 1.0
+        done = (i - warmup) / max(total - warmup, 1)  # 0 at the warm-up's end, (n-1)/n at the last step
+        return 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
+
+    return factor
+
+
 # --------------------------------------------------------------------------------------------------
 # The whole run.
 
@@ -380,8 +403,6 @@ def train(cfg: Config) -> Outcome:
         trainable = [p for p in s.model.parameters() if p.requires_grad]
         # fused: one kernel for every tensor's update (CPU and CUDA); a loop of small kernels per tensor otherwise
         optimizer = torch.optim.AdamW(trainable, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, fused=True)
-        warmup = cfg.train.warmup_steps
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda i: min(1.0, (i + 1) / warmup) if warmup else 1.0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg.train))
         step = resume(s, ema, optimizer, scheduler)
         return run_steps(s, step, ema, optimizer, scheduler)

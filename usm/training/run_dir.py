@@ -25,6 +25,7 @@ filesystem refuses locks, the trainer warns that it cannot detect a second train
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import json
@@ -33,6 +34,7 @@ import tempfile
 from pathlib import Path
 
 from usm.files import atomic_write
+from usm.training.config import SECTIONS
 from usm.models.registry import build_model, model_spec
 
 log = logging.getLogger("usm.run_dir")
@@ -101,6 +103,12 @@ class RunDir:
         """Write ``resolved`` as this directory's config, or check it equals the one already there
         (apart from runtime fields, which the caller leaves out of ``resolved['identity']``)."""
         existing = self.read_config()
+        if existing is not None:  # a setting added since the run began stands at its default there
+            for section, kind in SECTIONS.items():
+                if section in existing["identity"]:
+                    for f in dataclasses.fields(kind):
+                        if f.name in resolved["identity"][section]:
+                            existing["identity"][section].setdefault(f.name, f.default)
         if existing is not None and existing["identity"] != resolved["identity"]:
             diffs = [f"{section}.{key}: {existing['identity'][section].get(key)!r} here, "
                      f"{resolved['identity'][section].get(key)!r} requested"
