@@ -34,8 +34,8 @@ import tempfile
 from pathlib import Path
 
 from usm.files import atomic_write
-from usm.training.config import SECTIONS
 from usm.models.registry import build_model, model_spec
+from usm.training.config import SECTIONS
 
 log = logging.getLogger("usm.run_dir")
 
