@@ -47,8 +47,9 @@ def plant_error() -> None:
     triton_gpu._kernels = lambda: module
 
 
-def check(b_form, c_form, length, optional, softplus, dtype=torch.float32):
-    channels = 4 if "fixed" in (b_form, c_form) else 8  # the fixed form runs one channel per program
+def check(b_form, c_form, length, optional, softplus, dtype=torch.float32, channels=None):
+    if channels is None:
+        channels = 4 if "fixed" in (b_form, c_form) else 8  # the fixed form runs one channel per program
     inputs = make_inputs(2, channels, length, 4, b_form, with_d=optional, with_z=optional, with_bias=optional,
                          dtype=dtype)
     if c_form != b_form:
@@ -72,6 +73,11 @@ def main() -> int:
         print(f"ok  B {b_form}, C {c_form}, L={length}, optional inputs {optional}, softplus {softplus}")
     check("variable", "variable", 9, True, True, dtype=torch.bfloat16)
     print("ok  bf16 inputs")
+    # a launch asked for more programs than 64-channel blocks give: blocks of 16 (two per group)
+    triton_gpu.target_programs = lambda device: 8
+    assert triton_gpu._block_d(32, 2, 64, 8) == 16
+    check("grouped", "grouped", 20, True, True, channels=64)
+    print("ok  smaller channel blocks for more programs")
     plain = {k: v.detach() for k, v in make_inputs(1, 8, 6, 4, "variable").items()}
     out = triton_gpu.selective_scan_triton(**plain)  # without return_last_state
     torch.testing.assert_close(out, selective_scan_reference(**plain), rtol=RTOL, atol=ATOL)

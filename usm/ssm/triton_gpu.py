@@ -28,6 +28,7 @@ from usm.ssm.inputs import check_inputs, grouped_bc, ungroup_bc, work_groups
 
 CHUNK = 32  # positions between saved states
 MAX_BLOCK_D = 64
+MIN_BLOCK_D = 16  # below this a program's (BLOCK_D, BLOCK_N) tile no longer fills its warps
 
 
 @functools.lru_cache(maxsize=1)
@@ -49,12 +50,28 @@ def _kernels():
     return _triton_kernels
 
 
-def _block_d(per_group: int) -> int:
-    """The largest power of two that divides a group's channels, at most MAX_BLOCK_D."""
+def _block_d(per_group: int, batch: int = 1, channels: int = 0, programs: int = 0) -> int:
+    """Channels per program: the largest power of two that divides a group's channels, at most
+    MAX_BLOCK_D, halved (down to MIN_BLOCK_D) while the launch would have fewer than ``programs``
+    programs. Each program walks the whole sequence, so a long scan of few sequences -- (2, 1536,
+    4096) is 48 programs of 64 channels -- would leave most of a GPU's SMs idle.
+
+        >>> _block_d(1536, batch=8), _block_d(1536, batch=2, channels=1536, programs=264)
+        (64, 16)
+    """
     block = 1
     while block * 2 <= MAX_BLOCK_D and per_group % (block * 2) == 0:
         block *= 2
+    while block > MIN_BLOCK_D and batch * channels // block < programs:
+        block //= 2
     return block
+
+
+def target_programs(device: torch.device) -> int:
+    """Programs a launch should have to occupy ``device``: two per SM (none off CUDA)."""
+    if device.type != "cuda":
+        return 0
+    return 2 * torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def _strides(x: torch.Tensor) -> tuple[int, int, int, int]:
@@ -84,7 +101,7 @@ class _TritonScan(torch.autograd.Function):
         batch, channels, length, state = shape.batch, shape.channels, shape.length, shape.state
         groups = work_groups(shape)
         per_group = channels // groups
-        block_d = _block_d(per_group)
+        block_d = _block_d(per_group, batch, channels, target_programs(u.device))
         block_n = max(2, 1 << (state - 1).bit_length())
         n_chunks = (length + CHUNK - 1) // CHUNK
         u, delta = u.contiguous(), delta.contiguous()
