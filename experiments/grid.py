@@ -92,11 +92,20 @@ class Point:
 
 def trainer_config(settings: dict, directory: str | Path) -> Config:
     """The trainer's typed config for a point's settings (``train`` holds any trainer field by name);
-    with a learning curve, the trainer pauses at every evaluation step."""
+    with a learning curve, the trainer pauses at every evaluation step. A latent study's points
+    train from one latent cache per dataset in the study's folder (``latent_cache_path``): the VAE
+    encodes each image once, not every step of every point."""
+    latent = {} if settings["latent"] == "none" else {"latent_cache": str(latent_cache_path(settings, directory))}
     return Config.from_flat({"model": settings["model"], "data": settings["data"],
                              "resolution": settings["resolution"], "latent": settings["latent"],
                              "model_args": dict(settings["model_args"]), "run_dir": str(directory),
-                             "pause_every": settings.get("eval_every"), **settings["train"]})
+                             "pause_every": settings.get("eval_every"), **latent, **settings["train"]})
+
+
+def latent_cache_path(settings: dict, directory: str | Path) -> Path:
+    """``<study>/latents/<dataset>-<resolution>px-<vae>.npy``, shared by the study's points."""
+    name = f"{safe(str(settings['data']))}-{settings['resolution']}px-{safe(str(settings['latent']))}.npy"
+    return Path(directory).parent / "latents" / name
 
 
 def sample_config(settings: dict, directory: str | Path) -> SampleConfig:

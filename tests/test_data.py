@@ -165,6 +165,38 @@ def test_local_vae_encodes_decodes_and_caches(tmp_path):
         load_vae(str(tmp_path / "img"))
 
 
+def test_runs_that_share_a_latent_cache_build_it_once(tmp_path, monkeypatch):
+    """Two builders at once (a study's points start together): one encodes, the other waits for it
+    and reads the same array; a cache whose description is missing (a builder killed) is rebuilt."""
+    import threading
+
+    import usm.data.latents as latents
+
+    vae = latents.load_vae(str(tiny_vae_dir(tmp_path / "vae")))
+    for i in range(3):
+        write_png(tmp_path / "img" / f"{i}.png")
+    dataset = open_dataset(str(tmp_path / "img"), 32)
+    calls, encode = [], latents.encode
+
+    def counted(*args):
+        calls.append(threading.get_ident())
+        return encode(*args)
+
+    monkeypatch.setattr(latents, "encode", counted)
+    path, results = tmp_path / "cache" / "latents.npy", []
+    threads = [threading.Thread(target=lambda: results.append(np.array(latents.build_latent_cache(dataset, vae, path))))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and len(results) == 2 and np.array_equal(results[0], results[1])  # one batch, once
+    assert sorted(p.name for p in path.parent.iterdir()) == ["latents.npy", "latents.npy.json", "latents.npy.lock"]
+    path.with_name("latents.npy.json").unlink()
+    latents.build_latent_cache(dataset, vae, path)
+    assert len(calls) == 2  # rebuilt
+
+
 def test_digits_are_scikit_learns_scaled_with_a_held_out_block():
     from sklearn.datasets import load_digits
 

@@ -3,6 +3,7 @@
 import fcntl
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,6 +71,20 @@ def test_mini_scale_keeps_the_papers_structure_on_real_latents(tmp_path):
     mini = build_model(settings["model"], input_size=settings["resolution"] // 8, in_channels=4).structure()
     assert mini["patch"] == 1 and mini["tokens"] == 1024 and mini["blocks_per_stage"] >= 2
     assert mini["bottleneck_numbers"] >= mini["target_numbers"]
+
+
+def test_a_latent_studys_points_share_one_latent_cache_per_dataset(tmp_path):
+    """The VAE encodes each image once for the whole study, not once per step of every point."""
+    from experiments.grid import trainer_config
+
+    (tmp_path / "afhq").mkdir()
+    points = GRIDS["ablations"].points("mini", overrides={"data.afhq": str(tmp_path / "afhq")})
+    caches = {trainer_config(p.settings, tmp_path / "ablations" / p.name).data.latent_cache for p in points}
+    assert len(caches) == 1
+    cache = Path(caches.pop())
+    assert cache.parent == tmp_path / "ablations" / "latents" and "256px-sd-vae-ft-ema" in cache.name
+    smoke = GRIDS["ablations"].points("smoke")[0]
+    assert trainer_config(smoke.settings, tmp_path / "x" / smoke.name).data.latent_cache is None  # pixel space
 
 
 def test_adding_seeds_runs_only_the_new_points(tmp_path, capsys):

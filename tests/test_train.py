@@ -195,6 +195,25 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     assert "non-finite loss" in (tmp_path / "run" / "log.txt").read_text()
 
 
+def test_a_non_finite_loss_between_checks_is_found_at_the_next_check_and_never_saved(tmp_path, monkeypatch):
+    """The host syncs on the stop flags every --log-every steps and before every checkpoint: a NaN at
+    step 4 (the fifth) with checks at 6 (a checkpoint) and 8 stops at the first, names step 4, and
+    leaves the step-3 checkpoint the newest."""
+    calls = {"n": 0}
+
+    def flaky_loss(*a, **k):
+        calls["n"] += 1
+        loss = training_loss(*a, **k)
+        return loss * float("nan") if calls["n"] == 5 else loss
+
+    monkeypatch.setattr(loop, "training_loss", flaky_loss)
+    run = tmp_path / "run"
+    assert main(args(run, "--log-every", "4", steps=10)) == train_module.EXIT_DIVERGED
+    assert calls["n"] == 6  # trained on to the check at step 6, no further
+    assert latest_checkpoint(RunDir(run).checkpoints)[0] == 3
+    assert "non-finite loss at step 4" in (run / "log.txt").read_text()
+
+
 def fixed_batch_loss(model, seed=0, data="shapes", size=32):
     """Loss on a fixed batch, fixed noise and times: lower is better, with no sampling noise."""
     from usm.data.embedded import EMBEDDED

@@ -75,26 +75,40 @@ def latent_shape(vae, resolution: int) -> tuple[int, int]:
 
 def build_latent_cache(dataset, vae, path: str | Path, batch_size: int = 32, progress=None) -> np.ndarray:
     """Encode every image and its mirror once: an array (N, 2, C, h, w) float32 at ``path``
-    (with ``path + '.json'`` describing what it holds); reused while that description matches."""
+    (with ``path + '.json'`` describing what it holds); reused while that description matches.
+
+    Several runs may share one cache (a study's points of one dataset do): the first to come builds
+    it while holding ``path + '.lock'``, the others wait on the lock and then read it. The array is
+    written under a name of the builder's own and renamed into place, then its description written
+    atomically: a cache whose builder was killed is built again, never read half-written."""
+    import fcntl
+
+    from usm.files import atomic_write
+
     path = Path(path)
-    meta = {"dataset": dataset.name, "count": len(dataset), "vae": str(vae.config._name_or_path),
-            "scale": SCALE}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"dataset": dataset.name, "count": len(dataset), "image_shape": list(dataset[(0, False)]["x"].shape),
+            "vae": str(vae.config._name_or_path), "scale": SCALE}
     meta_path = path.with_name(path.name + ".json")
-    if path.exists() and meta_path.exists() and json.loads(meta_path.read_text()) == meta:
-        return np.load(path, mmap_mode="r")
-    device = next(vae.parameters()).device
-    out = None
-    indices = range(0, len(dataset), batch_size)
-    for start in (progress(indices) if progress else indices):
-        items = [dataset[(i, flip)]["x"] for i in range(start, min(start + batch_size, len(dataset)))
-                 for flip in (False, True)]
-        z = encode(vae, torch.stack(items).to(device)).float().cpu().numpy()
-        if out is None:
-            out = np.lib.format.open_memmap(path.with_suffix(".tmp.npy"), mode="w+", dtype=np.float32,
-                                            shape=(len(dataset), 2) + z.shape[1:])
-        out[start: start + len(items) // 2] = z.reshape(-1, 2, *z.shape[1:])
-    out.flush()
-    del out
-    os.replace(path.with_suffix(".tmp.npy"), path)
-    meta_path.write_text(json.dumps(meta))
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or its process dies
+        if path.exists() and meta_path.exists() and json.loads(meta_path.read_text()) == meta:
+            return np.load(path, mmap_mode="r")
+        meta_path.unlink(missing_ok=True)  # from here on the cache is not valid until it is whole
+        device = next(vae.parameters()).device
+        tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npy")
+        out = None
+        indices = range(0, len(dataset), batch_size)
+        for start in (progress(indices) if progress else indices):
+            items = [dataset[(i, flip)]["x"] for i in range(start, min(start + batch_size, len(dataset)))
+                     for flip in (False, True)]
+            z = encode(vae, torch.stack(items).to(device)).float().cpu().numpy()
+            if out is None:
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                                shape=(len(dataset), 2) + z.shape[1:])
+            out[start: start + len(items) // 2] = z.reshape(-1, 2, *z.shape[1:])
+        out.flush()
+        del out
+        os.replace(tmp, path)
+        atomic_write(meta_path, json.dumps(meta))
     return np.load(path, mmap_mode="r")

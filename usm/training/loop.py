@@ -19,8 +19,9 @@ An invocation ends at ``max_steps``, or early and cleanly (with a checkpoint) at
 seconds, after ``max_steps_per_invocation`` steps or at the next multiple of ``pause_every`` (status
 ``paused``), so a SLURM job can requeue and a study can evaluate the run as it trains. A
 non-finite loss stops the run (status ``diverged``) without saving the broken state: the last good
-checkpoint stays the newest. Every rank takes both decisions together (``agreed_stops``: one
-all-reduce a step), so no rank is left in a collective the others have left. A trainer holds the
+checkpoint stays the newest. Every rank takes both decisions together (``StopChecks``: one
+all-reduce every ``log_every`` steps and before every checkpoint), so no rank is left in a
+collective the others have left. A trainer holds the
 run directory's lock while it runs.
 
 Fixed relative to the reference trainer (docs/models.md): per-rank seeds differ; the EMA copy is
@@ -267,17 +268,36 @@ def update(s: Session, model, trainable: list, loss: torch.Tensor, ema, optimize
     return grad_norm
 
 
-def agreed_stops(s: Session, loss: torch.Tensor, out_of_time: bool) -> tuple[bool, bool]:
-    """(a rank's loss is non-finite, a rank's time budget is spent), the same on every rank: one
-    all-reduce (max) of the two flags. A rank that stopped on its own view would leave the others
-    waiting in a collective it never enters (the next step's gradient all-reduce, a checkpoint's
-    gather) until the process group's timeout."""
-    flags = torch.stack([(~torch.isfinite(loss.detach().float())).float(),
-                         torch.tensor(float(out_of_time), device=loss.device)])
-    if s.world > 1:
-        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
-    diverged, spent = flags.tolist()  # the one host sync of a step
-    return diverged > 0, spent > 0
+class StopChecks:
+    """Whether to stop -- a non-finite loss, or the time budget spent -- decided the same on every
+    rank, with one host sync every ``every`` steps instead of one a step.
+
+    Each step adds its loss's finiteness to a flag on the device (no sync, so the host keeps queuing
+    GPU work ahead); at a check step, which every step that writes a checkpoint also is, one
+    all-reduce (max) of (non-finite seen, budget spent) gives every rank the same answer. A rank that
+    stopped on its own view would leave the others waiting in a collective it never enters. A
+    divergence is found at most ``every`` steps late, never after a checkpoint of its weights."""
+
+    def __init__(self, device, world: int, every: int):
+        self.world, self.every = world, every
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)  # first non-finite step, -1: none
+
+    def add(self, loss: torch.Tensor, step: int) -> None:
+        bad = ~torch.isfinite(loss.detach().float())
+        self.first_bad = torch.where(bad & (self.first_bad < 0), step, self.first_bad)
+
+    def due(self, step: int, saving: bool) -> bool:
+        return saving or step % self.every == 0
+
+    def agree(self, out_of_time: bool) -> tuple[int | None, bool]:
+        """(the first non-finite step any rank saw, or None; whether any rank's budget is spent)."""
+        none = float(2 ** 62)
+        earliest = torch.where(self.first_bad >= 0, self.first_bad.double(), none)
+        flags = torch.stack([-earliest, torch.tensor(float(out_of_time), device=earliest.device).double()])
+        if self.world > 1:  # max of -step: the earliest first non-finite step of any rank
+            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+        neg_first, spent = flags.tolist()  # the host sync
+        return (int(-neg_first) if -neg_first < none else None), spent > 0
 
 
 def run_steps(s: Session, step: int, ema, optimizer, scheduler) -> Outcome:
@@ -310,6 +330,7 @@ def run_steps(s: Session, step: int, ema, optimizer, scheduler) -> Outcome:
     loader = torch.utils.data.DataLoader(s.source, batch_sampler=order.sampler(step, end),
                                          num_workers=cfg.run.num_workers)
     started, last_log, last_log_step, last_saved = time.monotonic(), time.monotonic(), step, step
+    checks = StopChecks(accelerator.device, s.world, cfg.run.log_every)
     bar = tqdm(total=cfg.train.max_steps, initial=step, disable=not accelerator.is_main_process, desc="train",
                dynamic_ncols=True, mininterval=1.0)
     status = "done"
@@ -325,19 +346,22 @@ def run_steps(s: Session, step: int, ema, optimizer, scheduler) -> Outcome:
                 raise
             loss = loss_of(s, model, batch, step)
             grad_norm = update(s, model, trainable, loss, ema, optimizer, scheduler)
+            checks.add(loss, step)
             step += 1
-            diverged, out_of_time = agreed_stops(s, loss, cfg.run.time_budget is not None
-                                                 and time.monotonic() - started > cfg.run.time_budget)
-            if diverged:  # the weights just updated are not saved: the newest checkpoint is the last good state
+            bar.update(1)
+            if not checks.due(step, saving=step % cfg.run.ckpt_every == 0 or step == end):
+                continue
+            first_bad, out_of_time = checks.agree(cfg.run.time_budget is not None
+                                                  and time.monotonic() - started > cfg.run.time_budget)
+            if first_bad is not None:  # the weights since are not saved: the newest checkpoint is the last good state
                 log.error("non-finite loss at step %d (on at least one rank): stopping without saving; the newest "
                           "checkpoint (step %d) is the last good state. Every draw is seeded, so resuming this run "
                           "unchanged diverges again: start a new --run-dir with a lower --lr or a --grad-clip.",
-                          step - 1, last_saved)
+                          first_bad, last_saved)
                 status = "diverged"
                 break
-            bar.update(1)
 
-            if step % cfg.run.log_every == 0 or step == end:
+            if step % cfg.run.log_every == 0 or step == end:  # a check step: the sync has waited for the loss
                 mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
                 now = time.monotonic()
                 speed = (step - last_log_step) / max(now - last_log, 1e-9)
