@@ -15,6 +15,10 @@ What it runs, in order, each part time-boxed so the whole stays within ``--budge
    DiT-B/2 at 256 px (a 32x32x4 latent), batch 8, bf16 autocast, with the fastest scan available.
 4. The ``mini`` scale's cost: the same measurement for its model and batch (USM-S/1, batch 32), and
    the hours one arm's training takes at that rate (``experiments/grids/ablations.py``).
+5. The ``mini`` scale as it really trains (``analysis.trainer_rate``): ``usm.training.train`` on its
+   data path -- the loader, the study's latent cache, EMA, clipping, stop checks -- on synthetic 256 px
+   images through a VAE of SD-VAE's architecture with random weights (the real ones cannot be
+   fetched here), and the hours per arm at that rate beside the microbenchmark's.
 
 It writes ``results/gpu/gpu_check.json`` and ``gpu_check.md``, naming the device, torch, triton and
 mamba_ssm versions, and what it could not run and why.
@@ -126,6 +130,27 @@ def mini_scale_cost(deadline: float, steps: int) -> dict:
     return record
 
 
+def mini_through_trainer(deadline: float, steps: int) -> dict:
+    """Steps/s of the mini scale's first point through the real trainer (``analysis.trainer_rate``)."""
+    import tempfile
+
+    from analysis.trainer_rate import first_point, measure
+    from experiments.grids import GRIDS
+
+    if time.monotonic() > deadline:
+        return {"skipped": "time budget used"}
+    point = first_point(GRIDS["ablations"], "mini")
+    try:
+        with tempfile.TemporaryDirectory() as workdir:
+            record = measure(point.settings, Path(workdir), steps=steps, warmup=3)
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    if record["trainer_steps_per_s"]:
+        record["max_steps"] = point.settings["train"]["max_steps"]
+        record["hours_per_arm"] = record["max_steps"] / record["trainer_steps_per_s"] / 3600
+    return record
+
+
 def markdown(report: dict) -> str:
     lines = [f"# GPU check: {report['device']}", "",
              f"Command: `{report['command']}`; {report['date']}; versions: "
@@ -160,6 +185,15 @@ def markdown(report: dict) -> str:
                          f"{mini['max_steps']:,} steps take {mini['hours_per_arm']:.2f} h per arm (training only).")
         else:
             lines.append(f"not measured: {mini.get('error') or mini.get('skipped')}")
+    real = report.get("mini_trainer")
+    if real:
+        if real.get("hours_per_arm"):
+            lines.append(f"Through the trainer ({real['data']}, latent: {real['latent']}, {real['mixed_precision']}): "
+                         f"{real['trainer_steps_per_s']:.2f} steps/s over {real['steps_timed']} steps, so "
+                         f"{real['hours_per_arm']:.2f} h per arm; building the latent cache of its images took "
+                         f"{real['latent_cache_seconds']:.1f} s.")
+        else:
+            lines.append(f"Through the trainer: not measured: {real.get('error') or real.get('skipped')}")
     return "\n".join(lines) + "\n"
 
 
@@ -186,7 +220,8 @@ def main(argv=None) -> int:
     report["scan"] = scan_benchmarks(QUICK_SHAPES if args.quick else SHAPES, started + 0.75 * args.budget,
                                      repeats=3)
     report["training"] = training_profile(MODELS, batch=8, steps=3 if args.quick else 5, deadline=deadline - 45)
-    report["mini"] = mini_scale_cost(deadline, steps=3 if args.quick else 5)
+    report["mini"] = mini_scale_cost(deadline - 40, steps=3 if args.quick else 5)
+    report["mini_trainer"] = mini_through_trainer(deadline, steps=5 if args.quick else 20)
     report["seconds"] = round(time.monotonic() - started, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

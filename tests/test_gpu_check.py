@@ -21,8 +21,30 @@ def test_report_names_the_device_and_every_measurement():
                             "images_per_s": 16.0, "peak_memory_gib": 20.5, "params_m": 169.9},
                            {"model": "DiT-B/2", "error": "RuntimeError: out of memory"}],
               "mini": {"model": "USM-S/1", "batch": 32, "train_steps_per_s": 10.0, "max_steps": 30000,
-                       "hours_per_arm": 0.8333}}
+                       "hours_per_arm": 0.8333},
+              "mini_trainer": {"data": "64 synthetic images", "latent": "SD-VAE architecture, random weights",
+                               "mixed_precision": "bf16", "trainer_steps_per_s": 8.0, "steps_timed": 20,
+                               "hours_per_arm": 1.0417, "latent_cache_seconds": 3.2}}
     text = markdown(report)
     assert "NVIDIA H100" in text and "| (8, 1536, 1024, 16) | bfloat16 | fwd+bwd | 0.5000 | 0.0100 | - | 50.0x" in text
     assert "time budget used" in text and "| USM-B/1 | 8 | triton | 2.00 | 16.0 | 20.5 | 169.9 |" in text
     assert "out of memory" in text and "30,000 steps take 0.83 h per arm" in text
+    assert "Through the trainer (64 synthetic images" in text
+    assert "8.00 steps/s over 20 steps, so 1.04 h per arm" in text
+
+
+def test_the_trainer_rate_runs_a_latent_points_real_trainer_on_synthetic_data(tmp_path):
+    """The mini scale's path on the CPU, made small: its first point's settings with a tiny model,
+    128 px synthetic images, a small VAE of the same family; the steps after the warm-up are timed
+    through usm.training.train and the latent cache is built once, in the study's folder."""
+    from analysis.trainer_rate import first_point, measure, sd_vae_shaped
+    from experiments.grids import GRIDS
+
+    point = first_point(GRIDS["ablations"], "mini")
+    settings = {**point.settings, "model": "USM-T/2", "resolution": 128}
+    vae = sd_vae_shaped(tmp_path / "vae", block_out_channels=(8, 8, 8, 8), norm_num_groups=4, layers_per_block=1)
+    record = measure(settings, tmp_path, steps=3, warmup=2, vae=str(vae), images=8, mixed_precision="no",
+                     batch_size=4)
+    assert record["status"] == "done" and record["steps_timed"] == 3 and record["trainer_steps_per_s"] > 0
+    assert record["data"] == "8 synthetic images" and record["batch"] == 4
+    assert list((tmp_path / "study" / "latents").glob("*.npy"))
