@@ -161,17 +161,28 @@ class Grid:
         datasets = {**base.datasets,
                     **{k.removeprefix("data."): v for k, v in overrides.items() if k.startswith("data.")}}
         train_overrides = {k.removeprefix("train."): v for k, v in overrides.items() if k.startswith("train.")}
+        model_overrides = {k.removeprefix("model."): v for k, v in overrides.items() if k.startswith("model.")}
         top = {k.removeprefix("settings."): v for k, v in overrides.items() if k.startswith("settings.")}
-        unknown = [k for k in overrides if not k.startswith(("data.", "train.", "settings."))]
+        unknown = [k for k in overrides if not k.startswith(("data.", "train.", "model.", "settings."))]
         unknown += [f"settings.{k}" for k in top if k not in SETTINGS]
+        unknown += [f"train.{k}" for k in train_overrides if k in ("model_args", "model")]
         if unknown:
             raise GridError(f"--set {unknown[0]}: settings are data.NAME=PATH (dataset paths), train.FIELD=VALUE, "
+                            f"model.ARG=VALUE (a constructor argument of the grid's models, e.g. model.expand=1), "
                             f"or settings.NAME=N with NAME one of {', '.join(SETTINGS)}")
+        if "seed" in train_overrides:
+            raise GridError("--set train.seed: a study's seeds are its points; use --seeds 0 1 2")
+        for axis in self.axes:  # an axis sets its key in every point: a --set of it would be dropped
+            given = {"model_args": model_overrides, "train": train_overrides}.get(axis.target, {})
+            if axis.key in given:
+                prefix = "model" if axis.target == "model_args" else "train"
+                raise GridError(f"--set {prefix}.{axis.key}: the axis {axis.name!r} sets it in every point "
+                                f"({', '.join(map(str, axis.values))}); pick arms with --only instead")
         axes = {a.name: a for a in self.scaled_axes(base)}
         points = []
         for arm, combo in self.combinations(tuple(axes.values()), factorial):
             settings = {"model": base.model, "data": base.data, "resolution": base.resolution, "latent": base.latent,
-                        "model_args": dict(base.model_args), "train": {**base.train, **train_overrides},
+                        "model_args": {**base.model_args, **model_overrides}, "train": {**base.train, **train_overrides},
                         "num_samples": base.num_samples, "sample_steps": base.sample_steps, "metric": base.metric,
                         "eval_every": base.eval_every, "eval_samples": base.eval_samples,
                         "image_sizes": list(base.image_sizes), **top}
@@ -212,4 +223,4 @@ class Grid:
             trainer_config(settings, "results/<study>/<point>")
             sample_config(settings, "results/<study>/<point>")
         except (ConfigError, SampleError) as exc:
-            raise GridError(f"{self.name}: {exc} (from the grid's scale or --set train.FIELD=VALUE)") from None
+            raise GridError(f"{self.name}: {exc} (from the grid's scale, or --set train.FIELD=VALUE or model.ARG=VALUE)") from None
