@@ -223,4 +223,5 @@ class Grid:
             trainer_config(settings, "results/<study>/<point>")
             sample_config(settings, "results/<study>/<point>")
         except (ConfigError, SampleError) as exc:
-            raise GridError(f"{self.name}: {exc} (from the grid's scale, or --set train.FIELD=VALUE or model.ARG=VALUE)") from None
+            raise GridError(f"{self.name}: {exc} (from the grid's scale, or --set train.FIELD=VALUE or "
+                            "model.ARG=VALUE)") from None
