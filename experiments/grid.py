@@ -182,7 +182,8 @@ class Grid:
         points = []
         for arm, combo in self.combinations(tuple(axes.values()), factorial):
             settings = {"model": base.model, "data": base.data, "resolution": base.resolution, "latent": base.latent,
-                        "model_args": {**base.model_args, **model_overrides}, "train": {**base.train, **train_overrides},
+                        "model_args": {**base.model_args, **model_overrides},
+                        "train": {**base.train, **train_overrides},
                         "num_samples": base.num_samples, "sample_steps": base.sample_steps, "metric": base.metric,
                         "eval_every": base.eval_every, "eval_samples": base.eval_samples,
                         "image_sizes": list(base.image_sizes), **top}
