@@ -113,10 +113,23 @@ def test_adding_seeds_runs_only_the_new_points(tmp_path, capsys):
     (lambda: GRIDS["ablations"].points("smoke", overrides={"settings.eval_every": 0}), "settings.eval_every=0"),
     (lambda: GRIDS["ablations"].points("smoke", overrides={"settings.eval_eery": 5}),
      "settings.NAME=N with NAME one of num_samples, sample_steps, eval_every, eval_samples"),
+    (lambda: GRIDS["ablations"].points("smoke", overrides={"train.timesteps": "uniform"}),
+     "--set train.timesteps: the axis 'timesteps' sets it in every point"),
+    (lambda: GRIDS["ablations"].points("smoke", overrides={"model.skip_conn": False}),
+     "--set model.skip_conn: the axis 'skip_conn' sets it in every point"),
+    (lambda: GRIDS["ablations"].points("smoke", overrides={"train.seed": 5}), "use --seeds"),
+    (lambda: GRIDS["ablations"].points("smoke", overrides={"train.model_args": {"expand": 1}}), "model.ARG=VALUE"),
+    (lambda: GRIDS["ablations"].points("smoke", overrides={"model.expnd": 1}), "no constructor argument 'expnd'"),
 ])
 def test_grids_are_validated_before_anything_launches(call, message):
     with pytest.raises(GridError, match=message):
         call()
+
+
+def test_a_model_argument_set_for_the_study_reaches_every_point():
+    points = GRIDS["ablations"].points("smoke", overrides={"model.expand": 1})
+    assert {p.settings["model_args"]["expand"] for p in points} == {1}
+    assert {p.settings["model_args"]["use_convtranspose"] for p in points} == {True, False}  # axes still apply
 
 
 def test_paper_grid_takes_dataset_paths_and_text_tokens(tmp_path):
