@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "glob of either ('*pixelshuffle*'); --dry-run lists the names")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="data.NAME=PATH (dataset folders), train.FIELD=VALUE (e.g. train.max_steps=50), "
-                             "settings.num_samples=N, settings.sample_steps=N")
+                             "model.ARG=VALUE (e.g. model.d_state=8), settings.num_samples=N, "
+                             "settings.sample_steps=N, settings.eval_every=N, settings.eval_samples=N; "
+                             "what an axis or --seeds sets is refused")
     parser.add_argument("--results", default="results", help="results root (default: results)")
     parser.add_argument("--parallel", type=int, default=None,
                         help="points at once; local default: one per CPU, each pinned to its share "
