@@ -104,7 +104,7 @@ def test_adding_seeds_runs_only_the_new_points(tmp_path, capsys):
 
 @pytest.mark.parametrize("call, message", [
     (lambda: study_points("nope"), "unknown grid 'nope'; grids: ablations, control, paper, scaling"),
-    (lambda: GRIDS["ablations"].points("huge"), "no scale 'huge'; valid: \\['mini', 'paper', 'smoke'\\]"),
+    (lambda: GRIDS["ablations"].points("huge"), "no scale 'huge'; valid: \\['cpu', 'mini', 'paper', 'smoke'\\]"),
     (lambda: GRIDS["ablations"].points("smoke", overrides={"model": "x"}), "--set model"),
     (lambda: GRIDS["paper"].points("paper"), "dataset 'afhq' is not a folder: give its path with --set data.afhq="),
     (lambda: GRIDS["ablations"].axis("depth"), "no axis 'depth'; axes: \\['skip_conn'"),
