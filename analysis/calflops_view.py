@@ -6,8 +6,8 @@
     [('0', 'linear', 128, True), ('1', 'activation', 8, True)]
 
 calflops 0.3.2 (PyPI ``calflops``; the USM paper's GFLOPs come from it, see docs/metrics.md) counts
-by replacing functions (and so does this module, for the length of a count): ``F.linear`` and the convolutions at 2 FLOPs per multiply-add (convolutions
-plus one per bias and output), activations at one per element, norms at 4 per element (5 with a
+by replacing functions (and so does this module, for the length of a count): ``F.linear`` and the
+convolutions at 2 FLOPs per multiply-add (convolutions plus one per bias and output), activations at one per element, norms at 4 per element (5 with a
 weight), softmax, ``torch.matmul`` / ``Tensor.matmul`` / ``addmm`` / ``einsum`` / ``torch.mul`` /
 ``torch.add``. What it does not replace it never sees: the ``@`` operator (``Tensor.__matmul__``),
 ``*`` and ``+``, ``scaled_dot_product_attention``, ``rms_norm``, and whatever runs outside PyTorch

@@ -38,7 +38,7 @@ def test_ablation_grid_arms():
                                        "timesteps=uniform", "skip_gate=True"]
     recipe, pixelshuffle = points[0].settings, points[2].settings
     assert recipe["model_args"] == {"skip_conn": True, "use_convtranspose": True, "learn_pos_emb": True,
-                                    "skip_gate": False}
+                                    "skip_gate": False, "expand": 1, "d_state": 8}  # the scale's lean mixer
     assert pixelshuffle["model_args"]["use_convtranspose"] is False
     assert points[4].settings["train"]["timesteps"] == "uniform"
     assert len(GRIDS["ablations"].points("smoke", seeds=[0], factorial=True)) == 32
