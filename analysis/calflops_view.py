@@ -7,15 +7,15 @@
 
 calflops 0.3.2 (PyPI ``calflops``; the USM paper's GFLOPs come from it, see docs/metrics.md) counts
 by replacing functions (and so does this module, for the length of a count): ``F.linear`` and the
-convolutions at 2 FLOPs per multiply-add (convolutions plus one per bias and output), activations at one per element, norms at 4 per element (5 with a
-weight), softmax, ``torch.matmul`` / ``Tensor.matmul`` / ``addmm`` / ``einsum`` / ``torch.mul`` /
-``torch.add``. What it does not replace it never sees: the ``@`` operator (``Tensor.__matmul__``),
-``*`` and ``+``, ``scaled_dot_product_attention``, ``rms_norm``, and whatever runs outside PyTorch
-(CUDA and Triton kernels; our compiled scans). A ``TorchFunctionMode`` besides reports the
-products calflops does not see (``seen=False``, counted at 2 per multiply-add, so that a rule can put
-them back), and every operator is named by its module (the owner of the weight it reads, else the
-innermost module running). ``tests/test_calflops_view.py``
-checks it against calflops itself on every model family.
+convolutions at 2 FLOPs per multiply-add (convolutions plus one per bias and output), activations at
+one per element, norms at 4 per element (5 with a weight), softmax, ``torch.matmul`` /
+``Tensor.matmul`` / ``addmm`` / ``einsum`` / ``torch.mul`` / ``torch.add``. What it does not replace
+it never sees: the ``@`` operator (``Tensor.__matmul__``), ``*`` and ``+``,
+``scaled_dot_product_attention``, ``rms_norm``, and whatever runs outside PyTorch (CUDA and Triton
+kernels; our compiled scans). A ``TorchFunctionMode`` besides reports the products calflops does not
+see (``seen=False``, counted at 2 per multiply-add, so that a rule can put them back), and every
+operator is named by its module (the owner of the weight it reads, else the innermost module
+running). ``tests/test_calflops_view.py`` checks it against calflops itself on every model family.
 """
 
 from __future__ import annotations
