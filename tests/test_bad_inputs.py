@@ -4,7 +4,6 @@ One test per defect found by trying the commands as a new user would (docs/bad_i
 all with what each now gives)."""
 
 import json
-import os
 import re
 
 import numpy as np
@@ -222,8 +221,8 @@ def test_a_label_outside_the_classes_is_refused(tmp_path, capsys):
     (["flops", "--model", "USM-T/2", "--image-size", "250"], "multiple of 8"),
     (["flops", "--model", "USM-T/2", "--model-arg", "skip_conn=maybe"], "not a bool"),
 ])
-def test_analysis_errors_are_one_line(tmp_path, capsys, argv, needle):
-    os.chdir(tmp_path)
+def test_analysis_errors_are_one_line(tmp_path, capsys, monkeypatch, argv, needle):
+    monkeypatch.chdir(tmp_path)
     assert analysis_main(argv) == 2
     one_error_line(capsys, needle)
 

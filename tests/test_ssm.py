@@ -1,5 +1,7 @@
 """Selective scan: every backend against the per-step reference (outputs and all gradients)."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -122,7 +124,7 @@ def test_numba_results_do_not_depend_on_the_thread_count():
 
     code = ("import sys, torch\n"
             "torch.set_num_threads(int(sys.argv[1]))\n"
-            "sys.path.insert(0, 'tests')\n"
+            f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
             "from test_ssm import make_inputs, run_with_grads\n"
             "from usm.ssm.numba_cpu import selective_scan_numba\n"
             "y, last, g = run_with_grads(selective_scan_numba, make_inputs(3, 48, 40, 16, 'variable'))\n"
