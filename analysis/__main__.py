@@ -1,6 +1,7 @@
 """``python -m analysis COMMAND``: flops, profile, table, plots, fid, paper, validate-metrics (``--help`` on each).
 
     python -m analysis flops --model USM-B/1 --image-size 256 --json
+    python -m analysis flops --conventions      # the paper's GFLOPs: every counting convention, rebuilt
 """
 
 from __future__ import annotations
@@ -16,7 +17,22 @@ from usm.models.registry import MODELS
 
 def flops_command(args) -> int:
     from analysis.flops import count_registered, format_report
+    from usm.cli import UsageError
 
+    if args.conventions:
+        from analysis.flop_conventions import conventions, report
+
+        if args.image_size is not None or args.pixels or args.model_arg:
+            raise UsageError("--conventions counts the paper's setting (256 px, SD-VAE latents, the models' "
+                             "defaults): drop --image-size, --pixels and --model-arg")
+        models = [args.model] if args.model else ["USM-B/1", "ZigMa-B/1"]
+        if args.json:
+            print(json.dumps([conventions(m, text) for text in (False, True) for m in models], indent=2))
+        else:
+            print(report(models))
+        return 0
+    if args.model is None:
+        raise UsageError("flops needs --model NAME (or --conventions for the paper's two models)")
     overrides = parse_assignments(args.model_arg, "--model-arg")
     report = count_registered(args.model, args.image_size, latent=not args.pixels, **overrides)
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
@@ -95,13 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     flops = commands.add_parser("flops", help="count a model's forward GFLOPs (batch 1)")
-    flops.add_argument("--model", required=True, choices=sorted(MODELS), metavar="NAME")
+    flops.add_argument("--model", choices=sorted(MODELS), metavar="NAME")
     flops.add_argument("--image-size", type=int, default=None,
                        help="image side in pixels (latent side = size / 8); default: the model's input")
     flops.add_argument("--pixels", action="store_true", help="the model sees pixels, not SD-VAE latents")
     flops.add_argument("--model-arg", nargs="*", metavar="KEY=VALUE",
                        help="constructor overrides, e.g. num_classes=1000 learn_sigma=true (DiT's ImageNet setting)")
     flops.add_argument("--json", action="store_true", help="print one JSON object")
+    flops.add_argument("--conventions", action="store_true",
+                       help="the model (default: USM-B/1 and ZigMa-B/1) at 256 px, unconditional and text, under "
+                            "every counting convention (multiply-adds, 2 per multiply-add, with and without the "
+                            "scan, calflops' rules) and the published GFLOPs rebuilt by a written rule")
     flops.set_defaults(run=flops_command)
 
     profile = commands.add_parser("profile", help="efficiency table: params, GFLOPs, memory, throughput")

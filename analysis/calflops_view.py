@@ -8,7 +8,8 @@
 calflops 0.3.2 (PyPI ``calflops``; the USM paper's GFLOPs come from it, see docs/metrics.md) counts
 by replacing functions (and so does this module, for the length of a count): ``F.linear`` and the
 convolutions at 2 FLOPs per multiply-add (convolutions plus one per bias and output), activations at
-one per element, norms at 4 per element (5 with a weight), softmax, ``torch.matmul`` /
+one per element, norms at 4 per element (5 with a weight), pools and upsampling at one per input
+element, softmax, ``torch.matmul`` /
 ``Tensor.matmul`` / ``addmm`` / ``einsum`` / ``torch.mul`` / ``torch.add``. What it does not replace
 it never sees: the ``@`` operator (``Tensor.__matmul__``), ``*`` and ``+``,
 ``scaled_dot_product_attention``, ``rms_norm``, and whatever runs outside PyTorch (CUDA and Triton
@@ -72,6 +73,18 @@ def _norm(x, *args, weight=None, **kwargs) -> int:
     return x.numel() * (5 if weight is not None else 4)
 
 
+def _batch_norm(x, mean, var, weight=None, bias=None, training=False, *a, **k) -> int:
+    return x.numel() * ((5 if weight is not None else 4) if training else (2 if weight is not None else 1))
+
+
+def _upsample(x, size=None, scale_factor=None, *a, **k) -> int:
+    # calflops' rule as it stands: the output size alone when given (batch and channels left out),
+    # else the input's elements (its scale-factor product is computed and dropped)
+    if size is not None:
+        return math.prod(size) if isinstance(size, (tuple, list)) else int(size)
+    return x.numel()
+
+
 def _einsum(equation: str, *operands) -> int:
     equation = equation.replace(" ", "")
     letters = list(dict.fromkeys(c for c in equation if c.isalpha()))
@@ -100,6 +113,10 @@ SEEN = {
     (F, "layer_norm"): ("norm", lambda x, shape, weight=None, *a, **k: _norm(x, weight=weight)),
     (F, "group_norm"): ("norm", lambda x, groups, weight=None, *a, **k: _norm(x, weight=weight)),
     (F, "instance_norm"): ("norm", lambda x, mean=None, var=None, weight=None, *a, **k: _norm(x, weight=weight)),
+    (F, "batch_norm"): ("norm", _batch_norm),
+    **{(F, f"{kind}_pool{d}d"): ("pool", lambda x, *a, **k: x.numel())
+       for kind in ("avg", "max", "adaptive_avg", "adaptive_max") for d in (1, 2, 3)},
+    **{(F, name): ("upsample", _upsample) for name in ("upsample", "interpolate")},
     (F, "softmax"): ("softmax", lambda x, *a, **k: x.numel()),
     (F, "embedding"): ("embedding", lambda *a, **k: 0),
     (torch, "matmul"): ("matmul", lambda a, b, **k: 2 * _matmul_macs(a, b)),

@@ -98,3 +98,31 @@ def test_readme_section_is_the_commands_output(monkeypatch):
     start = readme.index("<!-- paper-claims: generated")
     block = readme[readme.index("\n", start) + 1: readme.index("<!-- paper-claims: end -->")].strip()
     assert block == render(paper_rows("results/none-here", "results/reference")).strip()
+
+
+@pytest.mark.parametrize("what", ["unconditional", "text-conditioned"])
+def test_the_published_gflops_are_rebuilt_within_half_a_percent(tmp_path, what):
+    """calflops' rules on our models plus the written rule land on each published value; every count
+    of the whole model puts USM / ZigMa near 0.5, not the abstract's one-third."""
+    rows = paper_rows(tmp_path, REFERENCE)
+    for model in ("USM", "ZigMa"):
+        rebuilt = row(rows, f"{what}, 256 px: {model}, calflops on the released code, rebuilt")
+        assert abs(float(rebuilt.measured) / float(rebuilt.published) - 1) <= 0.005
+        assert rebuilt.verdict.startswith("agrees")
+    ratios = row(rows, f"{what}, 256 px: USM / ZigMa under each convention")
+    full = [float(part.rsplit(" ", 1)[1]) for part in ratios.measured.split("; ")[:-1]]
+    assert all(0.45 < value < 0.6 for value in full) and ratios.measured.endswith(ratios.published)
+
+
+def test_flop_conventions_from_the_command_line(capsys):
+    assert analysis_main(["flops", "--conventions", "--model", "ZigMa-B/1", "--json"]) == 0
+    counts = json.loads(capsys.readouterr().out)
+    assert [c["text"] for c in counts] == [False, True]
+    for c in counts:
+        assert c["flops"] == pytest.approx(2 * c["macs"]) and c["macs_no_scan"] < c["macs"]
+        assert c["published_rebuilt"] == pytest.approx(
+            c["calflops"] + sum(c["rule"]["added"].values()) - sum(c["rule"]["dropped"].values()))
+    assert analysis_main(["flops", "--conventions", "--image-size", "512"]) == 2
+    assert "--conventions counts the paper's setting" in capsys.readouterr().err
+    assert analysis_main(["flops"]) == 2
+    assert "needs --model" in capsys.readouterr().err

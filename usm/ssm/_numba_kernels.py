@@ -27,7 +27,6 @@ from numba.extending import overload
 from usm.ssm import _simd as v
 from usm.ssm._simd import LANES
 
-
 # Inlining the overload's closures trips a pedantic SSA check of numba's that warns (once per
 # compiled variant) about the closures' own names; the compiled code is tested against the reference.
 warnings.filterwarnings("ignore", message=".*_coefficient_forms", category=NumbaIRAssumptionWarning)
