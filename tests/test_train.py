@@ -2,6 +2,7 @@
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -322,7 +323,10 @@ def test_sigkill_at_arbitrary_moments_then_resume_is_bitwise_identical(tmp_path)
             kills += 1
             continue
         assert proc.returncode == 0
-        break
+        if kills >= 2:
+            break
+        shutil.rmtree(tmp_path / "killed")  # it outran the kills (a machine that sped up): start over
+        kills = 0
     finish = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert finish.returncode == 0, finish.stderr[-2000:]  # then to the end, without kills (a no-op if done)
     assert kills >= 2, "the kills must land mid-run for this test to mean anything"
