@@ -3,6 +3,7 @@
     python -m analysis.step_profile                       # USM-T/1 on 16x16x1, batch 8, 1 thread
     python -m analysis.step_profile --model USM-T/2 --image-size 32 --channels 3 --backends torch numba
     python -m analysis.step_profile --model UNet-T --backends none    # a model without a scan backend
+    python -m analysis.step_profile --model-arg expand=1 d_state=8    # the smoke study's lean mixer
 
 For each backend: steps/s (median of timed steps after a warm-up; the backends take turns step by
 step) and the operators with the most self CPU time over a few profiled steps (forward, backward,
@@ -20,15 +21,16 @@ import time
 import torch
 
 from analysis.bench_scan import take_turns
+from usm.cli import parse_assignments
 from usm.models.registry import build_model
 from usm.rectified_flow import training_loss
 from usm.training.ema import make_ema, update_ema
 
 
-def make_step(model_name: str, image_size: int, channels: int, batch: int, backend: str):
+def make_step(model_name: str, image_size: int, channels: int, batch: int, backend: str, **overrides):
     torch.manual_seed(0)
     scan = {} if backend == "none" else {"scan_backend": backend}  # "none": a model without a scan
-    model = build_model(model_name, input_size=image_size, in_channels=channels, **scan)
+    model = build_model(model_name, input_size=image_size, in_channels=channels, **scan, **overrides)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)  # as the trainer builds it
     ema = make_ema(model)
     x = torch.randn(batch, channels, image_size, image_size)
@@ -58,11 +60,11 @@ def _seconds(fn) -> float:
     return time.perf_counter() - start
 
 
-def step_gflop(model_name: str, image_size: int, channels: int, batch: int) -> float:
+def step_gflop(model_name: str, image_size: int, channels: int, batch: int, **overrides) -> float:
     """GFLOP of one training step: forward multiply-adds x 2 FLOPs x 3 (forward + backward) x batch."""
     from analysis.flops import count_registered
 
-    forward = count_registered(model_name, input_size=image_size, in_channels=channels).gflops
+    forward = count_registered(model_name, input_size=image_size, in_channels=channels, **overrides).gflops
     return forward * 2 * 3 * batch
 
 
@@ -93,18 +95,22 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per backend")
     parser.add_argument("--rows", type=int, default=12)
     parser.add_argument("--backends", nargs="+", default=["torch", "numba"])
+    parser.add_argument("--model-arg", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="constructor overrides, e.g. expand=1 d_state=8 (the smoke study's lean mixer)")
     args = parser.parse_args(argv)
+    overrides = parse_assignments(args.model_arg, "--model-arg")
     torch.set_num_threads(args.threads)
-    steps = {backend: make_step(args.model, args.image_size, args.channels, args.batch, backend)
+    steps = {backend: make_step(args.model, args.image_size, args.channels, args.batch, backend, **overrides)
              for backend in args.backends}
     rates = steps_per_second(steps, args.steps)
     limit = matmul_gflops()
-    work = step_gflop(args.model, args.image_size, args.channels, args.batch)
+    work = step_gflop(args.model, args.image_size, args.channels, args.batch, **overrides)
+    model = args.model + "".join(f" {k}={v}" for k, v in overrides.items())
     print(f"machine limit: {limit:.1f} GFLOP/s (2048x2048 float32 matrix product, {args.threads} thread(s)); "
           f"one step: {work:.3f} GFLOP\n")
     for backend, step in steps.items():
         achieved = rates[backend] * work
-        print(f"## {args.model}, {args.image_size}x{args.image_size}x{args.channels}, batch {args.batch}, "
+        print(f"## {model}, {args.image_size}x{args.image_size}x{args.channels}, batch {args.batch}, "
               f"{args.threads} thread(s), scan backend {backend}: {rates[backend]:.2f} steps/s, "
               f"{rates[backend] * args.batch / args.threads:.1f} images/s per core, {achieved:.2f} GFLOP/s "
               f"= {achieved / limit:.1%} of the machine's limit\n")

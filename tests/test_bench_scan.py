@@ -41,3 +41,6 @@ def test_step_profile_measures_the_machine_limit_and_counts_the_step_by_the_form
     assert matmul_gflops(size=256, repeats=2) > 0.1  # any CPU multiplies 256x256 matrices faster than that
     forward = build_model("USM-T/1", input_size=16, in_channels=1).flop_formula()["total"]  # multiply-adds
     assert step_gflop("USM-T/1", 16, 1, 8) == pytest.approx(forward * 2 * 3 * 8 / 1e9, rel=1e-6)
+    lean = build_model("USM-T/1", input_size=16, in_channels=1, expand=1, d_state=8).flop_formula()["total"]
+    assert step_gflop("USM-T/1", 16, 1, 8, expand=1, d_state=8) == pytest.approx(lean * 2 * 3 * 8 / 1e9, rel=1e-6)
+    assert lean < 0.6 * forward  # the smoke study's lean mixer halves the step's work
