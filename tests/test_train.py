@@ -377,6 +377,28 @@ def test_two_process_ddp_on_cpu(tmp_path):
     assert RunDir(tmp_path / "ddp").read_stats()[-1]["images_seen"] == 4 * 4 * 2
 
 
+@pytest.mark.parametrize("name, overrides, cond", [
+    ("USM-T/1", {}, None), ("USM-T/1", {"num_classes": 4}, "class"),
+    ("USM-T/1", {"has_text": True, "d_context": 16}, "text"), ("ZigMa-T/2", {"num_classes": 4}, "class"),
+    ("ZigMa-T/2", {"has_text": True, "d_context": 16}, "text"), ("DiT-T/2", {"num_classes": 4}, "class"),
+    ("UNet-T", {}, None)])
+def test_every_trainable_parameter_gets_a_gradient_so_ddp_need_not_search(name, overrides, cond):
+    """The trainer asks DDP for no per-step search for unused parameters (find_unused_parameters)
+    unless a model sets ``leaves_parameters_unused``: each trainable parameter of every family, in
+    each conditioning mode, takes part in a training step, classifier-free dropout included."""
+    from usm.models.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model(name, **overrides)
+    assert not getattr(model, "leaves_parameters_unused", False)
+    side, channels = model.config["input_size"], model.config["in_channels"]
+    labels = {None: None, "class": torch.tensor([0, 1, 2, 3]), "text": torch.randn(4, 5, 16)}[cond]
+    for k in range(2):  # the second draw drops other samples' conditions
+        model.zero_grad(set_to_none=True)
+        training_loss(model, torch.randn(4, channels, side, side), labels, "log", generator(0, "t", k)).backward()
+        assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
+
+
 def test_tf32_is_turned_on_for_cuda_devices_only():
     from usm.precision import use_tf32
 

@@ -159,8 +159,11 @@ def setup(cfg: Config) -> Session:
 
     cfg.validate()
     # cpu=True off-GPU: without it accelerate does not set up multi-process CPU runs (torchrun + gloo).
+    # DDP walks the autograd graph every step looking for unused parameters only for a model that
+    # says it may leave some out (``leaves_parameters_unused``; set once the model is built, below):
+    # every registered model gives each trainable parameter a gradient in every step (tested).
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.train.mixed_precision,
-                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
     run = RunDir(cfg.run.run_dir)
     if not cfg.run.dry_run:
         run.check_writable()
@@ -185,6 +188,7 @@ def setup(cfg: Config) -> Session:
     except (ValueError, TypeError) as exc:  # e.g. a resolution the model's patching cannot divide
         raise ConfigError(f"{cfg.model.model} cannot be built for this run: {exc}") from None
     resolved["derived"]["model_config"] = model.config
+    accelerator.ddp_handler.find_unused_parameters = bool(getattr(model, "leaves_parameters_unused", False))
     return Session(cfg, accelerator, run, dataset, dataset, vae, resolved, model,
                    accelerator.process_index, accelerator.num_processes)
 
