@@ -19,7 +19,8 @@ The rules, with what fixes them (docs/metrics.md has the arithmetic):
   its SiLU) is a CUDA kernel, so calflops sees neither; our ``dt_proj`` is an ``@`` as theirs is.
 - USM (released code): its ``dt_proj`` is a ``torch.einsum``, which calflops counts (ours is an
   ``@``, which it does not). The published USM numbers are then the count without both projections
-  of the Mamba mixer (``in_proj``, ``out_proj``): no other split of the count reproduces them.
+  of the Mamba mixer (``in_proj``, ``out_proj``): one rule, the same modules, lands on both the
+  unconditional and the text-conditioned value.
 """
 
 from __future__ import annotations
