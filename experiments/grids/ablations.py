@@ -13,7 +13,7 @@ from experiments.grid import Axis, Grid, Scale
 # velocity target (2x2x64 = 256 for 16x16x1; USM-B/1 on 32x32x4 latents: 4x4x768 = 12,288 for
 # 4,096), so the no-skip arm can still carry the image (see USM.structure() and the README).
 # Its mixer is narrower than Mamba's default (expand 1: E = D; 8 states instead of 16): a training
-# step costs half as much and per image it learns nearly as fast (docs/control.md, "The lean mixer":
+# step has half the FLOPs (0.7x the CPU time) and per image it learns nearly as fast (docs/control.md, "The lean mixer":
 # pixel precision 0.68 +- 0.04 against 0.76 after 51,200 images), so the study trains three times
 # the images of the previous smoke scale in about the same wall time.
 # Two seeds per arm; two points at a time, one CPU each. EMA 0.98 (a horizon of 50 steps).
