@@ -116,8 +116,8 @@ def conventions(name: str, text: bool = False) -> dict:
         matched = matched_modules(rule, ops)
         added = {m: sum(op.flops for op in ops if not op.seen and op.module in found) / 1e9
                  for m, found in matched["added"].items()}
-        dropped = {key: sum(op.flops for op in ops if op.seen and op.kind == key.split(" (")[1][:-1]
-                            and op.module in found) / 1e9 for key, found in matched["dropped"].items()}
+        dropped = {f"{m} ({k})": sum(op.flops for op in ops if op.seen and op.kind == k
+                                     and op.module in matched["dropped"][f"{m} ({k})"]) / 1e9 for m, k in rule.drop}
         out["published_rebuilt"] = out["calflops"] + sum(added.values()) - sum(dropped.values())
         out["rule"] = {"added": added, "dropped": dropped, "words": rule.words}
     return out

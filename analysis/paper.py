@@ -4,7 +4,7 @@
     python -m analysis paper --format tex --out results/paper_tables
 
 Every published number comes from one data file, ``analysis/paper_claims.json``, with the place in
-the paper it comes from. Measurements come from records only:
+the paper it comes from. Measurements come from records, except the rebuilt GFLOPs:
 
 - efficiency: the profile records (``results/profile/``, else the checked-in
   ``results/reference/profile/``), the GPU check (``results/gpu/gpu_check.json``) when one ran,
