@@ -22,7 +22,7 @@ import submitit
 
 from experiments.grid import GridError
 from experiments.grids import GRIDS
-from experiments.point import PointJob, PointMismatch, point_status
+from experiments.point import PointJob, PointMismatch, point_dir, point_status
 from usm.threads import cpu_share, split_cpus
 
 SLURM_FLAGS = {  # launcher flag -> submitit parameter
@@ -46,7 +46,7 @@ def statuses(results: str, points: list[dict]) -> list[tuple[dict, str, Path]]:
     """(point, status, directory) per point; ``differs`` when the directory holds other settings."""
     out = []
     for point in points:
-        directory = Path(results) / point["study"] / point["name"]
+        directory = point_dir(results, point)
         out.append((point, "differs" if holds_other(directory, point) else point_status(directory), directory))
     return out
 
@@ -93,7 +93,7 @@ def make_executor(cluster: str, folder: Path, parallel: int, slurm: dict, extra_
 def check_existing(results: str, points: list[dict]) -> None:
     """Refuse, before launching anything, a point whose directory holds another config."""
     for point in points:
-        directory = Path(results) / point["study"] / point["name"]
+        directory = point_dir(results, point)
         if holds_other(directory, point):
             raise PointMismatch(f"{directory} holds a different point (settings differ): results are never "
                                 "overwritten; use another --results, study settings, or remove the folder")
@@ -116,10 +116,11 @@ def launch(points: list[dict], results: str, cluster: str = "local", parallel: i
             jobs = executor.map_array(job, [results] * len(todo), todo)
             log(f"submitted job array {jobs[0].job_id.split('_')[0]} ({len(jobs)} tasks, {parallel} at a time)")
             if wait:
-                _wait(jobs, log)
+                for submitted, point in zip(jobs, todo):
+                    _wait(submitted, log, point_dir(results, point))
         elif cluster == "debug":  # runs in this process, one point after the other
             for point in todo:
-                _wait([executor.submit(job, results, point)], log)
+                _wait(executor.submit(job, results, point), log)
         elif wait:
             _run_pool(executor, job, results, todo, parallel, log)
         else:
@@ -159,7 +160,7 @@ def _run_pool(executor, job, results: str, todo: list[dict], parallel: int, log)
             time.sleep(0.5)
             for slot, (submitted, name, since) in list(running.items()):
                 if submitted.done():
-                    _wait([submitted], log)
+                    _wait(submitted, log)
                     del running[slot]
                     free.append(slot)
                     finished += 1
@@ -177,12 +178,39 @@ def default_parallel(cluster: str) -> int:
     return len(cpu_share()) if cluster == "local" else 1
 
 
-def _wait(jobs, log) -> None:
-    for job in jobs:
-        try:
-            job.result()
-        except Exception as exc:  # the point wrote failed.json; the others go on
-            log(f"job {job.job_id} failed: {str(exc).splitlines()[-1] if str(exc) else type(exc).__name__}")
+# SLURM states in which a job may still run (again). submitit's own list lacks the requeue states, and
+# sacct can show a requeued job as FAILED for a moment before it is PENDING again.
+LIVE_STATES = {"READY", "PENDING", "RUNNING", "UNKNOWN", "REQUEUED", "COMPLETING", "PREEMPTED", "CONFIGURING",
+               "SUSPENDED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT"}
+SETTLE_S = 600  # how long a job that died without a word may take to come back from a requeue
+
+
+def _wait(job, log, directory: Path | None = None, settle_s: float = SETTLE_S, poll_s: float = 5.0) -> None:
+    """Wait for the job; a job that raised is reported as failed only once its point says so.
+
+    A SLURM job preempted or signalled requeues itself: its first attempt ends without a result, and
+    submitit's ``result()`` raises while SLURM still has to start the second. So when ``directory`` (the
+    point's folder) is given, the point's own files decide: ``done`` or ``failed.json``. A job that left
+    neither is waited for while SLURM reports it live, and for ``settle_s`` after it last did.
+    """
+    try:
+        job.result()
+    except Exception as exc:  # the point wrote failed.json; the others go on
+        if directory is not None and _settle(job, directory, settle_s, poll_s) == "done":
+            return
+        log(f"job {job.job_id} failed: {str(exc).splitlines()[-1] if str(exc) else type(exc).__name__}")
+
+
+def _settle(job, directory: Path, settle_s: float, poll_s: float) -> str:
+    """The point's status once it is done or failed, or once SLURM has not had the job live for settle_s."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        status = point_status(directory)
+        if status in ("done", "failed") or time.monotonic() > deadline:
+            return status
+        if status == "running" or job.watcher.get_state(job.job_id, mode="force").upper() in LIVE_STATES:
+            deadline = time.monotonic() + settle_s
+        time.sleep(poll_s)
 
 
 def finish(results: str, study: str, log=print, partial: bool = False) -> None:

@@ -38,6 +38,10 @@ class PointMismatch(ValueError):
     pass
 
 
+def point_dir(results: str | Path, point: dict) -> Path:
+    return Path(results) / point["study"] / point["name"]
+
+
 def point_status(directory: str | Path) -> str:
     """done / running / failed / pending, from the files alone (running = its lock is held)."""
     directory = Path(directory)
@@ -174,7 +178,7 @@ def run_point(results: str, point: dict, rank: int = 0) -> str:
     rank trains (DDP); rank 0 alone holds the point's lock, samples, measures and marks it done."""
     from usm.training import generate
 
-    directory = Path(results) / point["study"] / point["name"]
+    directory = point_dir(results, point)
     if point_status(directory) == "done":
         return "done"
     s = point["settings"]

@@ -323,3 +323,48 @@ def test_only_selects_by_name_arm_or_glob_never_by_substring(capsys):
     assert "4 points" in capsys.readouterr().out  # recipe's two seeds and pixelshuffle's
     assert run_main(["--grid", "ablations", "--only", "recip", "--dry-run"]) == 2
     assert "no point of ablations matches" in capsys.readouterr().err
+
+
+class _RequeuedJob:
+    """A SLURM job as submitit sees it across a requeue: result() raised for the first attempt, and the
+    watcher reports the given states, one per call (the last repeats). ``finishes``: the point's
+    ``done`` appears once SLURM reports the job RUNNING again."""
+
+    job_id = "7"
+
+    def __init__(self, directory: Path, states: list[str], finishes: bool = False):
+
+        class Watcher:
+            def get_state(self, job_id, mode="standard"):
+                state = states.pop(0) if len(states) > 1 else states[0]
+                if finishes and state == "RUNNING":
+                    (directory / "done").write_text("")
+                return state
+
+        self.watcher = Watcher()
+
+    def result(self):
+        raise RuntimeError("Job 7 has not produced any output\n"
+                           "srun: error: localhost: task 0: Exited with exit code 255")
+
+
+def test_a_requeued_slurm_job_is_not_reported_failed_while_it_comes_back(tmp_path):
+    """The launcher waits on the point's own files: a first attempt that ended without a result, while
+    SLURM still requeues the job (FAILED for a moment, then PENDING), is no failure once the point is done."""
+    from experiments.launch import _wait
+
+    lines = []
+    job = _RequeuedJob(tmp_path, ["FAILED", "PENDING", "PENDING", "RUNNING"], finishes=True)
+    _wait(job, lines.append, tmp_path, settle_s=0.05, poll_s=0.01)
+    assert lines == [] and (tmp_path / "done").exists()
+
+
+@pytest.mark.parametrize("written", ["failed.json", None])
+def test_a_slurm_job_that_really_died_is_reported_once_slurm_lets_it_go(tmp_path, written):
+    from experiments.launch import _wait
+
+    if written:
+        (tmp_path / written).write_text("{}")
+    lines = []
+    _wait(_RequeuedJob(tmp_path, ["PENDING", "FAILED"]), lines.append, tmp_path, settle_s=0.05, poll_s=0.01)
+    assert len(lines) == 1 and lines[0].startswith("job 7 failed: srun: error")
