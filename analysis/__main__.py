@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from usm.cli import parse_assignments
+from usm.files import atomic_write
 from usm.models.registry import MODELS
 
 
@@ -85,7 +86,7 @@ def paper_command(args) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         for fmt, suffix in (("md", "md"), ("tex", "tex"), ("csv", "csv")):
-            (out / f"paper.{suffix}").write_text(render(rows, fmt))
+            atomic_write(out / f"paper.{suffix}", render(rows, fmt))
         print(f"wrote paper.md, paper.tex and paper.csv in {out}")
     return 0
 
@@ -101,8 +102,8 @@ def validate_metrics_command(args) -> int:
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metric_validation.json").write_text(json.dumps(record, indent=2))
-    (out / "metric_validation.md").write_text(text + "\n")
+    atomic_write(out / "metric_validation.json", json.dumps(record, indent=2))
+    atomic_write(out / "metric_validation.md", text + "\n")
     print(f"\nwrote metric_validation.json and metric_validation.md in {out}")
     return 0
 
@@ -183,11 +184,12 @@ def _cuda() -> bool:
 def main(argv=None) -> int:
     from analysis.fid import FIDWeightsMissing
     from usm.cli import UsageError
+    from usm.files import DamagedFile, WriteError
 
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (UsageError, FileNotFoundError, FIDWeightsMissing) as exc:  # a missing study, folder or weights file
+    except (UsageError, FileNotFoundError, FIDWeightsMissing, WriteError, DamagedFile) as exc:  # one line each
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

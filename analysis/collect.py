@@ -15,12 +15,14 @@ runs without ``done`` are kept with ``status`` = ``incomplete`` (and why), never
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
+from usm.files import read_json
 from usm.training.run_dir import RunDir
+
+REMEASURE = "delete it and rerun the study's command: the point is measured again from its checkpoint"
 
 
 def _numbers(obj: dict) -> dict:
@@ -29,7 +31,7 @@ def _numbers(obj: dict) -> dict:
 
 def read_run(path: Path) -> dict:
     run = RunDir(path)
-    point = json.loads((path / "point.json").read_text()) if (path / "point.json").exists() else {}
+    point = read_json(path / "point.json", REMEASURE) if (path / "point.json").exists() else {}
     config = run.read_config() or {}
     stats = run.read_stats()
     identity = config.get("identity", {})
@@ -41,8 +43,8 @@ def read_run(path: Path) -> dict:
            "step": stats[-1]["step"] if stats else 0, "max_steps": max_steps,
            "final_loss": float(pd.Series([s["loss"] for s in stats[-5:]]).mean()) if stats else None}
     for metric_file in sorted((path / "metrics").glob("*.json")) if (path / "metrics").is_dir() else []:
-        row.update(_numbers(json.loads(metric_file.read_text())))
-    if (path / "done").exists():
+        row.update(_numbers(read_json(metric_file, REMEASURE)))
+    if (path / "done").exists() and (not point or (path / "metrics" / "quality.json").exists()):
         row["status"], row["why"] = "done", ""
     else:
         row["status"] = "incomplete"
@@ -87,7 +89,7 @@ def learning_curves(study_dir: str | Path) -> pd.DataFrame:
             continue
         info = read_run(path)
         rows += [{"run": info["run"], "arm": info["arm"], "seed": info["seed"], "order": info["order"],
-                  **_numbers(json.loads(f.read_text()))} for f in files]
+                  **_numbers(read_json(f, REMEASURE))} for f in files]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from usm.files import atomic_write
 from usm.precision import use_tf32
 
 SHAPES = [(8, 1536, 1024, 16), (2, 1536, 4096, 16)]
@@ -225,8 +226,8 @@ def main(argv=None) -> int:
     report["seconds"] = round(time.monotonic() - started, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "gpu_check.json").write_text(json.dumps(report, indent=2, default=str))
-    (out / "gpu_check.md").write_text(markdown(report))
+    atomic_write(out / "gpu_check.json", json.dumps(report, indent=2, default=str))
+    atomic_write(out / "gpu_check.md", markdown(report))
     print(markdown(report))
     print(f"wrote {out / 'gpu_check.json'} and {out / 'gpu_check.md'} in {report['seconds']} s")
     return 0

@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from analysis.collect import collect_study, learning_curves, loss_curves  # noqa: E402
+from usm.files import atomic_save  # noqa: E402
 
 QUALITY = ("fid", "swd")  # the first one a study has is its quality metric
 
@@ -25,7 +26,7 @@ QUALITY = ("fid", "swd")  # the first one a study has is its quality metric
 def _save(fig, out_dir: Path, name: str) -> list[Path]:
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
     for path in paths:
-        fig.savefig(path, dpi=150, bbox_inches="tight")
+        atomic_save(path, fig.savefig, format=path.suffix[1:], dpi=150, bbox_inches="tight")
     plt.close(fig)
     return paths
 

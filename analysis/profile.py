@@ -28,6 +28,7 @@ import torch
 from analysis.flops import count_registered, example_cond
 from analysis.memory import activation_bytes, training_step_memory
 from analysis.throughput import sample_images_per_second, train_steps_per_second
+from usm.files import atomic_save, atomic_write
 from usm.models.registry import MODELS, build_model
 from usm.precision import use_tf32
 from usm.rectified_flow import training_loss
@@ -135,7 +136,7 @@ def scaling_plot(records: list[dict], out: Path) -> list[Path]:
     fig.tight_layout()
     paths = [out / "scaling.png", out / "scaling.pdf"]
     for path in paths:
-        fig.savefig(path, dpi=150)
+        atomic_save(path, fig.savefig, format=path.suffix[1:], dpi=150)
     plt.close(fig)
     return paths
 
@@ -152,9 +153,9 @@ def run_profile(models, sizes, batch=1, device="cpu", out="results/profile", thr
             log(f"profiling {name} at {size}px ...")
             record = profile_one(name, size, batch, device, throughput=size <= limit)
             path = out / f"{name.replace('/', '_')}_{size}.json"
-            path.write_text(json.dumps(record, indent=2))
+            atomic_write(path, json.dumps(record, indent=2))
     records = load_records(out)  # every record in the folder: a partial re-profile updates the table
-    (out / "table.md").write_text(table(records) + "\n")
+    atomic_write(out / "table.md", table(records) + "\n")
     scaling_plot(records, out)
     return records
 

@@ -25,8 +25,8 @@ embedded data, images drawn with another seed; for a folder, training images ``c
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +40,8 @@ VERSION = 3  # 2: held-out floor set, precision / recall / density / coverage; 3
 PIXEL_MANIFOLD_MAX_SIDE = 64  # beyond this, pixel distances measure texture and alignment, not content
 MANIFOLD_MAX_REFERENCE = 20_000  # real images that span the pixel-space manifold (the first ones)
 BOOTSTRAP_ROUNDS = 100
+
+log = logging.getLogger("analysis.quality")
 
 
 @dataclass(frozen=True)
@@ -158,8 +160,13 @@ def bootstrap(reference: np.ndarray, images: np.ndarray, data: str, resolution: 
 
 
 def _cache_path(data: str, resolution: int, count: int) -> Path:
-    name = data if data in EMBEDDED else hashlib.sha1(str(Path(data).resolve()).encode()).hexdigest()[:12]
-    return cache_dir() / "calibration" / f"{name}-{resolution}px-n{count}-v{VERSION}.json"
+    """Keyed by the images' content (``ImageDataset.fingerprint``), not by where they are: a folder
+    whose images changed is calibrated again, and two copies of one folder share a calibration."""
+    from usm.data.datasets import open_dataset
+
+    name = data if data in EMBEDDED else "folder"
+    content = open_dataset(data, resolution).fingerprint
+    return cache_dir() / "calibration" / f"{name}-{resolution}px-n{count}-{content}-v{VERSION}.json"
 
 
 def noise_images(shape: tuple, seed: int = 0) -> np.ndarray:
@@ -173,7 +180,10 @@ def calibration(data: str, resolution: int, count: int) -> dict:
     None when a folder dataset holds fewer than 2 x count images."""
     path = _cache_path(data, resolution, count)
     if path.exists():
-        return json.loads(path.read_text())
+        try:
+            return json.loads(path.read_text())
+        except ValueError:  # a cache: a damaged one is computed again
+            log.warning("computing %s again: it is damaged", path)
     reference = reference_images(data, resolution, count)
     other = held_out_images(data, resolution, count)
     noise = noise_images(reference.shape)

@@ -29,14 +29,14 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from usm.data.shapes import CLASSES, HELD_OUT_SEED, VARIANTS, cache_dir, load_shapes, render_shapes
+from usm.data.shapes import CLASSES, HELD_OUT_SEED, RENDERER, VARIANTS, cache_dir, load_shapes, render_shapes
+from usm.files import atomic_save, atomic_write
 
 VERSION = 3
 HELD_OUT_COUNT = 1024
@@ -113,7 +113,7 @@ def load_classifier(data: str, resolution: int) -> tuple[ShapeNet, dict]:
     """The cached classifier of an embedded dataset (trained on first use) and its record."""
     if data not in VARIANTS:
         raise ValueError(f"the shape classifier exists for the embedded datasets {sorted(VARIANTS)}, not {data!r}")
-    path = classifier_dir() / f"{data}-{resolution}px-v{VERSION}.pt"
+    path = classifier_dir() / f"{data}-{resolution}px-{RENDERER}-v{VERSION}.pt"  # trained on these shapes
     if path.exists():
         saved = torch.load(path, weights_only=True)
         model = ShapeNet(saved["channels"])
@@ -133,10 +133,9 @@ def load_classifier(data: str, resolution: int) -> tuple[ShapeNet, dict]:
     record = {"data": data, "resolution": resolution, "held_out_accuracy": accuracy,
               "held_out": f"{HELD_OUT_COUNT} images drawn with seed {HELD_OUT_SEED}", "version": VERSION}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"channels": images.shape[-1], "state": model.state_dict(), "record": record}, tmp)
-    os.replace(tmp, path)
-    (path.with_suffix(".json")).write_text(json.dumps(record, indent=2))
+    atomic_save(path, lambda f: torch.save({"channels": images.shape[-1], "state": model.state_dict(),
+                                            "record": record}, f))
+    atomic_write(path.with_suffix(".json"), json.dumps(record, indent=2))
     return model, record
 
 

@@ -38,6 +38,7 @@ from tabulate import tabulate
 
 from analysis.collect import collect_study, learning_curves
 from analysis.quality import HEADLINE, QUALITY_METRICS
+from usm.files import atomic_write
 
 CURVE_METRICS = (*HEADLINE, "precision")  # precision: unvalidated (†), but it exists for every dataset up to 64 px
 
@@ -273,20 +274,20 @@ def write_tables(study_dir: str | Path, out_dir: str | Path | None = None) -> di
     markdown, latex = render(summary, shown, calib)
     paths = {"md": out_dir / "table.md", "tex": out_dir / "table.tex", "csv": out_dir / "table.csv",
              "runs": out_dir / "runs.csv", "comparisons": out_dir / "comparisons.md"}
-    paths["md"].write_text(markdown + "\n\n" + caption(frame, calib) + "\n")
-    paths["tex"].write_text(latex + "\n")
-    paths["comparisons"].write_text(comparisons(summary, metrics) + "\n")
-    summary.to_csv(paths["csv"], index=False)
-    frame.to_csv(paths["runs"], index=False)
+    atomic_write(paths["md"], markdown + "\n\n" + caption(frame, calib) + "\n")
+    atomic_write(paths["tex"], latex + "\n")
+    atomic_write(paths["comparisons"], comparisons(summary, metrics) + "\n")
+    atomic_write(paths["csv"], summary.to_csv(index=False))
+    atomic_write(paths["runs"], frame.to_csv(index=False))
     curves = learning_curves(study_dir)
     if not curves.empty:
         paths["curve"] = out_dir / "curve.md"
         count = int(curves["num_samples"].max())
-        paths["curve"].write_text(curve_table(curves, metrics, study_calibrations(study_dir, count)) + "\n\n"
-                                  f"Mean ± std over seeds, each evaluation on {count} samples; 'data' and 'noise': "
-                                  f"held-out real images and noise at {count} samples.\n")
-        curves.to_csv(out_dir / "curve.csv", index=False)
+        atomic_write(paths["curve"], curve_table(curves, metrics, study_calibrations(study_dir, count)) + "\n\n"
+                     f"Mean ± std over seeds, each evaluation on {count} samples; 'data' and 'noise': "
+                     f"held-out real images and noise at {count} samples.\n")
+        atomic_write(out_dir / "curve.csv", curves.to_csv(index=False))
     if calib:  # {dataset: calibration}
-        (out_dir / "calibration.json").write_text(json.dumps(calib, indent=2))
+        atomic_write(out_dir / "calibration.json", json.dumps(calib, indent=2))
     return paths
 

@@ -47,13 +47,15 @@ def synthetic_images(folder: Path, count: int, resolution: int) -> Path:
     import numpy as np
     from PIL import Image
 
+    from usm.files import atomic_save
+
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for i in range(count):
         image = rng.integers(0, 256, (resolution, resolution, 3), dtype=np.uint8)
         top, left = rng.integers(0, resolution // 2, 2)
         image[top: top + resolution // 3, left: left + resolution // 3] = rng.integers(0, 256, 3)
-        Image.fromarray(image).save(folder / f"{i:05d}.png")
+        atomic_save(folder / f"{i:05d}.png", Image.fromarray(image).save, format="PNG")
     return folder
 
 

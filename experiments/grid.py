@@ -205,6 +205,9 @@ class Grid:
             raise GridError(f"unknown model {settings['model']!r}; registered: {', '.join(sorted(MODELS))}")
         if settings["metric"] == "profile":
             return
+        for name, least in (("num_samples", 4), ("sample_steps", 1)):  # k-NN metrics need more than k = 3
+            if not isinstance(settings[name], int) or isinstance(settings[name], bool) or settings[name] < least:
+                raise GridError(f"settings.{name}={settings[name]!r}: a whole number >= {least}")
         data = settings["data"]
         if data not in EMBEDDED and not Path(data).is_dir():
             names = ", ".join(sorted(datasets)) or "none"

@@ -13,7 +13,6 @@ done are never launched again, running ones (lock held) are left alone, failed a
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -22,7 +21,8 @@ import submitit
 
 from experiments.grid import GridError
 from experiments.grids import GRIDS
-from experiments.point import PointJob, PointMismatch, point_dir, point_status
+from experiments.point import POINT_FIX, PointJob, PointMismatch, point_dir, point_status
+from usm.files import WriteError, read_json
 from usm.threads import cpu_share, split_cpus
 
 SLURM_FLAGS = {  # launcher flag -> submitit parameter
@@ -53,7 +53,7 @@ def statuses(results: str, points: list[dict]) -> list[tuple[dict, str, Path]]:
 
 def holds_other(directory: Path, point: dict) -> bool:
     spec = directory / "point.json"
-    return spec.exists() and json.loads(spec.read_text()) != {k: v for k, v in point.items() if k != "name"}
+    return spec.exists() and read_json(spec, POINT_FIX) != {k: v for k, v in point.items() if k != "name"}
 
 
 def format_status(rows) -> str:
@@ -61,7 +61,7 @@ def format_status(rows) -> str:
     for point, status, directory in rows:
         extra = ""
         if status == "failed":
-            info = json.loads((directory / "failed.json").read_text())
+            info = read_json(directory / "failed.json", "it is a report: delete it and rerun the point")
             job_log = f", job log: {info['job_log']}" if info["job_log"] else ""
             extra = f"  {info['error']}  (log: {info['log']}{job_log})"
         elif status == "differs":
@@ -90,6 +90,19 @@ def make_executor(cluster: str, folder: Path, parallel: int, slurm: dict, extra_
     return executor
 
 
+def check_writable(folder: Path) -> None:
+    """WriteError, before anything launches, if the study's folder cannot be made or written."""
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise WriteError(f"{existing} is not a folder: --results must name a folder (results go to "
+                         f"{folder})")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise WriteError(f"cannot write in {existing}: the study's results go to {folder}; fix its permissions "
+                         "or choose another --results")
+
+
 def check_existing(results: str, points: list[dict]) -> None:
     """Refuse, before launching anything, a point whose directory holds another config."""
     for point in points:
@@ -102,6 +115,7 @@ def check_existing(results: str, points: list[dict]) -> None:
 def launch(points: list[dict], results: str, cluster: str = "local", parallel: int = 1, slurm: dict | None = None,
            extra_sbatch=(), wait: bool = True, log=print, partial: bool = False) -> list[tuple[dict, str, Path]]:
     """Run the points that are not done. ``partial``: they are a selection (``--only``) of the study."""
+    check_writable(Path(results) / points[0]["study"])
     check_existing(results, points)
     rows = statuses(results, points)
     todo = [p for p, status, _ in rows if status in ("pending", "failed")]

@@ -26,7 +26,7 @@ import numpy as np
 import submitit
 
 from experiments.grid import sample_config, trainer_config
-from usm.files import atomic_write
+from usm.files import atomic_write, read_json
 from usm.threads import use_cpu_share
 
 
@@ -38,14 +38,26 @@ class PointMismatch(ValueError):
     pass
 
 
+POINT_FIX = "remove the point's folder to run it again"
+
+
 def point_dir(results: str | Path, point: dict) -> Path:
     return Path(results) / point["study"] / point["name"]
 
 
+def has_metrics(directory: Path) -> bool:
+    try:
+        return isinstance(json.loads((directory / "metrics" / "quality.json").read_text()), dict)
+    except (OSError, ValueError):
+        return False
+
+
 def point_status(directory: str | Path) -> str:
-    """done / running / failed / pending, from the files alone (running = its lock is held)."""
+    """done / running / failed / pending, from the files alone (running = its lock is held). Done
+    means ``done`` and a readable ``metrics/quality.json``: a point that lost its metrics is measured
+    again (its checkpoint and samples are reused), not shown as done with empty columns."""
     directory = Path(directory)
-    if (directory / "done").exists():
+    if (directory / "done").exists() and has_metrics(directory):
         return "done"
     lock = directory / "lock"
     if lock.exists():
@@ -69,11 +81,11 @@ def claim(directory: Path, point: dict):
         handle.close()
         raise PointBusy(f"{directory} is being run by another process") from None
     spec = directory / "point.json"
-    if spec.exists() and json.loads(spec.read_text()) != point:
+    if spec.exists() and read_json(spec, POINT_FIX) != point:
         handle.close()
         raise PointMismatch(f"{directory} holds a different point (settings differ): results are never "
                             "overwritten; use another study name or remove the folder")
-    spec.write_text(json.dumps(point, indent=2))
+    atomic_write(spec, json.dumps(point, indent=2))
     return handle
 
 
@@ -194,11 +206,11 @@ def run_point(results: str, point: dict, rank: int = 0) -> str:
             generate(sample_config(s, directory))
         metrics = measure(directory, s)
         (directory / "metrics").mkdir(exist_ok=True)
-        (directory / "metrics" / "quality.json").write_text(json.dumps(metrics, indent=2))
-        (directory / "done").touch()
+        atomic_write(directory / "metrics" / "quality.json", json.dumps(metrics, indent=2))
+        atomic_write(directory / "done", "")
         return "done"
     except Exception as exc:
-        (directory / "failed.json").write_text(json.dumps({
+        atomic_write(directory / "failed.json", json.dumps({
             "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
             "log": str(directory / "log.txt"), "job_log": job_log()}, indent=2))
         raise

@@ -3,14 +3,18 @@
 One test per defect found by trying the commands as a new user would (docs/bad_inputs.md lists them
 all with what each now gives)."""
 
+import errno
 import json
+import os
 import re
+import subprocess
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from analysis.__main__ import main as analysis_main
+from usm.files import HOST
 from usm.sample import main as sample_main
 from usm.train import main as train_main
 from usm.training.checkpoint import list_checkpoints
@@ -82,6 +86,28 @@ def test_foreign_pngs_are_refused_and_other_files_ignored(trained, tmp_path, cap
     assert "ignoring 1 file" in capsys.readouterr().err and (other / "README.txt").exists()
 
 
+def test_a_checkpoint_of_another_run_is_neither_resumed_nor_sampled(tmp_path, capsys):
+    """A checkpoint copied in from a run with other settings was resumed (its lr in stats.jsonl, this
+    run's in config.json) and sampled without a word; now both refuse it, naming the differences."""
+    other, run = tmp_path / "other", tmp_path / "run"
+    assert train_main(train_args(other, "--lr", "5e-4", "--seed", "7", steps=4)) == 0
+    assert train_main(train_args(run, steps=2)) == 0
+    for name in ("step_000000004.pt", "step_000000004.pt.sha256"):
+        (run / "checkpoints" / name).write_bytes((other / "checkpoints" / name).read_bytes())
+    before = (run / "stats.jsonl").read_text()
+    assert train_main(train_args(run, steps=6)) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "step_000000004.pt was written by a different run" in err, err
+    assert "train.lr: 0.0005 in the checkpoint, 0.0001 requested" in err and "train.seed: 7 in the checkpoint" in err
+    assert (run / "stats.jsonl").read_text() == before
+    assert sample_main([str(run), "--num", "2", "--steps", "1"]) == 2
+    one_error_line(capsys, "was written by a different run")
+    for name in ("step_000000004.pt", "step_000000004.pt.sha256"):
+        (run / "checkpoints" / name).unlink()
+    assert train_main(train_args(run, steps=4)) == 0  # its own newest checkpoint: resumes from step 2
+    assert [r["step"] for r in RunDir(run).read_stats()] == [1, 2, 3, 4]
+
+
 def test_model_args_are_typed_and_checked_before_anything_is_written(tmp_path, capsys):
     run = tmp_path / "run"
     assert train_main(train_args(run, "--model-arg", "skip_conn=flase", model="USM-T/2", steps=1)) == 2
@@ -110,6 +136,80 @@ def test_unverifiable_checkpoints_are_kept_and_never_overwritten(tmp_path, capsy
     assert kept == intact  # moved aside byte for byte
     steps = [r["step"] for r in RunDir(run).read_stats()]
     assert steps == sorted(set(steps)) == [1, 2, 3, 4, 5, 6]  # no duplicated steps from the first start
+
+
+def test_a_broken_sample_png_is_drawn_again(trained, tmp_path, capsys):
+    """A 0-byte PNG (a kill or a full disk during an older version's write) made every rerun fail on
+    PIL's UnidentifiedImageError; a reused sample is now decoded, and one that does not decode is redrawn."""
+    out = tmp_path / "s"
+    assert sample_main([str(trained), "--num", "4", "--steps", "1", "--out", str(out)]) == 0
+    pixels = np.asarray(Image.open(out / "000002.png"))
+    (out / "000002.png").write_bytes(b"")
+    (out / "000003.png").write_bytes((out / "000003.png").read_bytes()[:40])  # cut after the header
+    assert sample_main([str(trained), "--num", "4", "--steps", "1", "--out", str(out)]) == 0
+    assert "4 samples (2 new)" in capsys.readouterr().out
+    assert np.array_equal(np.asarray(Image.open(out / "000002.png")), pixels)  # the same sample, drawn again
+    assert np.load(out / "samples.npz")["images"].shape[0] == 4
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_temp_files_of_a_killed_writer_are_removed_at_the_next_start(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train_main(train_args(run, steps=2)) == 0
+    stale = [run / "checkpoints" / f".step_000000004.pt.tmp.{HOST}.{dead_pid()}",
+             run / f".config.json.tmp.{HOST}.{dead_pid()}"]
+    live = run / "checkpoints" / f".step_000000099.pt.tmp.{HOST}.{os.getpid()}"  # a writer still running
+    for path in [*stale, live]:
+        path.write_bytes(b"partial")
+    assert train_main(train_args(run, steps=4)) == 0
+    assert not any(p.exists() for p in stale) and live.exists()
+
+
+def test_a_full_disk_is_one_line_and_the_next_run_resumes(tmp_path, capsys, monkeypatch):
+    """ENOSPC while a checkpoint is written: one line naming the file, no partial file left, the
+    checkpoints before it intact, and the same command resumes once there is space."""
+    import usm.files
+
+    run = tmp_path / "run"
+    assert train_main(train_args(run, steps=2)) == 0
+    real_fsync = os.fsync
+
+    def full(fd):  # the disk fills up when the checkpoint is written
+        if "step_" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(usm.files.os, "fsync", full)
+    assert train_main(train_args(run, steps=4)) == 2
+    one_error_line(capsys, "cannot write", "step_000000004.pt", "No space left on device", "free space")
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_000000002.pt",
+                                                                       "step_000000002.pt.sha256"]
+    monkeypatch.setattr(usm.files.os, "fsync", real_fsync)
+    assert train_main(train_args(run, steps=4)) == 0
+    assert "resumed from" in (run / "log.txt").read_text()
+
+
+def test_results_that_name_a_file_are_one_line(tmp_path, capsys):
+    from experiments.run import main as run_main
+
+    (tmp_path / "afile").write_text("")
+    assert run_main(["--grid", "ablations", "--results", str(tmp_path / "afile")]) == 2
+    one_error_line(capsys, "is not a folder", "--results")
+
+
+def test_a_damaged_config_json_is_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train_main(train_args(run, steps=2)) == 0
+    (run / "config.json").write_text((run / "config.json").read_text()[:50])  # cut short
+    assert train_main(train_args(run, steps=4)) == 2
+    one_error_line(capsys, "config.json is damaged (not JSON", "delete it and rerun")
+    assert sample_main([str(run), "--num", "2", "--steps", "1"]) == 2
+    one_error_line(capsys, "config.json is damaged")
 
 
 def test_a_second_trainer_on_one_run_dir_is_refused(tmp_path, capsys):
@@ -200,6 +300,9 @@ def test_bad_trainer_flags_are_one_line(tmp_path, capsys, extra, needle):
     (["--num", "2", "--steps", "0"], "--steps 0"),
     (["--num", "2", "--label", "1"], "not class-conditional"),
     (["--num", "2", "--cfg-scale", "3"], "guidance needs a conditional run"),
+    (["--num", "2", "--device", "gpu"], "--device gpu: not a device name"),
+    pytest.param(["--num", "2", "--device", "cuda"], "no CUDA GPU is visible here",
+                 marks=pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is visible")),
 ])
 def test_bad_sampler_flags_are_one_line(trained, tmp_path, capsys, extra, needle):
     assert sample_main([str(trained), *extra, "--out", str(tmp_path / "s")]) == 2

@@ -161,6 +161,14 @@ def test_local_vae_encodes_decodes_and_caches(tmp_path):
     stamp = (tmp_path / "latents.npy").stat().st_mtime_ns
     build_latent_cache(dataset, vae, tmp_path / "latents.npy")
     assert (tmp_path / "latents.npy").stat().st_mtime_ns == stamp  # reused
+    # same folder, same count, one image replaced: the cache is keyed by content, so it is rebuilt
+    Image.fromarray(np.full((32, 32, 3), 7, np.uint8)).save(tmp_path / "img" / "1.png")
+    changed = open_dataset(str(tmp_path / "img"), 32)
+    assert changed.fingerprint != dataset.fingerprint
+    cache = build_latent_cache(changed, vae, tmp_path / "latents.npy")
+    torch.testing.assert_close(torch.from_numpy(np.array(cache[1, 0])),
+                               encode(vae, changed[(1, False)]["x"][None])[0], rtol=1e-4, atol=1e-4)
+    assert open_dataset(str(tmp_path / "img"), 32).fingerprint == changed.fingerprint  # stable
     with pytest.raises(Exception, match="not a diffusers AutoencoderKL"):
         load_vae(str(tmp_path / "img"))
 
@@ -236,3 +244,25 @@ def test_sixteen_bit_gray_images_are_scaled_not_clipped_to_white(tmp_path):
     expected = torch.from_numpy(np.round(ramp / 257.0)).float() / 127.5 - 1
     assert x.shape == (3, 64, 64) and x.min() == -1 and x.max() > 0.9
     torch.testing.assert_close(x[0], expected, atol=1 / 127.5, rtol=0)
+
+
+def test_images_of_every_mode_convert_as_a_viewer_shows_them(tmp_path):
+    """Transparency is flattened onto white (convert("RGB") alone brought back the colours hidden under
+    transparent pixels), palettes and CMYK through PIL, and float images are refused by name."""
+    from usm.data.folder import to_rgb
+
+    rgba = Image.new("RGBA", (2, 1), (10, 20, 30, 0))
+    rgba.putpixel((1, 0), (10, 20, 30, 255))
+    palette = Image.new("P", (2, 1))
+    palette.putpalette([0, 0, 0, 200, 100, 50] + [0] * 762)
+    palette.putpixel((1, 0), 1)
+    palette.info["transparency"] = 0
+    cases = [(rgba, [[255, 255, 255], [10, 20, 30]]), (palette, [[255, 255, 255], [200, 100, 50]]),
+             (Image.new("LA", (1, 1), (100, 0)), [[255, 255, 255]]), (Image.new("L", (1, 1), 7), [[7, 7, 7]]),
+             (Image.new("CMYK", (1, 1), (0, 255, 255, 0)), [[255, 0, 0]]), (Image.new("1", (1, 1), 1), [[255] * 3])]
+    for image, pixels in cases:
+        assert np.asarray(to_rgb(image)).tolist() == [pixels], image.mode
+    Image.new("F", (40, 40)).save(tmp_path / "float.tif")
+    Image.new("RGB", (40, 40)).save(tmp_path / "fine.png")
+    with pytest.raises(DataError, match="float.tif: 32-bit float"):
+        open_dataset(str(tmp_path), 32)

@@ -120,6 +120,9 @@ def test_adding_seeds_runs_only_the_new_points(tmp_path, capsys):
     (lambda: GRIDS["ablations"].points("smoke", overrides={"train.seed": 5}), "use --seeds"),
     (lambda: GRIDS["ablations"].points("smoke", overrides={"train.model_args": {"expand": 1}}), "model.ARG=VALUE"),
     (lambda: GRIDS["ablations"].points("smoke", overrides={"model.expnd": 1}), "no constructor argument 'expnd'"),
+    (lambda: GRIDS["ablations"].points("smoke", overrides={"settings.num_samples": "abc"}),
+     "settings.num_samples='abc': a whole number >= 4"),
+    (lambda: GRIDS["ablations"].points("smoke", overrides={"settings.sample_steps": 0}), "settings.sample_steps=0"),
 ])
 def test_grids_are_validated_before_anything_launches(call, message):
     with pytest.raises(GridError, match=message):
@@ -273,6 +276,7 @@ def test_a_points_sampling_and_fid_run_on_the_gpu_when_there_is_one(monkeypatch,
     settings = GRIDS["ablations"].points("smoke", seeds=[0])[0].settings
     assert sample_config(settings, tmp_path).device == ("cuda" if torch.cuda.is_available() else "cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert sample_config(settings, tmp_path).device == "cuda"
     assert len({sample_config(p.settings, tmp_path).seed for p in GRIDS["ablations"].points("smoke")}) == 1
     asked = {}
@@ -337,7 +341,9 @@ class _RequeuedJob:
         class Watcher:
             def get_state(self, job_id, mode="standard"):
                 state = states.pop(0) if len(states) > 1 else states[0]
-                if finishes and state == "RUNNING":
+                if finishes and state == "RUNNING":  # what a point that finished leaves
+                    (directory / "metrics").mkdir(exist_ok=True)
+                    (directory / "metrics" / "quality.json").write_text("{}")
                     (directory / "done").write_text("")
                 return state
 
@@ -368,3 +374,28 @@ def test_a_slurm_job_that_really_died_is_reported_once_slurm_lets_it_go(tmp_path
     lines = []
     _wait(_RequeuedJob(tmp_path, ["PENDING", "FAILED"]), lines.append, tmp_path, settle_s=0.05, poll_s=0.01)
     assert len(lines) == 1 and lines[0].startswith("job 7 failed: srun: error")
+
+
+def test_a_point_done_without_readable_metrics_is_measured_again_not_shown_done(tmp_path):
+    """A point with ``done`` but no (or a damaged) metrics/quality.json showed as done, and the table
+    lost its quality columns while reporting 'incomplete 0'."""
+    from analysis.collect import read_run
+    from experiments.point import point_status
+
+    (tmp_path / "point.json").write_text(json.dumps({"arm": "recipe", "seed": 0}))
+    (tmp_path / "done").write_text("")
+    assert point_status(tmp_path) == "pending" and read_run(tmp_path)["status"] == "incomplete"
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "quality.json").write_text('{"precision": 0.')
+    assert point_status(tmp_path) == "pending"
+    (tmp_path / "metrics" / "quality.json").write_text('{"precision": 0.5}')
+    assert point_status(tmp_path) == "done" and read_run(tmp_path)["status"] == "done"
+
+
+def test_a_damaged_point_json_is_one_line_before_anything_launches(tmp_path, capsys):
+    directory = tmp_path / "ablations" / "recipe-s0"
+    directory.mkdir(parents=True)
+    (directory / "point.json").write_text('{"study": "abl')
+    assert run_main(["--grid", "ablations", "--only", "recipe-s0", "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "point.json is damaged" in err and "remove the point's folder" in err, err

@@ -56,3 +56,24 @@ def test_quality_of_a_folder_dataset_is_swd_and_pixel_knn(tmp_path):
     assert scores["precision"] == 1.0  # training images lie on the training manifold
     folder = export_folder(tmp_path / "small", count=16)
     assert calibration(str(folder), 32, 8)["data"] is not None and calibration(str(folder), 32, 16)["data"] is None
+
+
+def test_a_folders_calibration_is_keyed_by_its_images_not_its_path(tmp_path):
+    """A folder whose images changed under the same name is calibrated again; a copy elsewhere
+    reuses the calibration of the same images."""
+    import shutil
+
+    from PIL import Image
+
+    from usm.data.shapes import export_folder
+
+    folder = export_folder(tmp_path / "folder", count=16)
+    first = calibration(str(folder), 32, 8)
+    cache = tmp_path / "cache" / "calibration"
+    assert len(list(cache.glob("folder-*.json"))) == 1
+    copy = shutil.copytree(folder, tmp_path / "copy", copy_function=shutil.copy2)  # same names, sizes, times
+    assert calibration(str(copy), 32, 8) == first and len(list(cache.glob("folder-*.json"))) == 1
+    victim = sorted(folder.rglob("*.png"))[0]
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(victim)  # a black image where a shape was
+    changed = calibration(str(folder), 32, 8)
+    assert len(list(cache.glob("folder-*.json"))) == 2 and changed["noise"] != first["noise"]

@@ -54,6 +54,25 @@ def test_corrupt_newest_checkpoint_falls_back_and_keep_limits(tmp_path, caplog):
     assert "does not match its checksum" in caplog.text and "no checksum file" in caplog.text
 
 
+def test_a_checkpoint_deleted_by_keep_while_a_sampler_reads_it_is_not_broken(tmp_path, monkeypatch, caplog):
+    """A trainer with --keep 1 deletes the checkpoint a sampler has just listed: the reader lists the
+    folder again and takes the new one, with no 'skipping checkpoint' warning (it used to race on the
+    .sha256 file and report the deleted checkpoint as broken)."""
+    import usm.training.checkpoint as checkpoint
+
+    save_checkpoint(tmp_path, 2, {"step": 2})
+    read = checkpoint.load_verified
+
+    def trainer_saves_meanwhile(path, map_location="cpu"):
+        if path.name == "step_000000002.pt":
+            save_checkpoint(tmp_path, 4, {"step": 4}, keep=1)
+        return read(path, map_location)
+
+    monkeypatch.setattr(checkpoint, "load_verified", trainer_saves_meanwhile)
+    step, state, _ = latest_checkpoint(tmp_path)
+    assert step == 4 and state == {"step": 4} and "skipping" not in caplog.text
+
+
 def test_dry_run_prints_the_resolved_config_and_writes_nothing(tmp_path, capsys):
     assert main(args(tmp_path / "run", "--dry-run")) == 0
     out = capsys.readouterr().out

@@ -14,6 +14,7 @@ an uninterrupted one would have read.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,9 +85,10 @@ class StepSampler:
 class ImageDataset(torch.utils.data.Dataset):
     """Images in [-1, 1] (C, H, W) with a label and optional context tokens; item = (index, flip)."""
 
-    def __init__(self, load, count, labels, class_names, context=None, name="", skipped=0, channels=3):
+    def __init__(self, load, count, labels, class_names, context=None, name="", skipped=0, channels=3,
+                 fingerprint=""):
         self._load, self.count, self.labels, self.class_names = load, count, labels, list(class_names)
-        self.channels = channels
+        self.channels, self.fingerprint = channels, fingerprint  # what a cache of its images is keyed by
         self.context, self.name, self.skipped = context, name, skipped
         if context is not None and len(context) != count:
             raise DataError(f"the context array has {len(context)} rows but the dataset has {count} images: "
@@ -151,10 +153,29 @@ def open_dataset(data: str, resolution: int, context: str | None = None, skip_ba
                             f"got --resolution {resolution}")
         images, labels = embedded.images(resolution)
         return ImageDataset(lambda i: images[i], len(images), labels, embedded.classes, tokens, name=data,
-                            channels=images.shape[-1])
+                            channels=images.shape[-1], fingerprint=array_fingerprint(images, labels))
     files, labels, classes, skipped = scan_folder(data, resolution, skip_bad)
     return ImageDataset(FolderImages(files, resolution, skip_bad), len(files), labels, classes, tokens,
-                        name=str(data), skipped=skipped)
+                        name=str(data), skipped=skipped, fingerprint=folder_fingerprint(data, files, resolution))
+
+
+def array_fingerprint(*arrays: np.ndarray) -> str:
+    """A digest of the arrays' shapes and bytes."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(repr((array.dtype.str, array.shape)).encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def folder_fingerprint(root: str | Path, files: list[Path], resolution: int) -> str:
+    """A digest of the files a folder dataset uses: each one's relative name, size and modification
+    time (reading every byte of a large folder would take minutes), and the resolution."""
+    digest = hashlib.sha256(f"{resolution}\n".encode())
+    for path in files:
+        info = path.stat()
+        digest.update(f"{path.relative_to(root)}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 class FolderImages:

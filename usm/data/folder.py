@@ -26,14 +26,28 @@ class DataError(ValueError):
 
 
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I")  # PIL's modes for 16-bit gray (PNG, TIFF)
+UNSUPPORTED_MODES = {"F": "32-bit float (PIL mode F) has no defined range; convert it to 8- or 16-bit"}
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """``image`` as 8-bit RGB. PIL's ``convert("RGB")`` clips 16-bit gray to 255 instead of scaling
-    it, so a folder of 16-bit PNGs would train as white squares; here 0-65535 maps to 0-255 first."""
+    """``image`` as 8-bit RGB, from any of PIL's modes:
+    - 16-bit gray (and 32-bit integer): PIL's ``convert("RGB")`` clips it to 255 (a folder of 16-bit
+      PNGs trained as white squares), so 0-65535 maps to 0-255 first;
+    - transparency (RGBA, LA, PA, a palette with a transparent index): flattened onto white, which
+      is what a viewer shows; ``convert("RGB")`` alone brings back the colours under transparent pixels;
+    - palette, bilevel, CMYK, YCbCr, LAB, HSV: PIL's own conversion;
+    - 32-bit float (``F``) has no agreed range: DataError, naming the file."""
     if image.mode in SIXTEEN_BIT:
         values = np.asarray(image, dtype=np.float64) / 257.0
         image = Image.fromarray(values.round().clip(0, 255).astype(np.uint8), "L")
+    if image.mode in UNSUPPORTED_MODES:
+        raise DataError(f"{getattr(image, 'filename', '') or 'an image'}: {UNSUPPORTED_MODES[image.mode]}")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(flat, rgba).convert("RGB")
     return image.convert("RGB")
 
 
@@ -64,9 +78,12 @@ def scan_folder(root: str | Path, resolution: int, skip_bad: bool = False):
     for path in files:
         try:
             with Image.open(path) as image:
-                width, height = image.size
+                (width, height), mode = image.size, image.mode
         except (UnidentifiedImageError, OSError) as exc:
             bad.append((path, f"unreadable ({type(exc).__name__})"))
+            continue
+        if mode in UNSUPPORTED_MODES:
+            bad.append((path, UNSUPPORTED_MODES[mode]))
             continue
         if min(width, height) < resolution:
             bad.append((path, f"{width}x{height} is smaller than the resolution {resolution}"))

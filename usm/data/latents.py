@@ -73,9 +73,18 @@ def latent_shape(vae, resolution: int) -> tuple[int, int]:
     return vae.config.latent_channels, resolution // factor
 
 
+def _read_meta(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except ValueError:  # damaged: the cache is built again
+        return None
+
+
 def build_latent_cache(dataset, vae, path: str | Path, batch_size: int = 32, progress=None) -> np.ndarray:
     """Encode every image and its mirror once: an array (N, 2, C, h, w) float32 at ``path``
-    (with ``path + '.json'`` describing what it holds); reused while that description matches.
+    (with ``path + '.json'`` describing what it holds); reused while that description matches. The
+    description holds the dataset's content fingerprint, so a folder whose images changed (same
+    name, same count) is encoded again rather than trained on from the old cache.
 
     Several runs may share one cache (a study's points of one dataset do): the first to come builds
     it while holding ``path + '.lock'``, the others wait on the lock and then read it. The array is
@@ -83,20 +92,21 @@ def build_latent_cache(dataset, vae, path: str | Path, batch_size: int = 32, pro
     atomically: a cache whose builder was killed is built again, never read half-written."""
     import fcntl
 
-    from usm.files import atomic_write
+    from usm.files import atomic_write, remove_dead_temps, temp_path
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"dataset": dataset.name, "count": len(dataset), "image_shape": list(dataset[(0, False)]["x"].shape),
-            "vae": str(vae.config._name_or_path), "scale": SCALE}
+    meta = {"dataset": dataset.name, "content": dataset.fingerprint, "count": len(dataset),
+            "image_shape": list(dataset[(0, False)]["x"].shape), "vae": str(vae.config._name_or_path), "scale": SCALE}
     meta_path = path.with_name(path.name + ".json")
     with open(path.with_name(path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or its process dies
-        if path.exists() and meta_path.exists() and json.loads(meta_path.read_text()) == meta:
+        if path.exists() and meta_path.exists() and _read_meta(meta_path) == meta:
             return np.load(path, mmap_mode="r")
         meta_path.unlink(missing_ok=True)  # from here on the cache is not valid until it is whole
         device = next(vae.parameters()).device
-        tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npy")
+        remove_dead_temps(path.parent)
+        tmp = temp_path(path)
         out = None
         indices = range(0, len(dataset), batch_size)
         for start in (progress(indices) if progress else indices):

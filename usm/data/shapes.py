@@ -17,10 +17,13 @@ shape on a dark background), which the smoke study uses at 16x16 (see ``experime
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
+
+from usm.files import atomic_save, remove_dead_temps
 
 CLASSES = ("disc", "square", "triangle", "ring")
 DEFAULT_COUNT, SIZE = 4096, 32
@@ -87,19 +90,19 @@ def render_shapes(count: int, seed: int = 0, size: int = SIZE, gray: bool = Fals
 
 
 SIZES = (16, 32)
+RENDERER = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]  # a cache drawn by other code is not read
 VARIANTS = {"shapes": False, "shapes-gray": True}  # dataset name -> gray
 
 
 def load_shapes(count: int = DEFAULT_COUNT, seed: int = 0, size: int = SIZE, gray: bool = False
                 ) -> tuple[np.ndarray, np.ndarray]:
     """The cached dataset, drawn and written atomically on first use."""
-    path = cache_dir() / f"shapes-v1-n{count}-s{size}{'-gray' if gray else ''}-seed{seed}.npz"
+    path = cache_dir() / f"shapes-{RENDERER}-n{count}-s{size}{'-gray' if gray else ''}-seed{seed}.npz"
     if not path.exists():
         images, labels = render_shapes(count, seed, size, gray)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-        np.savez(tmp, images=images, labels=labels)
-        os.replace(tmp, path)
+        remove_dead_temps(path.parent)
+        atomic_save(path, np.savez, images=images, labels=labels)
     with np.load(path) as data:
         return data["images"], data["labels"]
 
@@ -113,5 +116,5 @@ def export_folder(root: str | Path, count: int = DEFAULT_COUNT, seed: int = 0) -
     for i, (image, label) in enumerate(zip(images, labels)):
         folder = root / CLASSES[label]
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(folder / f"{i:05d}.png")
+        atomic_save(folder / f"{i:05d}.png", Image.fromarray(image).save, format="PNG")
     return root

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import torch
 
 from usm.cli import parse_assignments
+from usm.files import atomic_save
 from usm.layers.embeddings import sincos_2d
 from usm.models.usm import USM
 
@@ -208,7 +209,8 @@ def main(argv=None) -> None:
         config[name] = value
     model = USM(**config)
     report = load_reference_state_dict(model, state_dict)
-    torch.save({"model": model.state_dict(), "config": model.config, "converted_from": args.src}, args.dst)
+    converted = {"model": model.state_dict(), "config": model.config, "converted_from": args.src}
+    atomic_save(args.dst, lambda f: torch.save(converted, f))
     print(f"loaded {report.loaded} tensors from {args.src}{f' [{key}]' if key else ''} into USM({config})")
     print(f"dropped {len(report.dropped)} unused reference tensors: {', '.join(report.dropped[:4])}"
           f"{' ...' if len(report.dropped) > 4 else ''}")

@@ -9,12 +9,14 @@
     (10, [1.0, 1.0])
 
 A checkpoint is ``step_XXXXXXXXX.pt`` plus ``step_XXXXXXXXX.pt.sha256``. The payload is serialised
-in memory, written to a temporary file, fsync'd and renamed, then the checksum is written the same
-way: a checkpoint "exists" only once its checksum does, so a process killed at any moment leaves
-either a complete checkpoint or one that is ignored. Loading verifies the checksum; a file that
-fails it (or fails to unpickle) is reported and the previous checkpoint is used instead. The
-trainer moves such files to ``unverified/`` (``set_aside``) before it writes new ones, so a step it
-trains again never overwrites them: nothing is deleted that was not verified first.
+in memory and its checksum written first (atomically: temporary file, fsync, rename), then the
+payload the same way: a ``.pt`` in place always has its checksum beside it, so a process killed (or
+a disk that fills) at any moment leaves either a complete checkpoint or a checksum without a
+payload, which is ignored and removed at the next start (``remove_orphan_checksums``). Loading
+verifies the checksum; a file that fails it (or fails to unpickle) is reported and the previous
+checkpoint is used instead. The trainer moves such files to ``unverified/`` (``set_aside``) before
+it writes new ones, so a step it trains again never overwrites them: nothing is deleted that was
+not verified first.
 """
 
 from __future__ import annotations
@@ -46,13 +48,25 @@ def save_checkpoint(directory: str | Path, step: int, state: dict, keep: int = 0
     torch.save(state, buffer)
     data = buffer.getvalue()
     path = checkpoint_path(directory, step)
-    atomic_write(path, data)
     atomic_write(path.with_name(path.name + ".sha256"), hashlib.sha256(data).hexdigest().encode())
+    atomic_write(path, data)
     if keep > 0:
         for old in list_checkpoints(directory)[:-keep]:
             old.unlink(missing_ok=True)
             old.with_name(old.name + ".sha256").unlink(missing_ok=True)
     return path
+
+
+def remove_orphan_checksums(directory: str | Path) -> list[Path]:
+    """Delete the checksum files whose checkpoint never arrived (its writer was killed or the disk
+    filled between the two writes); the names deleted."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    orphans = [p for p in directory.glob("step_*.pt.sha256") if not p.with_name(p.name[: -len(".sha256")]).exists()]
+    for path in orphans:
+        path.unlink(missing_ok=True)
+    return orphans
 
 
 def list_checkpoints(directory: str | Path) -> list[Path]:
@@ -76,14 +90,21 @@ def load_verified(path: Path, map_location="cpu") -> dict:
 
 def newest_verified(directory: str | Path, map_location="cpu") -> tuple[tuple[int, dict, Path] | None, list[Path]]:
     """((step, state, path) of the newest checkpoint that verifies, or None; the newer ones that did
-    not verify, each reported with a warning)."""
-    broken = []
-    for path in reversed(list_checkpoints(directory)):
-        try:
-            return (int(PATTERN.match(path.name).group(1)), load_verified(path, map_location), path), broken
-        except Exception as exc:  # a checksum mismatch, an unreadable sidecar, a file torch cannot read
-            log.warning("skipping checkpoint %s: %s; falling back to the previous one", path, exc)
-            broken.append(path)
+    not verify, each reported with a warning). A checkpoint that vanishes while it is read was deleted
+    by a trainer's ``--keep`` (it deletes the .pt first), not broken: the folder is listed again."""
+    for _ in range(3):
+        broken, vanished = [], False
+        for path in reversed(list_checkpoints(directory)):
+            try:
+                return (int(PATTERN.match(path.name).group(1)), load_verified(path, map_location), path), broken
+            except Exception as exc:  # a checksum mismatch, an unreadable sidecar, a file torch cannot read
+                if not path.exists():
+                    vanished = True
+                    continue
+                log.warning("skipping checkpoint %s: %s; falling back to the previous one", path, exc)
+                broken.append(path)
+        if not vanished:
+            break
     return None, broken
 
 

@@ -40,6 +40,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -47,13 +48,14 @@ from tqdm import tqdm
 
 from usm.data.datasets import ImageDataset, StepBatches, open_dataset
 from usm.data.folder import DataError
+from usm.files import remove_dead_temps
 from usm.precision import use_tf32
 from usm.rectified_flow import training_loss
 from usm.seeding import derive_seed, generator
-from usm.training.checkpoint import newest_verified, save_checkpoint, set_aside
+from usm.training.checkpoint import newest_verified, remove_orphan_checksums, save_checkpoint, set_aside
 from usm.training.config import Config, ConfigError
 from usm.training.ema import make_ema, update_ema
-from usm.training.run_dir import RunDir, model_from_config
+from usm.training.run_dir import ConfigMismatch, RunDir, identity_differences, model_from_config
 
 log = logging.getLogger("usm.train")
 
@@ -212,6 +214,17 @@ def claim(s: Session) -> None:
         s.vae = None  # batches already hold latents
 
 
+def check_identity(state: dict, path: Path, identity: dict) -> None:
+    """A checkpoint is resumed only if the run that wrote it is this one (ConfigMismatch otherwise):
+    one copied from another run would silently continue that run under this run's name."""
+    diffs = identity_differences(state.get("config", {}).get("identity", {}), identity, "in the checkpoint")
+    if diffs:
+        raise ConfigMismatch(f"{path} was written by a different run than {path.parent.parent}'s config.json:\n  "
+                             + "\n  ".join(diffs)
+                             + f"\nMove it out of {path.parent} (the run then resumes from its own newest "
+                             "checkpoint), or train it in its own --run-dir.")
+
+
 def resume(s: Session, ema, optimizer, scheduler) -> int:
     """Load the newest verified checkpoint into model, EMA, optimizer, scheduler and RNGs; its step."""
     found, broken = newest_verified(s.run.checkpoints)
@@ -227,6 +240,7 @@ def resume(s: Session, ema, optimizer, scheduler) -> int:
     step = 0
     if found is not None:
         step, state, path = found
+        check_identity(state, path, s.resolved["identity"])
         s.model.load_state_dict(state["model"])  # strict: a mismatch is an error, never a silent partial load
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -426,6 +440,10 @@ def train(cfg: Config) -> Outcome:
         return Outcome("dry-run", 0)
     lock = s.run.locked() if s.accelerator.is_main_process else contextlib.nullcontext()
     with lock:
+        if s.accelerator.is_main_process:  # a writer killed mid-write left these; none can be running now
+            for path in (remove_dead_temps(s.run.path) + remove_dead_temps(s.run.checkpoints)
+                         + remove_orphan_checksums(s.run.checkpoints)):
+                log.info("removed %s, left by a writer that was killed", path)
         claim(s)
         ema = make_ema(s.model).to(s.accelerator.device)
         trainable = [p for p in s.model.parameters() if p.requires_grad]

@@ -33,7 +33,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from usm.files import atomic_write
+from usm.files import append_line, atomic_write, read_json
 from usm.models.registry import build_model, model_spec
 from usm.training.config import SECTIONS
 
@@ -97,31 +97,24 @@ class RunDir:
                                   f"to {folder}; fix its permissions or choose another --run-dir") from None
 
     def read_config(self) -> dict | None:
-        return json.loads(self.config_path.read_text()) if self.config_path.exists() else None
+        if not self.config_path.exists():
+            return None
+        return read_json(self.config_path, "delete it and rerun the same command: it is written again, and "
+                                           "checked against the config the checkpoints hold")
 
     def claim(self, resolved: dict) -> None:
         """Write ``resolved`` as this directory's config, or check it equals the one already there
         (apart from runtime fields, which the caller leaves out of ``resolved['identity']``)."""
         existing = self.read_config()
-        if existing is not None:  # a setting added since the run began stands at its default there
-            for section, kind in SECTIONS.items():
-                if section in existing["identity"]:
-                    for f in dataclasses.fields(kind):
-                        if f.name in resolved["identity"][section]:
-                            existing["identity"][section].setdefault(f.name, f.default)
-        if existing is not None and existing["identity"] != resolved["identity"]:
-            diffs = [f"{section}.{key}: {existing['identity'][section].get(key)!r} here, "
-                     f"{resolved['identity'][section].get(key)!r} requested"
-                     for section in resolved["identity"] for key in resolved["identity"][section]
-                     if existing["identity"].get(section, {}).get(key) != resolved["identity"][section][key]]
+        diffs = [] if existing is None else identity_differences(existing["identity"], resolved["identity"])
+        if diffs:
             raise ConfigMismatch(f"{self.path} already holds a different run:\n  " + "\n  ".join(diffs)
                                  + "\nUse another --run-dir, or rerun with the original settings to resume.")
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write(self.config_path, json.dumps(resolved, indent=2))
 
     def append_stats(self, record: dict) -> None:
-        with open(self.stats_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_line(self.stats_path, json.dumps(record))
 
     def read_stats(self) -> list[dict]:
         """The records of stats.jsonl. A torn last line (the append a kill interrupted) is left out;
@@ -152,6 +145,20 @@ class RunDir:
         if len(keep) != lines:
             atomic_write(self.stats_path, "".join(json.dumps(r) + "\n" for r in keep))
         return lines - len(keep)
+
+
+def identity_differences(there: dict, asked: dict, where: str = "here", asked_as: str = "requested") -> list[str]:
+    """What differs between two runs' identities ("section.key: X here, Y requested"), empty if they
+    are the same run. A setting added since ``there`` was written stands at its default in it."""
+    there = {section: dict(values) for section, values in there.items()}
+    for section, kind in SECTIONS.items():
+        if section in there:
+            for f in dataclasses.fields(kind):
+                if f.name in asked.get(section, {}):
+                    there[section].setdefault(f.name, f.default)
+    return [f"{section}.{key}: {there.get(section, {}).get(key)!r} {where}, {value!r} {asked_as}"
+            for section in asked for key, value in asked[section].items()
+            if there.get(section, {}).get(key) != value]
 
 
 def model_overrides(identity: dict, derived: dict) -> dict:

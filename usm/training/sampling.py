@@ -35,10 +35,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from usm.data.datasets import CAPTIONS, load_tokens, missing_context
+from usm.files import TEMP, atomic_save, atomic_write, read_json, remove_dead_temps
 from usm.rectified_flow import SAMPLERS, sample
 from usm.seeding import generator
 from usm.training.checkpoint import latest_checkpoint, load_verified
-from usm.training.run_dir import RunDir, model_from_config
+from usm.training.run_dir import RunDir, identity_differences, model_from_config
 
 log = logging.getLogger("usm.sample")
 PNG = re.compile(r"^\d{6}\.png$")
@@ -74,6 +75,7 @@ class SampleConfig:
             raise SampleError(f"--cfg-scale {self.cfg_scale}: must be a finite number (1 = no guidance)")
         if missing_context(self.context):
             raise SampleError(f"--context {self.context}: no such file (a .npy of tokens, one row per image)")
+        check_device(self.device)
         return self
 
     def check_against(self, resolved: dict) -> None:
@@ -95,6 +97,22 @@ class SampleConfig:
             raise SampleError("this run is text-conditional: pass --context tokens.npy (one row per image)")
         if self.context is not None and not derived["d_context"]:
             raise SampleError("--context is given but this run is not text-conditional; drop --context")
+
+
+def check_device(name: str) -> None:
+    """SampleError unless ``name`` is a device this machine has (cpu, cuda, cuda:N)."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise SampleError(f"--device {name}: not a device name (cpu, cuda, cuda:N)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise SampleError(f"--device {name}: no CUDA GPU is visible here; use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise SampleError(f"--device {name}: {count} CUDA GPU(s) are visible here (cuda:0 to cuda:{count - 1})")
+    elif device.type != "cpu":
+        raise SampleError(f"--device {name}: the sampler runs on cpu or cuda")
 
 
 def default_device() -> str:
@@ -120,6 +138,13 @@ def load_run_model(target: str | Path, use_ema: bool = True, device="cpu"):
             raise SampleError(f"{target} has no verified checkpoint in checkpoints/: train it first "
                               "(python -m usm.train ... --run-dir it)")
         _, state, path = found
+        config = RunDir(target).read_config()
+        diffs = [] if config is None else identity_differences(state["config"]["identity"], config["identity"],
+                                                               "in the checkpoint", "in config.json")
+        if diffs:
+            raise SampleError(f"{path} was written by a different run than {target}'s config.json:\n  "
+                              + "\n  ".join(diffs)
+                              + f"\nMove it out of {path.parent}: the run then uses its own newest checkpoint.")
     elif target.is_file():
         try:
             state, path = load_verified(target), target
@@ -145,11 +170,27 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def provenance(cfg: SampleConfig, state: dict, path: Path) -> dict:
+def weights_sha256(model: torch.nn.Module) -> str:
+    """A digest of the weights sampled from (names, dtypes, shapes and bytes, in name order)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+UNCOMPARED = ("checkpoint", "checkpoint_sha256")  # where the weights came from; the weights decide
+
+
+def provenance(cfg: SampleConfig, state: dict, path: Path, model: torch.nn.Module) -> dict:
+    """What the samples of a folder are drawn from and how. Samples are reused while every entry but
+    UNCOMPARED matches: keyed by the weights' content, so a checkpoint written again with the same
+    weights (a damaged one trained again) keeps its samples, and a moved run dir too."""
     sidecar = path.with_name(path.name + ".sha256")
     resolved = state["config"]
     return {"checkpoint": str(path.resolve()), "step": int(state.get("step", -1)),
             "checkpoint_sha256": sidecar.read_text().strip(),  # loaded checkpoints always have one
+            "weights_sha256": weights_sha256(model),
             "model": resolved["identity"]["model"]["model"], "weights": "ema" if cfg.use_ema else "raw",
             "method": cfg.method, "steps": cfg.steps, "cfg_scale": cfg.cfg_scale, "seed": cfg.seed,
             "label": cfg.label, "context_sha256": cfg.context if cfg.context in (None, CAPTIONS)
@@ -157,10 +198,25 @@ def provenance(cfg: SampleConfig, state: dict, path: Path) -> dict:
             "shape": [resolved["derived"]["in_channels"], resolved["derived"]["input_size"]]}
 
 
+def readable(png: Path, mode: str) -> np.ndarray | None:
+    """The image of a sample already drawn, or None if there is none, or it does not decode (a write
+    cut short by an older version, or damaged since): such a sample is drawn again."""
+    if not png.exists():
+        return None
+    try:
+        with Image.open(png) as image:
+            return np.asarray(image.convert(mode))
+    except (OSError, SyntaxError, ValueError) as exc:  # PIL raises all three for broken files
+        log.warning("drawing %s again: it does not decode (%s)", png, exc)
+        return None
+
+
 def prepare_folder(out: Path, record: dict) -> None:
     """Check (or start) the folder's provenance; SampleError if its PNGs come from something else."""
     out.mkdir(parents=True, exist_ok=True)
-    files = [p.name for p in out.iterdir()]
+    for path in remove_dead_temps(out):
+        log.info("removed %s, left by a sampler that was killed", path)
+    files = [p.name for p in out.iterdir() if not TEMP.match(p.name)]
     pngs = [n for n in files if PNG.match(n)]
     others = sorted(set(files) - set(pngs) - OURS)
     if others:
@@ -168,8 +224,9 @@ def prepare_folder(out: Path, record: dict) -> None:
                     ", ".join(others[:5]) + (" ..." if len(others) > 5 else ""))
     stamp = out / "provenance.json"
     if stamp.exists():
-        existing = json.loads(stamp.read_text())
-        diffs = [f"{k}: {existing.get(k)!r} there, {v!r} asked" for k, v in record.items() if existing.get(k) != v]
+        existing = read_json(stamp, "remove that folder, or use another --out")
+        diffs = [f"{k}: {existing.get(k)!r} there, {v!r} asked" for k, v in record.items()
+                 if existing.get(k) != v and k not in UNCOMPARED]
         if diffs:
             raise SampleError(f"{out} holds samples drawn with other settings ({'; '.join(diffs)}): "
                               "use another --out, or remove that folder")
@@ -177,7 +234,7 @@ def prepare_folder(out: Path, record: dict) -> None:
         raise SampleError(f"{out} holds {len(pngs)} PNGs without provenance.json (drawn by something else, or "
                           "by an older version): use another --out, or remove them")
     else:
-        stamp.write_text(json.dumps(record, indent=2))
+        atomic_write(stamp, json.dumps(record, indent=2))
 
 
 def default_out(cfg: SampleConfig, checkpoint: Path) -> Path:
@@ -205,14 +262,16 @@ def generate(cfg: SampleConfig) -> SampleResult:
 
         vae = load_vae(data["latent"], cfg.device)
     out = Path(cfg.out) if cfg.out else default_out(cfg, ckpt)
-    prepare_folder(out, provenance(cfg, state, ckpt))
+    prepare_folder(out, provenance(cfg, state, ckpt, model))
 
     def label_of(i):
         if not derived["num_classes"]:
             return -1
         return cfg.label if cfg.label is not None else i % derived["num_classes"]
 
-    missing = [i for i in range(cfg.num) if not (out / f"{i:06d}.png").exists()]
+    mode = "L" if derived["in_channels"] == 1 else "RGB"
+    images = {i: readable(out / f"{i:06d}.png", mode) for i in range(cfg.num)}
+    missing = [i for i, image in images.items() if image is None]
     shape = (derived["in_channels"], derived["input_size"], derived["input_size"])
     for start in tqdm(range(0, len(missing), cfg.batch_size), desc="sample", disable=not missing):
         ids = missing[start: start + cfg.batch_size]
@@ -228,11 +287,11 @@ def generate(cfg: SampleConfig) -> SampleResult:
 
             x = decode(vae, x)
         for i, image in zip(ids, to_uint8(x)):
-            Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(out / f"{i:06d}.png")
-    mode = "L" if derived["in_channels"] == 1 else "RGB"
-    images = np.stack([np.asarray(Image.open(out / f"{i:06d}.png").convert(mode)) for i in range(cfg.num)])
-    images = images[..., None] if mode == "L" else images
-    np.savez(out / "samples.npz", images=images, labels=np.array([label_of(i) for i in range(cfg.num)]))
+            images[i] = image[..., 0] if mode == "L" else image  # PNG is lossless: what the file holds
+            atomic_save(out / f"{i:06d}.png", Image.fromarray(images[i]).save, format="PNG")
+    stacked = np.stack([images[i] for i in range(cfg.num)])
+    stacked = stacked[..., None] if mode == "L" else stacked
+    atomic_save(out / "samples.npz", np.savez, images=stacked, labels=np.array([label_of(i) for i in range(cfg.num)]))
     return SampleResult(out, cfg.num, len(missing), ckpt)
 
 

@@ -1,0 +1,187 @@
+"""Fault injection at every file a train-then-sample run writes and reads back.
+
+For each write site: a full disk (one clean error line, no partial file left, nothing written before
+it lost) and a kill in the middle of the write (only a dead writer's temporary file, or a torn last
+log line, is left). For each file read back: a truncated copy (one line naming it, or recovered
+with a warning). In every case the same two commands then finish, and their samples are exactly
+those of a run that met no fault: nothing was lost and nothing was mixed in.
+
+The sites are found, not listed by hand: ``written_names`` records every file a clean run flushes
+to disk, and ``test_every_write_site_is_covered`` fails when a new one appears that SITES lacks.
+"""
+
+import errno
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import usm.files
+import usm.training.run_dir
+from usm.files import TEMP, temp_path
+from usm.sample import main as sample_main
+from usm.train import main as train_main
+
+# a name every written file of that kind contains -> what the error line names
+SITES = {
+    "shapes-": "shapes-",  # the embedded data's cache, drawn on first use
+    "config.json": "config.json",
+    "stats.jsonl": "stats.jsonl",
+    "step_000000002.pt": "step_000000002.pt",
+    "step_000000002.pt.sha256": "step_000000002.pt.sha256",
+    "step_000000004.pt": "step_000000004.pt",
+    "provenance.json": "provenance.json",
+    "000002.png": "000002.png",
+    "samples.npz": "samples.npz",
+}
+
+
+@pytest.fixture(autouse=True)
+def cache_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("USM_BENCH_CACHE", str(tmp_path / "cache"))
+
+
+def run_both(root: Path) -> tuple[int, int | None]:
+    """Train DiT-T/2 for 4 steps (checkpoints at 2 and 4), then draw 4 samples; (train, sample) exit codes."""
+    run = root / "run"
+    trained = train_main(["--model", "DiT-T/2", "--data", "shapes", "--run-dir", str(run), "--max-steps", "4",
+                          "--batch-size", "4", "--ckpt-every", "2", "--log-every", "1"])
+    if trained:
+        return trained, None
+    return trained, sample_main([str(run), "--num", "4", "--steps", "1", "--out", str(root / "samples")])
+
+
+def samples(root: Path) -> np.ndarray:
+    return np.load(root / "samples" / "samples.npz")["images"]
+
+
+def temps(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if TEMP.match(p.name)]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The samples of a run that met no fault, and the names of every file it flushed to disk."""
+    root = tmp_path_factory.mktemp("clean")
+    names, real = [], os.fsync
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("USM_BENCH_CACHE", str(root / "cache"))
+        mp.setattr(usm.files.os, "fsync", lambda fd: names.append(_name(fd)) or real(fd))
+        assert run_both(root) == (0, 0)
+    return samples(root), names
+
+
+def _name(fd: int) -> str:
+    """The file name behind a descriptor, with a writer's temporary name turned back into its target's."""
+    name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+    match = re.match(r"^\.(.+)\.tmp\..+\.\d+$", name)
+    return match.group(1) if match else name
+
+
+def test_every_write_site_is_covered(reference):
+    """Each kind of file (digits aside: every PNG is one kind) a clean run flushes is one of SITES."""
+    def kind(name):
+        return re.sub(r"\d", "#", name)
+
+    files, sites = {kind(n) for n in reference[1] if "." in n}, {kind(s) for s in SITES}
+    assert files and all(any(site in n for site in sites) for n in files), sorted(files)
+    assert all(any(site in n for n in files) for site in sites), "a site no run writes any more"
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_a_full_disk_at_each_write_site(site, reference, tmp_path, capsys, monkeypatch):
+    real = os.fsync
+
+    def full(fd):
+        if site in _name(fd):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(usm.files.os, "fsync", full)
+    assert 2 in run_both(tmp_path)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in re.split(r"[\r\n]", err) if line.startswith("error:")]
+    assert len(errors) == 1 and SITES[site] in errors[0] and "No space left on device" in errors[0], err
+    assert "free space" in errors[0]
+    assert not temps(tmp_path)  # the partial copy was removed
+    monkeypatch.setattr(usm.files.os, "fsync", real)
+    assert run_both(tmp_path) == (0, 0)
+    assert np.array_equal(samples(tmp_path), reference[0])
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing catches it, no cleanup runs in the writer."""
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_a_kill_at_each_write_site(site, reference, tmp_path, monkeypatch):
+    """The writer dies after its bytes reached its temporary file and before the rename (an append:
+    halfway through the line). The next start removes the dead writer's file and finishes the work."""
+    real_replace, real_append = os.replace, usm.training.run_dir.append_line
+
+    def killed_replace(src, dst):
+        if site in Path(dst).name and Path(src) == temp_path(Path(dst)):
+            os.rename(src, Path(dst).with_name(f".{Path(dst).name}.tmp.{usm.files.HOST}.{dead_pid()}"))
+            raise Killed
+        real_replace(src, dst)
+
+    def killed_append(path, line):
+        if site in Path(path).name:
+            with open(path, "a") as f:
+                f.write(line[: len(line) // 2])
+            raise Killed
+        real_append(path, line)
+
+    monkeypatch.setattr(usm.files.os, "replace", killed_replace)
+    monkeypatch.setattr(usm.training.run_dir, "append_line", killed_append)
+    with pytest.raises(Killed):
+        run_both(tmp_path)
+    monkeypatch.setattr(usm.files.os, "replace", real_replace)
+    monkeypatch.setattr(usm.training.run_dir, "append_line", real_append)
+    assert run_both(tmp_path) == (0, 0)
+    assert not temps(tmp_path)
+    assert np.array_equal(samples(tmp_path), reference[0])
+
+
+# A truncated copy of each file a finished run reads back -> None when the next run recovers by itself
+# (with a warning), else what its one error line tells the user to remove before rerunning.
+READ_SITES = {
+    "run/config.json": "run/config.json",
+    "run/stats.jsonl": None,
+    "run/checkpoints/step_000000004.pt": None,  # set aside, trained again from step 2: the same weights
+    "run/checkpoints/step_000000004.pt.sha256": None,
+    "samples/000002.png": None,
+    "samples/provenance.json": "samples",
+    "samples/samples.npz": None,
+}
+
+
+@pytest.mark.parametrize("site", READ_SITES)
+def test_a_truncated_file_at_each_read_site(site, reference, tmp_path, capsys):
+    assert run_both(tmp_path) == (0, 0)
+    path = tmp_path / site
+    path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 2)])
+    capsys.readouterr()
+    codes = run_both(tmp_path)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    if READ_SITES[site]:
+        errors = [line for line in re.split(r"[\r\n]", err) if line.startswith("error:")]
+        assert 2 in codes and len(errors) == 1 and path.name in errors[0], err
+        remove = tmp_path / READ_SITES[site]
+        shutil.rmtree(remove) if remove.is_dir() else remove.unlink()
+        assert run_both(tmp_path) == (0, 0)
+    else:
+        assert codes == (0, 0), err
+    assert np.array_equal(samples(tmp_path), reference[0])
