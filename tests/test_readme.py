@@ -1,4 +1,5 @@
-"""Numbers in the README that come from a checked-in record are the record, not a copy that drifts.
+"""The README and docs/ say what the repository holds: numbers from checked-in records are the
+records, not copies that drift, and every file they point to exists.
 
 A block ``<!-- generated: PATH ... -->`` ... ``<!-- generated: end -->`` must equal the file PATH
 (relative to the repository), which the command named in the marker writes.
@@ -7,13 +8,40 @@ A block ``<!-- generated: PATH ... -->`` ... ``<!-- generated: end -->`` must eq
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"<!-- generated: (\S+)[^\n]*-->\n(.*?)\n<!-- generated: end -->", re.S)
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")  # Markdown links and images
+CODE_PATH = re.compile(r"`((?:usm|analysis|experiments|baselines|tests|results|slurm|notebooks|docs)/[\w./-]+)`")
 
 
-def test_generated_readme_blocks_equal_their_records():
-    readme = (ROOT / "README.md").read_text()
-    blocks = BLOCK.findall(readme)
-    assert len(blocks) >= 2  # the smoke table and its comparisons
-    for path, block in blocks:
-        assert block.strip() == (ROOT / path).read_text().strip(), f"README block of {path} differs from the file"
+def test_generated_blocks_equal_their_records():
+    blocks = {str(page.relative_to(ROOT)): BLOCK.findall(page.read_text()) for page in PAGES}
+    assert blocks["README.md"], "the README shows the main command's table"
+    assert sum(map(len, blocks.values())) >= 5  # smoke and cpu tables and comparisons, the control table
+    for page, found in blocks.items():
+        for path, block in found:
+            assert block.strip() == (ROOT / path).read_text().strip(), f"{page}: the block of {path} differs"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_link_and_named_path_exists(page):
+    """Links resolve from the page's folder; a path in backticks (`usm/...`) from the repository.
+    A path with a glob or a placeholder is not a file name, and results/ outside results/reference/
+    is what a run writes: both are left alone."""
+    text = page.read_text()
+    missing = [link for link in LINK.findall(text)
+               if "://" not in link and not (page.parent / link).exists()]
+    missing += [path for path in CODE_PATH.findall(text)
+                if not any(c in path for c in "*<>") and not (ROOT / path.rstrip(".")).exists()
+                and (not path.startswith("results/") or path.startswith("results/reference/"))]
+    assert not missing, f"{page.name} points to what is not there: {missing}"
+
+
+def test_the_readme_stays_a_readme():
+    """One screenful per topic: details go to docs/ (the generated paper table aside)."""
+    text = (ROOT / "README.md").read_text()
+    prose = re.sub(r"<!-- paper-claims:.*?<!-- paper-claims: end -->", "", text, flags=re.S)
+    assert len(prose.splitlines()) <= 200, len(prose.splitlines())

@@ -11,7 +11,7 @@ from experiments.grid import Axis, Grid, Scale
 # It keeps the paper's structure where the ablations depend on it: patch 1, depth 6k+1 with three 2x
 # stages a side, the same scan schemes, and a bottleneck that holds at least as many numbers as the
 # velocity target (2x2x64 = 256 for 16x16x1; USM-B/1 on 32x32x4 latents: 4x4x768 = 12,288 for
-# 4,096), so the no-skip arm can still carry the image (see USM.structure() and the README).
+# 4,096), so the no-skip arm can still carry the image (see USM.structure() and docs/ablations.md).
 # Its mixer is narrower than Mamba's default (expand 1: E = D; 8 states instead of 16): a training
 # step has half the FLOPs (0.7x the CPU time) and per image it learns nearly as fast (docs/control.md, "The lean mixer":
 # pixel precision 0.68 +- 0.04 against 0.76 after 51,200 images), so the study trains three times

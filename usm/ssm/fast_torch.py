@@ -1,4 +1,5 @@
-"""Fast pure-PyTorch selective scan with a hand-written backward (the default off-CUDA).
+"""Fast pure-PyTorch selective scan with a hand-written backward: backend "torch", the fallback
+where the compiled kernels cannot run (the meta device; CUDA without Triton or mamba_ssm).
 
     >>> import torch
     >>> from usm.ssm.fast_torch import selective_scan_torch
