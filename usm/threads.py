@@ -5,7 +5,8 @@
     True
 
 Two 2-thread torch processes on 2 cores each run 10-20x slower than one alone (measured on the
-2-core dev machine in different sessions; each thread waits for the other process's). So every entry point calls ``use_cpu_share()`` first: it reads the share of
+2-core dev machine in different sessions; each thread waits for the other process's). So every
+entry point calls ``use_cpu_share()`` first: it reads the share of
 this process -- ``USM_CPUS`` (a CPU list the local launcher gives each job, e.g. ``"0"`` or
 ``"2,3"``), else the affinity mask (which SLURM sets) -- pins the process to it, and sets torch's
 thread count (and through it the compiled scan's) to the number of CPUs in the share, or
