@@ -43,7 +43,10 @@ def read_run(path: Path) -> dict:
            "step": stats[-1]["step"] if stats else 0, "max_steps": max_steps,
            "final_loss": float(pd.Series([s["loss"] for s in stats[-5:]]).mean()) if stats else None}
     for metric_file in sorted((path / "metrics").glob("*.json")) if (path / "metrics").is_dir() else []:
-        row.update(_numbers(read_json(metric_file, REMEASURE)))
+        record = read_json(metric_file, REMEASURE)
+        row.update(_numbers(record))
+        if isinstance(record.get("device"), str):  # where the cost columns were measured
+            row["device"] = record["device"]
     if (path / "done").exists() and (not point or (path / "metrics" / "quality.json").exists()):
         row["status"], row["why"] = "done", ""
     else:

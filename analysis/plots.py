@@ -99,15 +99,23 @@ def learning_curves_plot(study_dir, out_dir) -> list[Path]:
 
 
 def efficiency_bars(frame, out_dir) -> list[Path]:
-    columns = [c for c in ("params", "gflops", "activation_bytes", "train_steps_per_s") if c in frame.columns]
+    """Per arm: size, FLOPs and what the points measured of their cost (analysis/run_cost.py)."""
+    from analysis.tables import LABELS
+
+    columns = [c for c in ("params", "gflops", "activation_bytes", "train_steps_per_s", "activation_mib",
+                           "train_images_per_s", "peak_rss_mib", "peak_cuda_mib", "sample_seconds_per_image")
+               if c in frame.columns and frame[c].notna().any()]
     if not columns:
         return []
     by_arm = frame.groupby("arm", sort=False)[columns].mean()
+    device = ", ".join(sorted(frame["device"].dropna().unique())) if "device" in frame.columns else ""
     fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 3.2), squeeze=False)
     for ax, column in zip(axes[0], columns):
         ax.bar(range(len(by_arm)), by_arm[column].values)
         ax.set_xticks(range(len(by_arm)), by_arm.index, rotation=45, ha="right", fontsize=7)
-        ax.set_title(column, fontsize=9)
+        ax.set_title(LABELS.get(column, column), fontsize=9)
+    if device:
+        fig.suptitle(f"measured on {device}", fontsize=8)
     fig.tight_layout()
     return _save(fig, out_dir, "efficiency")
 

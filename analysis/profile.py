@@ -41,13 +41,15 @@ def device_name(device: torch.device) -> str:
     return name(device)
 
 
-def model_activation_bytes(name: str, side: int, batch: int, checkpoint: bool, device="meta") -> int:
-    """Activation bytes of one training step, built on ``device`` ("meta": shapes only, instant).
-    Scans run on the pure-PyTorch backend, whose saved tensors are the same on every device (the
-    compiled CPU kernels save less: their inputs and every 32nd state)."""
+def model_activation_bytes(name: str, side: int, batch: int, checkpoint: bool, device="meta", **overrides) -> int:
+    """Activation bytes of one training step, built on ``device`` ("meta": shapes only, instant),
+    with constructor ``overrides`` (a run's recorded model config). Scans run on the pure-PyTorch
+    backend, whose saved tensors are the same on every device (the compiled CPU kernels save less:
+    their inputs and every 16th state)."""
+    overrides = {k: v for k, v in overrides.items() if k not in ("input_size", "use_checkpoint", "scan_backend")}
     with torch.device(device):
         scan = {"scan_backend": "torch"} if "scan_backend" in inspect.signature(MODELS[name].cls).parameters else {}
-        model = build_model(name, input_size=side, use_checkpoint=checkpoint, **scan)
+        model = build_model(name, input_size=side, use_checkpoint=checkpoint, **scan, **overrides)
         x = torch.randn(batch, model.config["in_channels"], side, side)
         return activation_bytes(lambda: training_loss(model, x, example_cond(model, batch)), model)
 

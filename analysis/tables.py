@@ -46,7 +46,9 @@ NON_METRICS = {"run", "order", "arm", "seed", "model", "status", "why", "step", 
                "images_seen"}
 SHOWN_BESIDE_HEADLINE = ("precision", "recall")  # always in the table, validated or not (marked)
 LEVEL, POWER = 0.95, 0.80
-LABELS = {"final_loss": "final loss", "params": "params", "gflops": "GFLOPs",
+COSTS = {"train_images_per_s": "train img/s", "activation_mib": "act. MiB", "peak_rss_mib": "peak RSS MiB",
+         "peak_cuda_mib": "peak GPU MiB", "sample_seconds_per_image": "sample s/img"}  # analysis/run_cost.py
+LABELS = {"final_loss": "final loss", "params": "params", "gflops": "GFLOPs", **COSTS,
           **{k: m.label for k, m in QUALITY_METRICS.items()}}
 
 
@@ -54,7 +56,7 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
     """Every numeric metric column: efficiency and loss first, then quality in QUALITY_METRICS order."""
     columns = [c for c in frame.columns if c not in NON_METRICS and not c.startswith("axis.")
                and not c.endswith("_sampling_std") and pd.api.types.is_numeric_dtype(frame[c])]
-    first = [c for c in ("final_loss", "params", "gflops", *QUALITY_METRICS) if c in columns]
+    first = [c for c in ("final_loss", "params", "gflops", *COSTS, *QUALITY_METRICS) if c in columns]
     return first + [c for c in columns if c not in first]
 
 
@@ -155,7 +157,7 @@ def verdict(row, metrics: list[str]) -> str:
 def _cell(mean, std, kind) -> str:
     if mean is None or pd.isna(mean):
         return "-"
-    if std is None or pd.isna(std) or (std == 0 and kind in ("params", "gflops")):  # one seed, or fixed by the arm
+    if std is None or pd.isna(std) or (std == 0 and kind in ("params", "gflops", "activation_mib")):  # fixed by the arm
         return human(mean, kind)
     return f"{human(mean, kind)} ± {human(std, kind)}"
 
@@ -237,6 +239,10 @@ def caption(frame: pd.DataFrame, calibrations: dict[str, dict] | None) -> str:
              f"row (the recipe, same seeds) has a {LEVEL:.0%} t-interval that excludes 0 (comparisons.md lists every "
              "difference, its interval and the seeds it would need); 'inconclusive' where every interval covers 0. "
              "† : not a headline metric: it failed the metric validation (docs/metrics.md)."]
+    if "device" in frame.columns and frame["device"].notna().any():
+        parts.append(f"Costs (train img/s, peak memory, sample s/img) measured in each point on "
+                     f"{', '.join(sorted(frame['device'].dropna().unique()))}; act. MiB: bytes one training step "
+                     "saves for backward (pure-PyTorch scan).")
     if "num_samples" in frame.columns and frame["num_samples"].notna().any():
         parts.append(f"Quality on {int(frame['num_samples'].dropna().iloc[0])} samples per run.")
     for dataset, calibration in (calibrations or {}).items():

@@ -99,7 +99,8 @@ def trainer_config(settings: dict, directory: str | Path) -> Config:
     return Config.from_flat({"model": settings["model"], "data": settings["data"],
                              "resolution": settings["resolution"], "latent": settings["latent"],
                              "model_args": dict(settings["model_args"]), "run_dir": str(directory),
-                             "pause_every": settings.get("eval_every"), **latent, **settings["train"]})
+                             "pause_every": settings.get("eval_every"), "log_with": settings.get("log_with", "none"),
+                             **latent, **settings["train"]})
 
 
 def latent_cache_path(settings: dict, directory: str | Path) -> Path:
@@ -117,7 +118,7 @@ def sample_config(settings: dict, directory: str | Path) -> SampleConfig:
                         context=settings["train"].get("context"), device=default_device()).validate()
 
 
-SETTINGS = ("num_samples", "sample_steps", "eval_every", "eval_samples")  # what settings.NAME=N may set
+SETTINGS = ("num_samples", "sample_steps", "eval_every", "eval_samples", "log_with")  # what settings.NAME=V may set
 
 
 def safe(text: str) -> str:
@@ -169,7 +170,7 @@ class Grid:
         if unknown:
             raise GridError(f"--set {unknown[0]}: settings are data.NAME=PATH (dataset paths), train.FIELD=VALUE, "
                             f"model.ARG=VALUE (a constructor argument of the grid's models, e.g. model.expand=1), "
-                            f"or settings.NAME=N with NAME one of {', '.join(SETTINGS)}")
+                            f"or settings.NAME=VALUE with NAME one of {', '.join(SETTINGS)}")
         if "seed" in train_overrides:
             raise GridError("--set train.seed: a study's seeds are its points; use --seeds 0 1 2")
         for axis in self.axes:  # an axis sets its key in every point: a --set of it would be dropped

@@ -21,7 +21,7 @@ import submitit
 
 from experiments.grid import GridError
 from experiments.grids import GRIDS
-from experiments.point import POINT_FIX, PointJob, PointMismatch, point_dir, point_status
+from experiments.point import POINT_FIX, PointJob, PointMismatch, comparable, point_dir, point_status
 from usm.files import WriteError, read_json
 from usm.threads import cpu_share, split_cpus
 
@@ -53,7 +53,7 @@ def statuses(results: str, points: list[dict]) -> list[tuple[dict, str, Path]]:
 
 def holds_other(directory: Path, point: dict) -> bool:
     spec = directory / "point.json"
-    return spec.exists() and read_json(spec, POINT_FIX) != {k: v for k, v in point.items() if k != "name"}
+    return spec.exists() and comparable(read_json(spec, POINT_FIX)) != comparable(point)
 
 
 def format_status(rows) -> str:

@@ -19,15 +19,20 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import json
+import time
 import traceback
 from pathlib import Path
 
 import numpy as np
 import submitit
+import torch
 
+from analysis.bench_scan import device_name
+from analysis.run_cost import point_cost, sampling_record
 from experiments.grid import sample_config, trainer_config
 from usm.files import atomic_write, read_json
 from usm.threads import use_cpu_share
+from usm.training.sampling import default_device
 
 
 class PointBusy(RuntimeError):
@@ -70,6 +75,18 @@ def point_status(directory: str | Path) -> str:
     return "failed" if (directory / "failed.json").exists() else "pending"
 
 
+WATCHING = ("log_with",)  # settings that change how a point is watched, not what it computes
+
+
+def comparable(point: dict) -> dict:
+    """A point as ``point.json`` records and compares it: without its name, and without the settings
+    in WATCHING (a finished study can be rerun with a tracker without being a different study)."""
+    kept = {k: v for k, v in point.items() if k != "name"}
+    if "settings" in kept:
+        kept["settings"] = {k: v for k, v in kept["settings"].items() if k not in WATCHING}
+    return kept
+
+
 def claim(directory: Path, point: dict):
     """Take the point's lock (PointBusy if another process holds it), then check or write point.json.
     The lock comes first, so a process that loses the race leaves nothing behind."""
@@ -81,7 +98,7 @@ def claim(directory: Path, point: dict):
         handle.close()
         raise PointBusy(f"{directory} is being run by another process") from None
     spec = directory / "point.json"
-    if spec.exists() and read_json(spec, POINT_FIX) != point:
+    if spec.exists() and comparable(read_json(spec, POINT_FIX)) != comparable(point):
         handle.close()
         raise PointMismatch(f"{directory} holds a different point (settings differ): results are never "
                             "overwritten; use another study name or remove the folder")
@@ -106,8 +123,6 @@ def score(s: dict, samples: np.ndarray, sample_dir: Path, swd: bool = True) -> d
 
 def measure(directory: Path, s: dict) -> dict:
     if s["metric"] == "profile":
-        import torch
-
         from analysis.profile import profile_one
 
         return {f"{key}@{size}": value for size in s["image_sizes"]
@@ -117,10 +132,13 @@ def measure(directory: Path, s: dict) -> dict:
     from usm.training.run_dir import RunDir
 
     # the constructor arguments the run trained with (sizes, conditioning, --model-arg), as recorded
-    flops = count_registered(s["model"], **RunDir(directory).read_config()["derived"]["model_config"])
+    model_config = RunDir(directory).read_config()["derived"]["model_config"]
+    flops = count_registered(s["model"], **model_config)
     final = directory / "samples" / "final"
     samples = np.load(final / "samples.npz")["images"]
-    out = {"gflops": flops.gflops, "params": flops.params, "num_samples": len(samples)}
+    out = {"gflops": flops.gflops, "params": flops.params, "num_samples": len(samples),
+           **point_cost(directory, s["model"], model_config, s["train"]["batch_size"],
+                        device_name(torch.device(default_device())))}
     out.update(score(s, samples, final))
     if s["metric"] == "swd":  # how much of each score is due to which samples were drawn
         from analysis.quality import bootstrap, reference_images
@@ -198,12 +216,16 @@ def run_point(results: str, point: dict, rank: int = 0) -> str:
         if s["metric"] != "profile":
             train_point(directory, s, evaluate=False)
         return "worker"
-    handle = claim(directory, {k: v for k, v in point.items() if k != "name"})
+    handle = claim(directory, comparable(point))
     try:
         (directory / "failed.json").unlink(missing_ok=True)
         if s["metric"] != "profile":
             train_point(directory, s)
-            generate(sample_config(s, directory))
+            sampling = sample_config(s, directory)
+            started = time.monotonic()
+            drawn = generate(sampling)
+            seconds = time.monotonic() - started
+            sampling_record(directory, seconds, drawn.new, device_name(torch.device(sampling.device)))
         metrics = measure(directory, s)
         (directory / "metrics").mkdir(exist_ok=True)
         atomic_write(directory / "metrics" / "quality.json", json.dumps(metrics, indent=2))

@@ -173,6 +173,11 @@ def test_study_runs_once_then_nothing_then_only_what_is_missing(tmp_path, capsys
     metrics = json.loads((study / "model=DiT,dataset=shapes-s0" / "metrics" / "quality.json").read_text())
     assert metrics["swd"] > 0 and metrics["num_samples"] == 8 and metrics["gflops"] > 0
     assert 0 <= metrics["precision"] <= 1 and metrics["shape_coverage_sampling_std"] >= 0
+    # what the point cost, measured in the point: in quality.json and in the table, with the device named
+    assert metrics["train_images_per_s"] > 0 and metrics["activation_mib"] > 0 and metrics["peak_rss_mib"] > 50
+    assert 0 < metrics["sample_seconds_per_image"] < 60 and metrics["device"]
+    assert {"train img/s", "act. MiB", "peak RSS MiB", "sample s/img"} <= set(table[0])
+    assert f"measured in each point on {metrics['device']}" in (study / "table.md").read_text()
     # the learning curve: evaluated at step 2 (4 samples), and the first 4 final samples at step 4
     run_dir = study / "model=DiT,dataset=shapes-s0"
     curve = [json.loads((run_dir / "metrics" / "curve" / f"step-{s:09d}.json").read_text()) for s in (2, 4)]
@@ -399,3 +404,22 @@ def test_a_damaged_point_json_is_one_line_before_anything_launches(tmp_path, cap
     assert run_main(["--grid", "ablations", "--only", "recipe-s0", "--results", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "point.json is damaged" in err and "remove the point's folder" in err, err
+
+
+def test_a_study_sends_its_runs_to_a_tracker_without_becoming_another_study(tmp_path):
+    """settings.log_with reaches every point's trainer; it is checked before launch, and a finished
+    point rerun with a tracker is the same point (point.json leaves it out)."""
+    from experiments.grid import trainer_config
+    from experiments.launch import holds_other
+    from experiments.point import claim, comparable
+
+    plain = GRIDS["ablations"].points("smoke", seeds=[0])[0]
+    watched = GRIDS["ablations"].points("smoke", seeds=[0], overrides={"settings.log_with": "tensorboard"})[0]
+    assert trainer_config(watched.settings, tmp_path).run.log_with == "tensorboard"
+    assert trainer_config(plain.settings, tmp_path).run.log_with == "none"
+    with pytest.raises(GridError, match="tensorbored"):
+        GRIDS["ablations"].points("smoke", seeds=[0], overrides={"settings.log_with": "tensorbored"})
+    claim(tmp_path, comparable(plain.to_dict())).close()
+    assert not holds_other(tmp_path, {**watched.to_dict(), "name": watched.name})
+    other = GRIDS["ablations"].points("smoke", seeds=[0], overrides={"settings.num_samples": 64})[0]
+    assert holds_other(tmp_path, {**other.to_dict(), "name": other.name})

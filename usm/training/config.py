@@ -32,6 +32,8 @@ from usm.cli import TYPE_NAMES, parse_assignments, typed
 from usm.data.datasets import missing_context
 from usm.models.registry import MODELS
 from usm.models.spec import ModelArgError
+from usm.training import trackers
+from usm.training.trackers import CHOICES
 
 
 class ConfigError(ValueError):
@@ -88,6 +90,9 @@ class RunConfig:
     ckpt_every: int = _opt(1000, "checkpoint every N steps (and always when an invocation ends)")
     keep: int = _opt(3, "checkpoints to keep (newest)")
     log_every: int = _opt(10, "append a stats.jsonl line every N steps")
+    log_with: str = _opt("none", "also send those lines to a tracker through accelerate (RUN/trackers/; the "
+                                 "'tracking' extra): none, tensorboard, wandb (offline unless WANDB_MODE says "
+                                 "otherwise), mlflow, aim, or all that are installed", choices=list(CHOICES))
     num_workers: int = _opt(0, "data-loader worker processes")
     time_budget: float = _opt(None, "end this invocation cleanly (with a checkpoint) after S seconds")
     max_steps_per_invocation: int = _opt(None, "end this invocation after N steps (SLURM requeue chunks)")
@@ -173,6 +178,10 @@ class Config:
             raise ConfigError("--latent-cache needs --latent (pixel-space runs read the images directly)")
         if self.model.model not in MODELS:
             raise ConfigError(f"--model {self.model.model}: unknown; valid: {', '.join(sorted(MODELS))}")
+        try:
+            trackers.check(r.log_with)
+        except trackers.TrackerUnavailable as exc:
+            raise ConfigError(str(exc)) from None
         try:
             self.model.model_args = MODELS[self.model.model].check_overrides(self.model.model_args)
         except ModelArgError as exc:

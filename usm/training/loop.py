@@ -52,6 +52,7 @@ from usm.files import remove_dead_temps
 from usm.precision import use_tf32
 from usm.rectified_flow import training_loss
 from usm.seeding import derive_seed, generator
+from usm.training import trackers
 from usm.training.checkpoint import newest_verified, remove_orphan_checksums, save_checkpoint, set_aside
 from usm.training.config import Config, ConfigError
 from usm.training.ema import make_ema, update_ema
@@ -165,7 +166,8 @@ def setup(cfg: Config) -> Session:
     # says it may leave some out (``leaves_parameters_unused``; set once the model is built, below):
     # every registered model gives each trainable parameter a gradient in every step (tested).
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.train.mixed_precision,
-                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
+                              **trackers.accelerator_kwargs(cfg.run.log_with, cfg.run.run_dir))
     run = RunDir(cfg.run.run_dir)
     if not cfg.run.dry_run:
         run.check_writable()
@@ -383,12 +385,15 @@ def run_steps(s: Session, step: int, ema, optimizer, scheduler) -> Outcome:
                 mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
                 now = time.monotonic()
                 speed = (step - last_log_step) / max(now - last_log, 1e-9)
+                images_per_s = speed * cfg.train.batch_size * s.world
                 record = {"step": step, "loss": mean_loss, "lr": scheduler.get_last_lr()[0],
-                          "grad_norm": float(grad_norm), "steps_per_s": speed,
-                          "images_seen": step * cfg.train.batch_size * s.world}
+                          "grad_norm": float(grad_norm), "steps_per_s": speed, "images_per_s": images_per_s,
+                          "sec_per_kimg": 1000 / max(images_per_s, 1e-9),
+                          "images_seen": step * cfg.train.batch_size * s.world, **peak_memory(accelerator.device)}
                 if accelerator.is_main_process:
                     s.run.append_stats(record)
                     bar.set_postfix(loss=f"{mean_loss:.4f}")
+                trackers.log(accelerator, cfg.run.log_with, record)  # accelerate logs on the main process only
                 last_log, last_log_step = now, step
             if step % cfg.run.ckpt_every == 0 or step == end or out_of_time:
                 checkpoint(step)
@@ -406,6 +411,17 @@ def run_steps(s: Session, step: int, ema, optimizer, scheduler) -> Outcome:
     if status == "done":
         log.info("finished: step %d", step)
     return Outcome(status, step)
+
+
+def peak_memory(device: torch.device) -> dict:
+    """The process's peak resident memory (MiB, since it started) and, on CUDA, the peak allocated
+    by torch on ``device`` (MiB): a run's cost, read from its own stats.jsonl (as edm2 records)."""
+    import resource
+
+    out = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # Linux: KiB
+    if device.type == "cuda":
+        out["peak_cuda_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
 
 
 def lr_factor(t):
@@ -451,4 +467,8 @@ def train(cfg: Config) -> Outcome:
         optimizer = torch.optim.AdamW(trainable, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, fused=True)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg.train))
         step = resume(s, ema, optimizer, scheduler)
-        return run_steps(s, step, ema, optimizer, scheduler)
+        trackers.start(s.accelerator, cfg.run.log_with, s.run.path.name, s.resolved)
+        try:
+            return run_steps(s, step, ema, optimizer, scheduler)
+        finally:
+            trackers.end(s.accelerator, cfg.run.log_with)
