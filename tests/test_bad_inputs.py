@@ -66,6 +66,21 @@ def test_samples_of_other_settings_never_mix(trained, tmp_path, capsys):
     assert "8 samples (4 new)" in capsys.readouterr().out
 
 
+def test_samples_are_keyed_by_the_weights_they_come_from(trained, tmp_path, capsys):
+    """Other weights (the digest differs) are refused; a folder of an earlier version, which has no
+    digest, is compared by the checkpoint's checksum instead, and reused."""
+    out = tmp_path / "s"
+    assert sample_main([str(trained), "--num", "2", "--steps", "1", "--out", str(out)]) == 0
+    stamp = out / "provenance.json"
+    record = json.loads(stamp.read_text())
+    stamp.write_text(json.dumps({**record, "weights_sha256": "0" * 64}))
+    assert sample_main([str(trained), "--num", "2", "--steps", "1", "--out", str(out)]) == 2
+    one_error_line(capsys, "other settings", "weights_sha256")
+    stamp.write_text(json.dumps({k: v for k, v in record.items() if k != "weights_sha256"}))
+    assert sample_main([str(trained), "--num", "3", "--steps", "1", "--out", str(out)]) == 0
+    assert "3 samples (1 new)" in capsys.readouterr().out
+
+
 def test_default_sample_folders_name_their_settings(trained, capsys):
     assert sample_main([str(trained), "--num", "2", "--steps", "1"]) == 0
     assert sample_main([str(trained), "--num", "2", "--steps", "2", "--no-ema"]) == 0

@@ -2,26 +2,26 @@
 records, not copies that drift, and every file they point to exists.
 
 A block ``<!-- generated: PATH ... -->`` ... ``<!-- generated: end -->`` must equal the file PATH
-(relative to the repository), which the command named in the marker writes.
+(relative to the repository), which the command named in the marker writes;
+``python -m analysis.doc_blocks`` refreshes them.
 """
 
 import re
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-BLOCK = re.compile(r"<!-- generated: (\S+)[^\n]*-->\n(.*?)\n<!-- generated: end -->", re.S)
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+from analysis.doc_blocks import ROOT, blocks, pages
+
+PAGES = pages()
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")  # Markdown links and images
 CODE_PATH = re.compile(r"`((?:usm|analysis|experiments|baselines|tests|results|slurm|notebooks|docs)/[\w./-]+)`")
 
 
 def test_generated_blocks_equal_their_records():
-    blocks = {str(page.relative_to(ROOT)): BLOCK.findall(page.read_text()) for page in PAGES}
-    assert blocks["README.md"], "the README shows the main command's table"
-    assert sum(map(len, blocks.values())) >= 5  # smoke and cpu tables and comparisons, the control table
-    for page, found in blocks.items():
+    found_on = {str(page.relative_to(ROOT)): blocks(page.read_text()) for page in PAGES}
+    assert found_on["README.md"], "the README shows the main command's table"
+    assert sum(map(len, found_on.values())) >= 5  # smoke and cpu tables and comparisons, the control table
+    for page, found in found_on.items():
         for path, block in found:
             assert block.strip() == (ROOT / path).read_text().strip(), f"{page}: the block of {path} differs"
 

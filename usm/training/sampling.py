@@ -225,8 +225,10 @@ def prepare_folder(out: Path, record: dict) -> None:
     stamp = out / "provenance.json"
     if stamp.exists():
         existing = read_json(stamp, "remove that folder, or use another --out")
+        # a folder of an earlier version has no weights digest: there the checkpoint's bytes decide
+        uncompared = UNCOMPARED if "weights_sha256" in existing else ("checkpoint", "weights_sha256")
         diffs = [f"{k}: {existing.get(k)!r} there, {v!r} asked" for k, v in record.items()
-                 if existing.get(k) != v and k not in UNCOMPARED]
+                 if existing.get(k) != v and k not in uncompared]
         if diffs:
             raise SampleError(f"{out} holds samples drawn with other settings ({'; '.join(diffs)}): "
                               "use another --out, or remove that folder")

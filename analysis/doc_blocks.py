@@ -1,0 +1,57 @@
+"""Refresh the generated blocks of the README and docs/ from the records they show.
+
+    python -m analysis.doc_blocks            # rewrite every block from its file; prints what changed
+    python -m analysis.doc_blocks --check    # exit 1 if any block differs from its file
+
+A block is ``<!-- generated: PATH (the command that writes PATH) -->`` ... ``<!-- generated: end -->``
+and holds exactly the file PATH (relative to the repository). Run the command the marker names,
+copy its output to PATH (the checked-in records live in ``results/reference/``), then run this:
+the pages then show the record, not a copy typed by hand. ``tests/test_readme.py`` checks the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from usm.files import atomic_write
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCK = re.compile(r"(<!-- generated: (\S+)[^\n]*-->\n)(.*?)(\n<!-- generated: end -->)", re.S)
+
+
+def pages(root: Path = ROOT) -> list[Path]:
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def blocks(text: str) -> list[tuple[str, str]]:
+    """(record path, block text) of every generated block of a page."""
+    return [(m.group(2), m.group(3)) for m in BLOCK.finditer(text)]
+
+
+def refreshed(text: str, root: Path = ROOT) -> str:
+    """The page with every block replaced by its record's current text."""
+    return BLOCK.sub(lambda m: m.group(1) + (root / m.group(2)).read_text().strip() + m.group(4), text)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.doc_blocks", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only report blocks that differ (exit 1 if any)")
+    args = parser.parse_args(argv)
+    stale = []
+    for page in pages():
+        text = page.read_text()
+        new = refreshed(text)
+        if new != text:
+            stale.append(page.relative_to(ROOT))
+            if not args.check:
+                atomic_write(page, new)
+    verb = "differ" if args.check else "refreshed"
+    print(f"{verb}: {', '.join(map(str, stale))}" if stale else "every generated block equals its record")
+    return 1 if stale and args.check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
