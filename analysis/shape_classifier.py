@@ -35,6 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from analysis.frechet import fitted_frechet
 from usm.data.shapes import CLASSES, HELD_OUT_SEED, RENDERER, VARIANTS, cache_dir, load_shapes, render_shapes
 from usm.files import atomic_save, atomic_write
 
@@ -139,23 +140,6 @@ def load_classifier(data: str, resolution: int) -> tuple[ShapeNet, dict]:
     return model, record
 
 
-def _frechet(a: np.ndarray, b: np.ndarray) -> float:
-    """Frechet distance of two Gaussians fitted to feature sets. Features of degenerate images (noise)
-    leave some ReLU units dead, so covariances are singular: a 1e-6 ridge keeps the square root
-    defined, as FID implementations do."""
-    import warnings
-
-    from scipy import linalg
-
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    ridge = 1e-6 * np.eye(a.shape[1])
-    cov_a, cov_b = np.cov(a, rowvar=False) + ridge, np.cov(b, rowvar=False) + ridge
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        root = linalg.sqrtm(cov_a @ cov_b)
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * np.real(root)))
-
-
 @functools.lru_cache(maxsize=4)
 def training_manifold(data: str, resolution: int) -> tuple[np.ndarray, np.ndarray]:
     """(classifier features, k-NN radii) of the whole training set: the real manifold in feature space."""
@@ -187,7 +171,7 @@ def shape_scorer(reference: np.ndarray, images: np.ndarray, data: str, resolutio
         mean = np.clip(mean / max(mean.sum(), 1e-12), 1e-12, None)
         return {"recognisable": float((probs[index].max(1) >= CONFIDENT).mean()),
                 "class_coverage": float(-(mean * np.log(mean)).sum() / math.log(len(CLASSES))),
-                "shape_fd": _frechet(features[index], ref_features),
+                "shape_fd": fitted_frechet(features[index], ref_features),
                 **{f"shape_{name}": value for name, value in manifold(index).items()}}
 
     return score

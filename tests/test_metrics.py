@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 from scipy import linalg
 
-from analysis.fid import FIDWeightsMissing, compute_metrics, frechet_distance, inception_weights
+from analysis.fid import FIDWeightsMissing, compute_metrics, inception_weights
+from analysis.frechet import frechet_distance
 from analysis.swd import laplacian_pyramid, swd
 from usm.data.shapes import render_shapes
 
@@ -32,6 +33,21 @@ def test_frechet_distance_matches_direct_scipy_on_full_covariances():
     # Empirical statistics of samples drawn from the two Gaussians approach the closed form.
     x = rng.multivariate_normal(mu1, s1, size=200_000)
     assert frechet_distance(x.mean(0), np.cov(x, rowvar=False), mu2, s2) == pytest.approx(direct, rel=0.02)
+
+
+def test_fitted_frechet_stays_finite_on_features_with_dead_units():
+    """The shape classifier's features of noise leave ReLU units at 0: singular covariances. The ridge
+    keeps the square root defined, and moves a well-conditioned distance by almost nothing."""
+    from analysis.frechet import fitted_frechet
+
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(500, 6)), rng.normal(1.0, 1.0, size=(500, 6))
+    a[:, 2] = b[:, 2] = 0.0  # a dead unit in both sets
+    live = [0, 1, 3, 4, 5]
+    assert fitted_frechet(a, b) == pytest.approx(fitted_frechet(a[:, live], b[:, live], ridge=0), abs=1e-5)
+    full_a, full_b = rng.normal(size=(500, 6)), rng.normal(size=(500, 6))
+    plain = frechet_distance(full_a.mean(0), np.cov(full_a, rowvar=False), full_b.mean(0), np.cov(full_b, rowvar=False))
+    assert fitted_frechet(full_a, full_b) == pytest.approx(plain, abs=1e-4)
 
 
 def test_missing_weights_say_what_to_do(tmp_path, monkeypatch):
