@@ -174,3 +174,15 @@ def test_causal_conv_cuda_kernel_matches_torch():
     x, w, b = torch.randn(2, 64, 129, device="cuda"), torch.randn(64, 4, device="cuda"), torch.randn(64, device="cuda")
     fused, plain = causal_conv1d_silu(x, w, b, backend="cuda"), causal_conv1d_silu(x, w, b, backend="torch")
     torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-4)
+
+
+def test_a_plain_checkout_registers_its_families_from_pyproject(monkeypatch):
+    """Without package metadata (a checkout that was never pip-installed) the registry reads the
+    entry points pyproject.toml declares: the same models, not an import error."""
+    import usm.models.registry as registry
+
+    monkeypatch.setattr(registry, "entry_points", lambda group: [])
+    assert registry._all_models().keys() == registry.MODELS.keys()
+    monkeypatch.setattr(registry, "PYPROJECT", registry.PYPROJECT.with_name("absent.toml"))
+    with pytest.raises(RuntimeError, match="pip install -e ."):
+        registry._all_models()
