@@ -92,12 +92,18 @@ class DiT(TokenStack):
 # Sizes (docs/models.md): hidden x depth (heads); patches 2, 4, 8. Defaults: a 32x32x4 latent,
 # unconditional; DiT's ImageNet setting is build_model("DiT-XL/2", num_classes=1000, learn_sigma=True).
 
-DIT_SIZES = {"S": (384, 12, 6), "B": (768, 12, 12), "L": (1024, 24, 16), "XL": (1152, 28, 16)}
-
-
-DIT_MODELS = family_table(DiT, [
+DIT_MODELS = family_table(DiT, [  # DiT's sizes (S, B, L, XL) at patches 2, 4, 8, one row each
     ("DiT-T/2", "tiny CPU variant: D=64, 4 layers, 4 heads", dict(patch_size=2, hidden_size=64, depth=4, num_heads=4)),
-    *[(f"DiT-{size}/{patch}", f"D={hidden}, {depth} layers, {heads} heads, patch {patch}",
-       dict(patch_size=patch, hidden_size=hidden, depth=depth, num_heads=heads))
-      for size, (hidden, depth, heads) in DIT_SIZES.items() for patch in (2, 4, 8)],
+    ("DiT-S/2", "D=384, 12 layers, 6 heads, patch 2", dict(patch_size=2, hidden_size=384, depth=12, num_heads=6)),
+    ("DiT-S/4", "D=384, 12 layers, 6 heads, patch 4", dict(patch_size=4, hidden_size=384, depth=12, num_heads=6)),
+    ("DiT-S/8", "D=384, 12 layers, 6 heads, patch 8", dict(patch_size=8, hidden_size=384, depth=12, num_heads=6)),
+    ("DiT-B/2", "D=768, 12 layers, 12 heads, patch 2", dict(patch_size=2, hidden_size=768, depth=12, num_heads=12)),
+    ("DiT-B/4", "D=768, 12 layers, 12 heads, patch 4", dict(patch_size=4, hidden_size=768, depth=12, num_heads=12)),
+    ("DiT-B/8", "D=768, 12 layers, 12 heads, patch 8", dict(patch_size=8, hidden_size=768, depth=12, num_heads=12)),
+    ("DiT-L/2", "D=1024, 24 layers, 16 heads, patch 2", dict(patch_size=2, hidden_size=1024, depth=24, num_heads=16)),
+    ("DiT-L/4", "D=1024, 24 layers, 16 heads, patch 4", dict(patch_size=4, hidden_size=1024, depth=24, num_heads=16)),
+    ("DiT-L/8", "D=1024, 24 layers, 16 heads, patch 8", dict(patch_size=8, hidden_size=1024, depth=24, num_heads=16)),
+    ("DiT-XL/2", "D=1152, 28 layers, 16 heads, patch 2", dict(patch_size=2, hidden_size=1152, depth=28, num_heads=16)),
+    ("DiT-XL/4", "D=1152, 28 layers, 16 heads, patch 4", dict(patch_size=4, hidden_size=1152, depth=28, num_heads=16)),
+    ("DiT-XL/8", "D=1152, 28 layers, 16 heads, patch 8", dict(patch_size=8, hidden_size=1152, depth=28, num_heads=16)),
 ])

@@ -135,10 +135,15 @@ class ZigMa(TokenStack):
 # --------------------------------------------------------------------------------------------------
 # Sizes (docs/models.md): d_state 16, expand 2, d_conv 4; defaults a 32x32x4 latent, unconditional.
 
-ZIGMA_MODELS = family_table(ZigMa, [
+ZIGMA_MODELS = family_table(ZigMa, [  # sizes S, B, L at patches 1, 2, 4, one row each
     ("ZigMa-T/2", "tiny CPU variant: D=64, 4 layers", dict(patch_size=2, hidden_size=64, depth=4)),
-    *[(f"ZigMa-{size}/{patch}", f"D={hidden}, {depth} layers, patch {patch}",
-       dict(patch_size=patch, hidden_size=hidden, depth=depth))
-      for size, hidden, depth in (("S", 368, 24), ("B", 768, 24), ("L", 1024, 48))
-      for patch in (1, 2, 4)],
+    ("ZigMa-S/1", "D=368, 24 layers, patch 1", dict(patch_size=1, hidden_size=368, depth=24)),
+    ("ZigMa-S/2", "D=368, 24 layers, patch 2", dict(patch_size=2, hidden_size=368, depth=24)),
+    ("ZigMa-S/4", "D=368, 24 layers, patch 4", dict(patch_size=4, hidden_size=368, depth=24)),
+    ("ZigMa-B/1", "D=768, 24 layers, patch 1", dict(patch_size=1, hidden_size=768, depth=24)),
+    ("ZigMa-B/2", "D=768, 24 layers, patch 2", dict(patch_size=2, hidden_size=768, depth=24)),
+    ("ZigMa-B/4", "D=768, 24 layers, patch 4", dict(patch_size=4, hidden_size=768, depth=24)),
+    ("ZigMa-L/1", "D=1024, 48 layers, patch 1", dict(patch_size=1, hidden_size=1024, depth=48)),
+    ("ZigMa-L/2", "D=1024, 48 layers, patch 2", dict(patch_size=2, hidden_size=1024, depth=48)),
+    ("ZigMa-L/4", "D=1024, 48 layers, patch 4", dict(patch_size=4, hidden_size=1024, depth=48)),
 ])
