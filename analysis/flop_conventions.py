@@ -30,6 +30,8 @@ import functools
 import re
 from dataclasses import dataclass
 
+from analysis.markdown import table as markdown_table
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -154,8 +156,7 @@ def report(models=("USM-B/1", "ZigMa-B/1")) -> str:
         if ratio:
             row += [_ratio(values[("USM-B/1", text)], values[("ZigMa-B/1", text)]) for text in (False, True)]
         rows.append(row)
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines = [markdown_table(header, rows)]
     lines.append("\nGFLOPs of one forward pass, batch 1, a 32x32x4 latent (256 px); text: 77 tokens of 768.")
     for mode in modes:
         counted = conventions(*mode)

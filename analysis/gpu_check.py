@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from analysis.markdown import table as markdown_table
 from usm.files import atomic_write
 from usm.precision import use_tf32
 
@@ -157,27 +158,28 @@ def markdown(report: dict) -> str:
              f"Command: `{report['command']}`; {report['date']}; versions: "
              + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".", "",
              f"CUDA tests: {report['cuda_tests'].get('summary', '')}", "",
-             "## Selective scan (seconds, median)", "",
-             "| shape (B, D, L, N) | dtype | mode | torch | triton | mamba_ssm | torch / triton | triton / mamba_ssm |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "## Selective scan (seconds, median)", ""]
+    scan_rows = []
     for r in report["scan"]:
         if "seconds" not in r:
-            lines.append(f"| {r.get('shape')} | {r.get('dtype')} | - | {r.get('error') or r.get('skipped')} | | | | |")
+            scan_rows.append([r.get("shape"), r.get("dtype"), "-", r.get("error") or r.get("skipped"), "", "", "", ""])
             continue
         cells = {k: f"{r['seconds'][k]:.4f}" if k in r["seconds"] else "-" for k in ("torch", "triton", "mamba_ssm")}
-        shape = tuple(r["shape"].values())
-        lines.append(f"| {shape} | {r['dtype']} | {r['mode']} | {cells['torch']} | {cells['triton']} | "
-                     f"{cells['mamba_ssm']} | {_num(r.get('speedup_of_triton_over_torch'), '.1f', 'x')} | "
-                     f"{_num(r.get('triton_over_mamba_ssm_time'), '.2f')} |")
-    lines += ["", "## Training at 256 px (32x32x4 latent)", "",
-              "| model | batch | scan | steps/s | images/s | peak memory (GiB) | params (M) |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
+        scan_rows.append([tuple(r["shape"].values()), r["dtype"], r["mode"], cells["torch"], cells["triton"],
+                          cells["mamba_ssm"], _num(r.get("speedup_of_triton_over_torch"), ".1f", "x"),
+                          _num(r.get("triton_over_mamba_ssm_time"), ".2f")])
+    lines.append(markdown_table(["shape (B, D, L, N)", "dtype", "mode", "torch", "triton", "mamba_ssm",
+                                 "torch / triton", "triton / mamba_ssm"], scan_rows))
+    lines += ["", "## Training at 256 px (32x32x4 latent)", ""]
+    training_rows = []
     for r in report["training"]:
         if "train_steps_per_s" not in r:
-            lines.append(f"| {r['model']} | | | {r.get('error') or r.get('skipped')} | | | |")
+            training_rows.append([r["model"], "", "", r.get("error") or r.get("skipped"), "", "", ""])
             continue
-        lines.append(f"| {r['model']} | {r['batch']} | {r['scan_backend']} | {r['train_steps_per_s']:.2f} | "
-                     f"{r['images_per_s']:.1f} | {r['peak_memory_gib']:.1f} | {r['params_m']:.1f} |")
+        training_rows.append([r["model"], r["batch"], r["scan_backend"], f"{r['train_steps_per_s']:.2f}",
+                              f"{r['images_per_s']:.1f}", f"{r['peak_memory_gib']:.1f}", f"{r['params_m']:.1f}"])
+    lines.append(markdown_table(["model", "batch", "scan", "steps/s", "images/s", "peak memory (GiB)", "params (M)"],
+                                training_rows))
     mini = report.get("mini")
     if mini:
         lines += ["", "## The mini scale's cost", ""]

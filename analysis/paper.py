@@ -29,6 +29,8 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from analysis.markdown import table as markdown_table
+
 CLAIMS_FILE = Path(__file__).with_name("paper_claims.json")
 TOLERANCE = {"gflops": 0.10, "ratio": 0.15, "fid": 0.15}
 PAPER_MODELS = {"USM": "USM-B/1", "ZigMa": "ZigMa-B/1"}
@@ -322,9 +324,8 @@ def render(rows: list[Row], fmt: str = "md") -> str:
                          + " & ".join(c.capitalize() for c in COLUMNS) + r" \\" + "\n\\midrule\n"
                          + body + "\n\\bottomrule\n\\end{tabular}")
         else:
-            lines = [f"### {title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
-            lines += ["| " + " | ".join(getattr(r, c) for c in COLUMNS) + " |" for r in chosen]
-            parts.append("\n".join(lines))
+            cells = [[getattr(r, c) for c in COLUMNS] for r in chosen]
+            parts.append(f"### {title}\n\n" + markdown_table(COLUMNS, cells))
     source = load_claims()["paper"]
     footer = f"Published values: {source} (analysis/paper_claims.json says where in the paper each comes from)."
     return "\n\n".join(parts) + ("\n\n" + footer + "\n" if fmt == "md" else "\n")

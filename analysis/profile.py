@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from analysis.flops import count_registered, example_cond
+from analysis.markdown import table as markdown_table
 from analysis.memory import activation_bytes, training_step_memory
 from analysis.throughput import sample_images_per_second, train_steps_per_second
 from usm.files import atomic_save, atomic_write
@@ -89,16 +90,16 @@ def ratio(a, b):
 
 def table(records: list[dict]) -> str:
     """Markdown: one row per model and size, then USM/ZigMa ratios per size."""
-    header = ("| model | image | params (M) | GFLOPs | scan GFLOPs | act. mem (MiB) | act. mem ckpt (MiB) "
-              "| train steps/s | sample img/s |\n|" + " --- |" * 9)
-    rows = []
-    for r in records:
-        fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
-        rows.append(f"| {r['model']} | {r['image_size']} | {r['params'] / 1e6:.1f} | {r['gflops']:.2f} | "
-                    f"{r['gflops_scan']:.2f} | {r['activation_bytes'] / 2**20:.0f} | "
-                    f"{r['activation_bytes_checkpointed'] / 2**20:.0f} | {fmt(r.get('train_steps_per_s'), '.3f')} | "
-                    f"{fmt(r.get('sample_images_per_s'), '.3f')} |")
-    lines = [header, *rows]
+    header = ["model", "image", "params (M)", "GFLOPs", "scan GFLOPs", "act. mem (MiB)", "act. mem ckpt (MiB)",
+              "train steps/s", "sample img/s"]
+
+    def fmt(value, spec):
+        return "-" if value is None else format(value, spec)
+
+    rows = [[r["model"], r["image_size"], f"{r['params'] / 1e6:.1f}", f"{r['gflops']:.2f}", f"{r['gflops_scan']:.2f}",
+             f"{r['activation_bytes'] / 2**20:.0f}", f"{r['activation_bytes_checkpointed'] / 2**20:.0f}",
+             fmt(r.get("train_steps_per_s"), ".3f"), fmt(r.get("sample_images_per_s"), ".3f")] for r in records]
+    lines = [markdown_table(header, rows)]
     by_key = {(r["model"].split("-")[0], r["image_size"]): r for r in records}
     ratios = []
     for size in sorted({r["image_size"] for r in records}):
