@@ -44,3 +44,26 @@ def test_step_profile_measures_the_machine_limit_and_counts_the_step_by_the_form
     lean = build_model("USM-T/1", input_size=16, in_channels=1, expand=1, d_state=8).flop_formula()["total"]
     assert step_gflop("USM-T/1", 16, 1, 8, expand=1, d_state=8) == pytest.approx(lean * 2 * 3 * 8 / 1e9, rel=1e-6)
     assert lean < 0.6 * forward  # the smoke study's lean mixer halves the step's work
+
+
+def test_the_targets_are_one_table_that_picks_the_shape_and_mode_specific_rule():
+    """The same names as the checked-in records (results/reference/bench_scan_cpu*.json)."""
+    import json
+    from pathlib import Path
+
+    from analysis.bench_scan import targets_for
+
+    fast = {"reference": 10.0, "torch": 1.0, "numba": 0.19, "mambapy": 2.0}
+    assert targets_for(fast, (2, 1536, 1024, 16), "fwd+bwd") == {
+        "reference/torch >= 4": True, "mambapy/torch > 1": True, "torch/numba >= 4": True}
+    assert targets_for(fast, (8, 128, 256, 16), "fwd+bwd") == {
+        "reference/torch >= 4": True, "mambapy/torch > 1": True, "torch/numba >= 5": True}
+    gpu = {"torch": 1.0, "triton": 0.04, "mamba_ssm": 0.02}
+    assert targets_for(gpu, (2, 1536, 1024, 16), "fwd") == {"torch/triton >= 20": True,
+                                                              "triton/mamba_ssm <= 1.5": False}
+    assert targets_for(gpu, (2, 1536, 1024, 16), "fwd+bwd")["triton/mamba_ssm <= 2.5"] is True
+    root = Path(__file__).resolve().parents[1] / "results" / "reference"
+    for name in ("bench_scan_cpu.json", "bench_scan_cpu_smoke_shape.json", "bench_scan_cpu_1thread.json"):
+        record = json.loads((root / name).read_text())
+        speed = {k: v for k, v in record["targets"].items() if "memory" not in k}
+        assert targets_for(record["seconds"], tuple(record["shape"].values()), record["mode"]) == speed, name
