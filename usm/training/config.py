@@ -129,13 +129,19 @@ class Config:
         return cfg
 
     def validate(self) -> "Config":
-        """Check types and ranges of every field, and the model arguments against the model's
-        signature; ConfigError on the first problem. Nothing is written."""
+        """Check types and ranges of every field, the data and conditioning, and the model and its
+        arguments; ConfigError on the first problem. Nothing is written."""
         for section, kind in SECTIONS.items():
             part = getattr(self, section)
             for f in dataclasses.fields(kind):
                 value = getattr(part, f.name)
                 setattr(part, f.name, _typed(f, value))
+        self._check_ranges()
+        self._check_data()
+        self._check_model()
+        return self
+
+    def _check_ranges(self) -> None:
         flag = _flag
         t, r, d = self.train, self.run, self.data
         positive = [(t.batch_size, "batch_size"), (r.ckpt_every, "ckpt_every"), (r.keep, "keep"),
@@ -155,8 +161,6 @@ class Config:
             raise ConfigError(f"--grad-clip {t.grad_clip}: must be a finite number >= 0 (0 turns clipping off)")
         if not 0 <= t.ema_decay < 1:
             raise ConfigError(f"--ema-decay {t.ema_decay}: must lie in [0, 1) (the paper's is 0.9999)")
-        if not 0 <= self.model.class_dropout_prob < 1:
-            raise ConfigError(f"--class-dropout-prob {self.model.class_dropout_prob}: must lie in [0, 1)")
         if r.time_budget is not None and not (math.isfinite(r.time_budget) and r.time_budget >= 0):
             raise ConfigError(f"--time-budget {r.time_budget}: must be a number of seconds >= 0 "
                               "(0 = one step, then a checkpoint)")
@@ -165,6 +169,13 @@ class Config:
                 raise ConfigError(f"{flag(name)} {value}: must be at least 1")
         if not r.run_dir:
             raise ConfigError("--run-dir is required: the folder that holds the run's config, logs and checkpoints")
+        try:
+            trackers.check(r.log_with)
+        except trackers.TrackerUnavailable as exc:
+            raise ConfigError(str(exc)) from None
+
+    def _check_data(self) -> None:
+        d = self.data
         if missing_context(d.context):
             raise ConfigError(f"--context {d.context}: no such file (a .npy of tokens, one row per image)")
         if d.context is not None and d.cond != "text":
@@ -176,17 +187,16 @@ class Config:
                               "nor a folder holding a saved VAE")
         if d.latent_cache is not None and d.latent == "none":
             raise ConfigError("--latent-cache needs --latent (pixel-space runs read the images directly)")
+
+    def _check_model(self) -> None:
         if self.model.model not in MODELS:
             raise ConfigError(f"--model {self.model.model}: unknown; valid: {', '.join(sorted(MODELS))}")
-        try:
-            trackers.check(r.log_with)
-        except trackers.TrackerUnavailable as exc:
-            raise ConfigError(str(exc)) from None
+        if not 0 <= self.model.class_dropout_prob < 1:
+            raise ConfigError(f"--class-dropout-prob {self.model.class_dropout_prob}: must lie in [0, 1)")
         try:
             self.model.model_args = MODELS[self.model.model].check_overrides(self.model.model_args)
         except ModelArgError as exc:
             raise ConfigError(f"--model-arg: {exc}") from None
-        return self
 
     def identity(self) -> dict:
         """What defines the run (everything but RUNTIME fields)."""
