@@ -337,11 +337,7 @@ def run_steps(s: Session, step: int, ema, optimizer, scheduler) -> Outcome:
                 "config": s.resolved}, keep=cfg.run.keep)
         accelerator.wait_for_everyone()
 
-    end = cfg.train.max_steps
-    if cfg.run.max_steps_per_invocation:
-        end = min(end, step + cfg.run.max_steps_per_invocation)
-    if cfg.run.pause_every:
-        end = min(end, (step // cfg.run.pause_every + 1) * cfg.run.pause_every)
+    end = invocation_end(cfg, step)
     if step >= end:
         log.info("nothing to do: the run is at step %d of %d", step, cfg.train.max_steps)
         return Outcome("done" if step >= cfg.train.max_steps else "paused", step)
@@ -382,17 +378,13 @@ def run_steps(s: Session, step: int, ema, optimizer, scheduler) -> Outcome:
                 break
 
             if step % cfg.run.log_every == 0 or step == end:  # a check step: the sync has waited for the loss
-                mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
                 now = time.monotonic()
-                speed = (step - last_log_step) / max(now - last_log, 1e-9)
-                images_per_s = speed * cfg.train.batch_size * s.world
-                record = {"step": step, "loss": mean_loss, "lr": scheduler.get_last_lr()[0],
-                          "grad_norm": float(grad_norm), "steps_per_s": speed, "images_per_s": images_per_s,
-                          "sec_per_kimg": 1000 / max(images_per_s, 1e-9),
-                          "images_seen": step * cfg.train.batch_size * s.world, **peak_memory(accelerator.device)}
+                record = stats_record(s, step, accelerator.reduce(loss.detach(), reduction="mean").item(),
+                                      scheduler.get_last_lr()[0], float(grad_norm),
+                                      (step - last_log_step) / max(now - last_log, 1e-9))
                 if accelerator.is_main_process:
                     s.run.append_stats(record)
-                    bar.set_postfix(loss=f"{mean_loss:.4f}")
+                    bar.set_postfix(loss=f"{record['loss']:.4f}")
                 trackers.log(accelerator, cfg.run.log_with, record)  # accelerate logs on the main process only
                 last_log, last_log_step = now, step
             if step % cfg.run.ckpt_every == 0 or step == end or out_of_time:
@@ -411,6 +403,25 @@ def run_steps(s: Session, step: int, ema, optimizer, scheduler) -> Outcome:
     if status == "done":
         log.info("finished: step %d", step)
     return Outcome(status, step)
+
+
+def invocation_end(cfg: Config, step: int) -> int:
+    """The step this invocation stops at: the run's end, or sooner with --max-steps-per-invocation
+    or at the next multiple of --pause-every (an evaluation of the learning curve)."""
+    end = cfg.train.max_steps
+    if cfg.run.max_steps_per_invocation:
+        end = min(end, step + cfg.run.max_steps_per_invocation)
+    if cfg.run.pause_every:
+        end = min(end, (step // cfg.run.pause_every + 1) * cfg.run.pause_every)
+    return end
+
+
+def stats_record(s: Session, step: int, loss: float, lr: float, grad_norm: float, steps_per_s: float) -> dict:
+    """One stats.jsonl line: the step's numbers and what the run costs (speed, peak memory)."""
+    images = s.cfg.train.batch_size * s.world
+    return {"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "steps_per_s": steps_per_s,
+            "images_per_s": steps_per_s * images, "sec_per_kimg": 1000 / max(steps_per_s * images, 1e-9),
+            "images_seen": step * images, **peak_memory(s.accelerator.device)}
 
 
 def peak_memory(device: torch.device) -> dict:
