@@ -217,6 +217,22 @@ def test_results_that_name_a_file_are_one_line(tmp_path, capsys):
     one_error_line(capsys, "is not a folder", "--results")
 
 
+def test_a_read_only_results_folder_is_one_line_before_anything_launches(tmp_path, capsys, monkeypatch):
+    """As root every folder is writable (os.access says so, and writes succeed); for anyone else a
+    read-only --results is found before the first point, not by its first write."""
+    import experiments.launch
+    from experiments.run import main as run_main
+
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(experiments.launch.os, "access",
+                        lambda path, mode: False if str(path) == str(folder) else real_access(path, mode))
+    assert run_main(["--grid", "ablations", "--results", str(folder)]) == 2
+    one_error_line(capsys, "cannot write in", str(folder), "fix its permissions")
+    assert list(folder.iterdir()) == []
+
+
 def test_a_damaged_config_json_is_one_line(tmp_path, capsys):
     run = tmp_path / "run"
     assert train_main(train_args(run, steps=2)) == 0
