@@ -22,7 +22,7 @@ import submitit
 from experiments.grid import GridError
 from experiments.grids import GRIDS
 from experiments.point import POINT_FIX, PointJob, PointMismatch, comparable, point_dir, point_status
-from usm.files import WriteError, read_json
+from usm.files import WriteError, read_json, remove_dead_temps
 from usm.threads import cpu_share, split_cpus
 
 SLURM_FLAGS = {  # launcher flag -> submitit parameter
@@ -232,6 +232,8 @@ def finish(results: str, study: str, log=print, partial: bool = False) -> None:
     from analysis.tables import write_tables
 
     study_dir = Path(results) / study
+    for folder in (study_dir, study_dir / "plots"):
+        remove_dead_temps(folder)  # a table or plot writer that was killed
     paths = write_tables(study_dir)
     plots = write_plots(study_dir, results)
     what = ("the selected points are done (--only: the tables hold every finished point of the study)" if partial

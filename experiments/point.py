@@ -30,7 +30,7 @@ import torch
 from analysis.bench_scan import device_name
 from analysis.run_cost import point_cost, sampling_record
 from experiments.grid import sample_config, trainer_config
-from usm.files import atomic_write, read_json
+from usm.files import atomic_write, read_json, remove_dead_temps
 from usm.threads import use_cpu_share
 from usm.training.sampling import default_device
 
@@ -97,12 +97,15 @@ def claim(directory: Path, point: dict):
     except BlockingIOError:
         handle.close()
         raise PointBusy(f"{directory} is being run by another process") from None
-    spec = directory / "point.json"
-    if spec.exists() and comparable(read_json(spec, POINT_FIX)) != comparable(point):
+    try:  # from here on any failure (a damaged or other point.json, a full disk) lets the lock go
+        spec = directory / "point.json"
+        if spec.exists() and comparable(read_json(spec, POINT_FIX)) != comparable(point):
+            raise PointMismatch(f"{directory} holds a different point (settings differ): results are never "
+                                "overwritten; use another study name or remove the folder")
+        atomic_write(spec, json.dumps(point, indent=2))
+    except BaseException:
         handle.close()
-        raise PointMismatch(f"{directory} holds a different point (settings differ): results are never "
-                            "overwritten; use another study name or remove the folder")
-    atomic_write(spec, json.dumps(point, indent=2))
+        raise
     return handle
 
 
@@ -219,6 +222,9 @@ def run_point(results: str, point: dict, rank: int = 0) -> str:
     handle = claim(directory, comparable(point))
     try:
         (directory / "failed.json").unlink(missing_ok=True)
+        for folder in (directory, directory / "samples", directory / "metrics", directory / "metrics" / "curve"):
+            remove_dead_temps(folder)  # of this point's writers that were killed (the trainer's and sampler's
+            # own folders are cleaned by them)
         if s["metric"] != "profile":
             train_point(directory, s)
             sampling = sample_config(s, directory)

@@ -112,7 +112,7 @@ def test_adding_seeds_runs_only_the_new_points(tmp_path, capsys):
      "settings.eval_samples=64: with eval_every, a whole number from 4"),
     (lambda: GRIDS["ablations"].points("smoke", overrides={"settings.eval_every": 0}), "settings.eval_every=0"),
     (lambda: GRIDS["ablations"].points("smoke", overrides={"settings.eval_eery": 5}),
-     "settings.NAME=N with NAME one of num_samples, sample_steps, eval_every, eval_samples"),
+     "settings.NAME=VALUE with NAME one of num_samples, sample_steps, eval_every, eval_samples, log_with"),
     (lambda: GRIDS["ablations"].points("smoke", overrides={"train.timesteps": "uniform"}),
      "--set train.timesteps: the axis 'timesteps' sets it in every point"),
     (lambda: GRIDS["ablations"].points("smoke", overrides={"model.skip_conn": False}),

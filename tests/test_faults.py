@@ -11,6 +11,7 @@ to disk, and ``test_every_write_site_is_covered`` fails when a new one appears t
 """
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -185,3 +186,91 @@ def test_a_truncated_file_at_each_read_site(site, reference, tmp_path, capsys):
     else:
         assert codes == (0, 0), err
     assert np.array_equal(samples(tmp_path), reference[0])
+
+
+# --------------------------------------------------------------------------------------------------
+# The study layer: a point's own files (point.json, the learning curve, the sampling time, the
+# metrics, done) and the study's table, written by the launcher around the trainer and the sampler.
+
+STUDY_SITES = ("point.json", "step-000000002.json", "timing.json", "quality.json", "done", "table.md")
+TINY = ["--set", "train.max_steps=4", "train.ckpt_every=2", "settings.num_samples=8", "settings.sample_steps=2",
+        "settings.eval_every=2", "settings.eval_samples=4"]
+QUALITY = ("shape_coverage", "shape_density", "precision", "recall")
+
+
+def run_study(root: Path) -> int:
+    from experiments.run import main as run_main
+
+    return run_main(["--grid", "paper", "--cluster", "debug", "--results", str(root / "results"),
+                     "--only", "model=DiT,dataset=shapes-s0", *TINY])
+
+
+def point_quality(root: Path) -> dict:
+    record = json.loads((root / "results" / "paper" / "model=DiT,dataset=shapes-s0" / "metrics" /
+                         "quality.json").read_text())
+    return {k: record[k] for k in QUALITY}
+
+
+@pytest.fixture
+def no_debugger(monkeypatch):
+    import pdb
+    import sys
+    import types
+
+    monkeypatch.setattr(pdb, "post_mortem", lambda *a, **k: None)  # submitit's debug executor opens one
+    monkeypatch.setitem(sys.modules, "ipdb", types.SimpleNamespace(post_mortem=lambda *a, **k: None))
+
+
+@pytest.fixture(scope="module")
+def study_reference(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clean-study")
+    names, real = [], os.fsync
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("USM_BENCH_CACHE", str(root / "cache"))
+        mp.setattr(usm.files.os, "fsync", lambda fd: names.append(_name(fd)) or real(fd))
+        assert run_study(root) == 0
+    return point_quality(root), names
+
+
+def test_every_study_site_is_written_by_a_study(study_reference):
+    assert all(any(site == n for n in study_reference[1]) for site in STUDY_SITES), sorted(set(study_reference[1]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("site", STUDY_SITES)
+def test_a_full_disk_at_each_study_write_site(site, study_reference, tmp_path, capsys, monkeypatch, no_debugger):
+    real = os.fsync
+
+    def full(fd):
+        if _name(fd) == site:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(usm.files.os, "fsync", full)
+    assert run_study(tmp_path) != 0
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err and "No space left on device" in out.out + out.err, out
+    assert not temps(tmp_path)
+    monkeypatch.setattr(usm.files.os, "fsync", real)
+    assert run_study(tmp_path) == 0
+    assert point_quality(tmp_path) == study_reference[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("site", STUDY_SITES)
+def test_a_kill_at_each_study_write_site(site, study_reference, tmp_path, monkeypatch, no_debugger):
+    real_replace = os.replace
+
+    def killed_replace(src, dst):
+        if Path(dst).name == site and Path(src) == temp_path(Path(dst)):
+            os.rename(src, Path(dst).with_name(f".{site}.tmp.{usm.files.HOST}.{dead_pid()}"))
+            raise Killed
+        real_replace(src, dst)
+
+    monkeypatch.setattr(usm.files.os, "replace", killed_replace)
+    with pytest.raises(Killed):
+        run_study(tmp_path)
+    monkeypatch.setattr(usm.files.os, "replace", real_replace)
+    assert run_study(tmp_path) == 0
+    assert point_quality(tmp_path) == study_reference[0]
+    assert not temps(tmp_path / "results")

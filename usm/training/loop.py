@@ -101,8 +101,24 @@ class CachedLatents(torch.utils.data.Dataset):
         return {"x": torch.from_numpy(np.array(self.latents[index, int(flip)])), **self.dataset.extras(index)}
 
 
+class CurrentStderr(logging.StreamHandler):
+    """A handler that writes to whatever ``sys.stderr`` is when a line is logged, not the stream it
+    was made with: a notebook or a test that swaps stderr after a run never meets a closed stream."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # logging.StreamHandler assigns it; the property always answers sys.stderr
+        pass
+
+
 def setup_logging(run: RunDir, is_main: bool, to_file: bool) -> None:
-    handlers = [logging.StreamHandler(sys.stderr)]
+    handlers = [CurrentStderr()]
     if is_main and to_file:
         run.path.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(run.log_path))
