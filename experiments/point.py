@@ -151,8 +151,8 @@ def measure(directory: Path, s: dict) -> dict:
         out.update({f"{name}_sampling_std": value for name, value in spread.items()})
         if s.get("eval_every"):  # the curve's last point: the first eval_samples final samples, which are
             # exactly the images an evaluation would have drawn (image i's noise derives from (seed, i))
-            write_curve_point(directory, s, s["train"]["max_steps"],
-                              score(s, samples[:s["eval_samples"]], final, swd=False))
+            first = samples[:s["eval_samples"]]
+            write_curve_point(directory, s, s["train"]["max_steps"], score(s, first, final, swd=False), first)
     return out
 
 
@@ -160,12 +160,18 @@ def curve_file(directory: Path, step: int) -> Path:
     return directory / "metrics" / "curve" / f"step-{step:09d}.json"
 
 
-def write_curve_point(directory: Path, s: dict, step: int, metrics: dict) -> None:
+def write_curve_point(directory: Path, s: dict, step: int, metrics: dict, samples: np.ndarray) -> None:
+    """Record one evaluation of the learning curve, and send it (and 16 of its samples) to the run's
+    trackers when the study has one (``settings.log_with``)."""
+    from usm.training.trackers import log_evaluation
+
     path = curve_file(directory, step)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"step": step, "images_seen": step * s["train"]["batch_size"], "num_samples": s["eval_samples"],
               **metrics}
     atomic_write(path, json.dumps(record, indent=2))
+    log_evaluation(s.get("log_with", "none"), directory, step, metrics, samples[:16],
+                   s["train"].get("mixed_precision", "no"))
 
 
 def evaluate_during_training(directory: Path, s: dict) -> None:
@@ -185,7 +191,7 @@ def evaluate_during_training(directory: Path, s: dict) -> None:
     generate(dataclasses.replace(sample_config(s, directory), target=str(checkpoint_path(checkpoints, step)),
                                  num=s["eval_samples"], out=str(out)))
     samples = np.load(out / "samples.npz")["images"]
-    write_curve_point(directory, s, step, score(s, samples, out, swd=False) if s["metric"] == "swd" else {})
+    write_curve_point(directory, s, step, score(s, samples, out, swd=False) if s["metric"] == "swd" else {}, samples)
 
 
 def train_point(directory: Path, settings: dict, evaluate: bool = True) -> None:

@@ -62,3 +62,39 @@ def test_stats_record_what_the_run_costs(tmp_path):
         assert record["sec_per_kimg"] == pytest.approx(1000 / per_image)
         assert 50 < record["peak_rss_mib"] < 1e5  # a torch process holds tens of MiB at least
     assert not (run / "trackers").exists()  # --log-with none: no tracker folder
+
+
+@pytest.mark.slow
+def test_a_study_point_sends_its_learning_curve_and_samples_to_tensorboard(tmp_path, monkeypatch):
+    """--set settings.log_with=tensorboard: every point's trainer stats, and each learning-curve
+    evaluation's quality numbers and samples at its step."""
+    pytest.importorskip("tensorboard")
+    import pdb
+    import sys
+    import types
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from experiments.run import main as run_main
+
+    monkeypatch.setattr(pdb, "post_mortem", lambda *a, **k: None)  # submitit's debug executor opens one
+    monkeypatch.setitem(sys.modules, "ipdb", types.SimpleNamespace(post_mortem=lambda *a, **k: None))
+    results = tmp_path / "results"
+    assert run_main(["--grid", "paper", "--cluster", "debug", "--results", str(results), "--only",
+                     "model=DiT,dataset=shapes-s0", "--set", "train.max_steps=4", "train.ckpt_every=2",
+                     "settings.num_samples=8", "settings.sample_steps=2", "settings.eval_every=2",
+                     "settings.eval_samples=4", "settings.log_with=tensorboard"]) == 0
+    point = results / "paper" / "model=DiT,dataset=shapes-s0"
+    scalars, images = {}, {}
+    for event_file in sorted((point / "trackers").rglob("events.out.tfevents.*")):
+        reader = EventAccumulator(str(event_file), size_guidance={"images": 0})
+        reader.Reload()
+        for tag in reader.Tags()["scalars"]:
+            scalars.setdefault(tag, {}).update({e.step: e.value for e in reader.Scalars(tag)})
+        for tag in reader.Tags()["images"]:
+            images.setdefault(tag, set()).update(e.step for e in reader.Images(tag))
+    curve = {step: json.loads((point / "metrics" / "curve" / f"step-{step:09d}.json").read_text()) for step in (2, 4)}
+    assert scalars["eval/shape_coverage"] == pytest.approx({s: c["shape_coverage"] for s, c in curve.items()})
+    logged = [json.loads(line)["step"] for line in (point / "stats.jsonl").read_text().splitlines()]
+    assert set(scalars["loss"]) == set(logged) and logged
+    assert images["eval/samples"] == {2, 4}

@@ -71,6 +71,30 @@ def hyperparameters(resolved: dict, prefix: str = "") -> dict:
     return out
 
 
+def log_evaluation(log_with: str, run_dir: str | Path, step: int, metrics: dict, images=None,
+                   mixed_precision: str = "no") -> None:
+    """A learning-curve evaluation (its quality numbers as ``eval/NAME``, and ``images``, uint8
+    (N, H, W, C), as ``eval/samples`` where the tracker takes images) to the run's trackers at the
+    step it was made. The study point calls it between the trainer's invocations."""
+    if log_with == "none":
+        return
+    import numpy as np
+    import torch
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision,
+                              **accelerator_kwargs(log_with, run_dir))
+    accelerator.init_trackers(Path(run_dir).name)
+    accelerator.log({f"eval/{k}": v for k, v in metrics.items()
+                     if isinstance(v, (int, float)) and not isinstance(v, bool)}, step=step)
+    if images is not None and len(images):
+        for tracker in accelerator.trackers:
+            if hasattr(tracker, "log_images"):  # TensorBoard takes (N, C, H, W); the others a list of images
+                batch = np.moveaxis(images, -1, 1) if tracker.name == "tensorboard" else list(images)
+                tracker.log_images({"eval/samples": batch}, step=step)
+    accelerator.end_training()
+
+
 def start(accelerator, log_with: str, run_name: str, resolved: dict) -> None:
     if log_with != "none":
         accelerator.init_trackers(run_name, config=hyperparameters(resolved))
