@@ -48,9 +48,10 @@ def model_activation_bytes(name: str, side: int, batch: int, checkpoint: bool, d
     backend, whose saved tensors are the same on every device (the compiled CPU kernels save less:
     their inputs and every 16th state)."""
     overrides = {k: v for k, v in overrides.items() if k not in ("input_size", "use_checkpoint", "scan_backend")}
+    accepted = inspect.signature(MODELS[name].cls).parameters  # a family without a scan or checkpointing
+    fixed = {k: v for k, v in (("scan_backend", "torch"), ("use_checkpoint", checkpoint)) if k in accepted}
     with torch.device(device):
-        scan = {"scan_backend": "torch"} if "scan_backend" in inspect.signature(MODELS[name].cls).parameters else {}
-        model = build_model(name, input_size=side, use_checkpoint=checkpoint, **scan, **overrides)
+        model = build_model(name, input_size=side, **fixed, **overrides)
         x = torch.randn(batch, model.config["in_channels"], side, side)
         return activation_bytes(lambda: training_loss(model, x, example_cond(model, batch)), model)
 

@@ -57,3 +57,15 @@ def test_profile_command_writes_records_table_and_plot(tmp_path, capsys):
     assert "train_steps_per_s" not in json.loads((out / "USM-T_2_256.json").read_text())
     assert (out / "scaling.png").stat().st_size > 1000 and (out / "scaling.pdf").exists()
     assert (out / "table.md").read_text().startswith("| model | image |")
+
+
+@pytest.mark.parametrize("name", ["USM-T/1", "ZigMa-T/2", "DiT-T/2", "UNet-T"])
+def test_a_points_activation_cost_is_counted_for_every_family(name):
+    """A study point counts its model's activation memory from its recorded config; a family without
+    a scan or checkpointing (the diffusers U-Net) takes neither argument, and the count still runs."""
+    from analysis.run_cost import activation_mib
+    from usm.models.registry import build_model
+
+    config = dict(build_model(name, input_size=16, in_channels=1).config)
+    small, large = activation_mib(name, config, 2), activation_mib(name, config, 4)
+    assert small > 0 and large == pytest.approx(2 * small, rel=0.1)
