@@ -18,7 +18,7 @@ write, and they walk the positions in any given order. ``scan_tokens_numba`` is 
 copy); ``selective_scan_numba`` is mamba_ssm's (batch, D, L) form on top of it, with every B/C form.
 
 Memory follows the ``torch`` backend and mamba_ssm's kernel: the forward keeps only the state
-entering every ``CHECKPOINT``-th step (O(L * D * N / CHECKPOINT)) and, when z gates the output,
+entering every ``CHUNK``-th step (O(L * D * N / CHUNK)) and, when z gates the output,
 the output before its gate (O(L * D)); the backward recomputes a chunk's states from its checkpoint,
 then walks it in reverse. Reductions that several work items share (dB, dC across channel blocks;
 dA, dD, d(delta_bias) across the batch) go to per-item partial buffers summed afterwards in torch,
@@ -38,9 +38,10 @@ import torch.nn.functional as F
 
 from usm.ssm.inputs import check_inputs, check_token_inputs
 
-# Steps between saved states. 16 keeps the backward's per-chunk buffers (the chunk's states and
-# decays, 2 x 16 x N x 16 floats) within a core's L1 cache at N = 16.
-CHECKPOINT = 16
+# Positions between saved states (the name triton_gpu.py uses too). 16 keeps the backward's
+# per-chunk buffers (the chunk's states and decays, 2 x 16 x N x 16 floats) within a core's L1
+# cache at N = 16.
+CHUNK = 16
 
 
 @functools.lru_cache(maxsize=1)
@@ -100,9 +101,9 @@ class _NumbaScan(torch.autograd.Function):
         arrays = [_np(x) for x in (u, delta, A, Bs, Bl, Cs, Cl, D, z, bias)]
         out = np.empty((batch, length, channels), np.float32)
         last = np.empty((batch, state, channels), np.float32)
-        saved = np.empty((batch, (length + CHECKPOINT - 1) // CHECKPOINT, state, channels), np.float32)
+        saved = np.empty((batch, (length + CHUNK - 1) // CHUNK, state, channels), np.float32)
         ungated = np.empty_like(out) if z is not None else None
-        kernels.forward(*arrays, order.numpy(), bool(softplus), CHECKPOINT, out, last, saved, ungated)
+        kernels.forward(*arrays, order.numpy(), bool(softplus), CHUNK, out, last, saved, ungated)
         ctx.save_for_backward(*map(_tensor, arrays), order, torch.from_numpy(saved), _tensor(ungated))
         ctx.softplus, ctx.gated = bool(softplus), z is not None
         return torch.from_numpy(out), torch.from_numpy(last)
@@ -131,7 +132,7 @@ class _NumbaScan(torch.autograd.Function):
 
         dBs, dBl = partials(Bs, Bl)
         dCs, dCl = partials(Cs, Cl)
-        kernels.backward(*map(_np, tensors), order.numpy(), ctx.softplus, CHECKPOINT, saved.numpy(), _np(ungated),
+        kernels.backward(*map(_np, tensors), order.numpy(), ctx.softplus, CHUNK, saved.numpy(), _np(ungated),
                          dout, dlast, du, ddelta, dz, dA, dD, dbias, dBs, dBl, dCs, dCl)
 
         def reduced(shared, lanes, d_shared, d_lanes):  # back to the shapes B or C came in
