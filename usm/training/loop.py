@@ -40,7 +40,6 @@ import random
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -56,7 +55,7 @@ from usm.training import trackers
 from usm.training.checkpoint import newest_verified, remove_orphan_checksums, save_checkpoint, set_aside
 from usm.training.config import Config, ConfigError
 from usm.training.ema import make_ema, update_ema
-from usm.training.run_dir import ConfigMismatch, RunDir, identity_differences, model_from_config
+from usm.training.run_dir import RunDir, check_checkpoint_identity, model_from_config
 
 log = logging.getLogger("usm.train")
 
@@ -232,17 +231,6 @@ def claim(s: Session) -> None:
         s.vae = None  # batches already hold latents
 
 
-def check_identity(state: dict, path: Path, identity: dict) -> None:
-    """A checkpoint is resumed only if the run that wrote it is this one (ConfigMismatch otherwise):
-    one copied from another run would silently continue that run under this run's name."""
-    diffs = identity_differences(state.get("config", {}).get("identity", {}), identity, "in the checkpoint")
-    if diffs:
-        raise ConfigMismatch(f"{path} was written by a different run than {path.parent.parent}'s config.json:\n  "
-                             + "\n  ".join(diffs)
-                             + f"\nMove it out of {path.parent} (the run then resumes from its own newest "
-                             "checkpoint), or train it in its own --run-dir.")
-
-
 def resume(s: Session, ema, optimizer, scheduler) -> int:
     """Load the newest verified checkpoint into model, EMA, optimizer, scheduler and RNGs; its step."""
     found, broken = newest_verified(s.run.checkpoints)
@@ -258,7 +246,7 @@ def resume(s: Session, ema, optimizer, scheduler) -> int:
     step = 0
     if found is not None:
         step, state, path = found
-        check_identity(state, path, s.resolved["identity"])
+        check_checkpoint_identity(state, path, s.resolved["identity"])
         s.model.load_state_dict(state["model"])  # strict: a mismatch is an error, never a silent partial load
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])

@@ -161,6 +161,16 @@ def identity_differences(there: dict, asked: dict, where: str = "here", asked_as
             if there.get(section, {}).get(key) != value]
 
 
+def check_checkpoint_identity(state: dict, path: Path, identity: dict, asked_as: str = "requested") -> None:
+    """ConfigMismatch unless the checkpoint at ``path`` was written by the run ``identity`` describes:
+    one copied in from another run would be resumed, or sampled, as this run without a word."""
+    diffs = identity_differences(state.get("config", {}).get("identity", {}), identity, "in the checkpoint", asked_as)
+    if diffs:
+        raise ConfigMismatch(f"{path} was written by a different run than {path.parent.parent}'s config.json:\n  "
+                             + "\n  ".join(diffs)
+                             + f"\nMove it out of {path.parent}: the run then uses its own newest checkpoint.")
+
+
 def model_overrides(identity: dict, derived: dict) -> dict:
     """The constructor overrides a run's settings imply: data sizes, conditioning, ``--model-arg``."""
     model_cfg = identity["model"]

@@ -39,7 +39,7 @@ from usm.files import TEMP, atomic_save, atomic_write, read_json, remove_dead_te
 from usm.rectified_flow import SAMPLERS, sample
 from usm.seeding import generator
 from usm.training.checkpoint import latest_checkpoint, load_verified
-from usm.training.run_dir import RunDir, identity_differences, model_from_config
+from usm.training.run_dir import RunDir, check_checkpoint_identity, model_from_config
 
 log = logging.getLogger("usm.sample")
 PNG = re.compile(r"^\d{6}\.png$")
@@ -139,12 +139,8 @@ def load_run_model(target: str | Path, use_ema: bool = True, device="cpu"):
                               "(python -m usm.train ... --run-dir it)")
         _, state, path = found
         config = RunDir(target).read_config()
-        diffs = [] if config is None else identity_differences(state["config"]["identity"], config["identity"],
-                                                               "in the checkpoint", "in config.json")
-        if diffs:
-            raise SampleError(f"{path} was written by a different run than {target}'s config.json:\n  "
-                              + "\n  ".join(diffs)
-                              + f"\nMove it out of {path.parent}: the run then uses its own newest checkpoint.")
+        if config is not None:
+            check_checkpoint_identity(state, path, config["identity"], "in config.json")
     elif target.is_file():
         try:
             state, path = load_verified(target), target
