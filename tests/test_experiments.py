@@ -15,21 +15,12 @@ from experiments.launch import study_points
 from experiments.point import PointJob
 from experiments.run import main as run_main
 from tests.markdown_table import rows
-
-TINY = ["--set", "train.max_steps=4", "train.ckpt_every=2", "settings.num_samples=8", "settings.sample_steps=2",
-        "settings.eval_every=2", "settings.eval_samples=4"]
+from tests.tiny_study import TINY
 
 
 @pytest.fixture(autouse=True)
-def cache_in_tmp(tmp_path, monkeypatch):
+def cache_in_tmp(tmp_path, monkeypatch, no_debugger):
     monkeypatch.setenv("USM_BENCH_CACHE", str(tmp_path / "cache"))
-    # submitit's debug executor opens (i)pdb on a failed job; tests have no terminal for it.
-    import pdb
-    import sys
-    import types
-
-    monkeypatch.setattr(pdb, "post_mortem", lambda *a, **k: None)
-    monkeypatch.setitem(sys.modules, "ipdb", types.SimpleNamespace(post_mortem=lambda *a, **k: None))
 
 
 def test_ablation_grid_arms():

@@ -10,6 +10,7 @@ The sites are found, not listed by hand: ``written_names`` records every file a 
 to disk, and ``test_every_write_site_is_covered`` fails when a new one appears that SITES lacks.
 """
 
+import contextlib
 import errno
 import json
 import os
@@ -23,6 +24,7 @@ import pytest
 
 import usm.files
 import usm.training.run_dir
+from tests.tiny_study import ONE_POINT, run_one_point
 from usm.files import TEMP, temp_path
 from usm.sample import main as sample_main
 from usm.train import main as train_main
@@ -64,15 +66,21 @@ def temps(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if TEMP.match(p.name)]
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """The samples of a run that met no fault, and the names of every file it flushed to disk."""
-    root = tmp_path_factory.mktemp("clean")
+def flushed_by(run, root: Path) -> list[str]:
+    """Call ``run(root)`` (with its own cache) and return the name of every file it flushed to disk."""
     names, real = [], os.fsync
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("USM_BENCH_CACHE", str(root / "cache"))
         mp.setattr(usm.files.os, "fsync", lambda fd: names.append(_name(fd)) or real(fd))
-        assert run_both(root) == (0, 0)
+        assert run(root) in ((0, 0), 0)
+    return names
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The samples of a run that met no fault, and the names of every file it flushed to disk."""
+    root = tmp_path_factory.mktemp("clean")
+    names = flushed_by(run_both, root)
     return samples(root), names
 
 
@@ -93,24 +101,49 @@ def test_every_write_site_is_covered(reference):
     assert all(any(site in n for n in files) for site in sites), "a site no run writes any more"
 
 
-@pytest.mark.parametrize("site", SITES)
-def test_a_full_disk_at_each_write_site(site, reference, tmp_path, capsys, monkeypatch):
+@contextlib.contextmanager
+def full_disk_at(hit):
+    """Within the block, the disk fills up when a file whose name ``hit`` accepts is flushed."""
     real = os.fsync
 
     def full(fd):
-        if site in _name(fd):
+        if hit(_name(fd)):
             raise OSError(errno.ENOSPC, "No space left on device")
         real(fd)
 
-    monkeypatch.setattr(usm.files.os, "fsync", full)
-    assert 2 in run_both(tmp_path)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(usm.files.os, "fsync", full)
+        yield
+
+
+@contextlib.contextmanager
+def killed_at(hit):
+    """Within the block, the writer of a file whose name ``hit`` accepts dies after its bytes reached
+    its temporary file and before the rename: the temporary file stays, under a dead process's name."""
+    real = os.replace
+
+    def killed(src, dst):
+        dst = Path(dst)
+        if hit(dst.name) and Path(src) == temp_path(dst):
+            os.rename(src, dst.with_name(f".{dst.name}.tmp.{usm.files.HOST}.{dead_pid()}"))
+            raise Killed
+        real(src, dst)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(usm.files.os, "replace", killed)
+        yield
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_a_full_disk_at_each_write_site(site, reference, tmp_path, capsys):
+    with full_disk_at(lambda name: site in name):
+        assert 2 in run_both(tmp_path)
     err = capsys.readouterr().err
     assert "Traceback" not in err
     errors = [line for line in re.split(r"[\r\n]", err) if line.startswith("error:")]
     assert len(errors) == 1 and SITES[site] in errors[0] and "No space left on device" in errors[0], err
     assert "free space" in errors[0]
     assert not temps(tmp_path)  # the partial copy was removed
-    monkeypatch.setattr(usm.files.os, "fsync", real)
     assert run_both(tmp_path) == (0, 0)
     assert np.array_equal(samples(tmp_path), reference[0])
 
@@ -126,16 +159,10 @@ def dead_pid() -> int:
 
 
 @pytest.mark.parametrize("site", SITES)
-def test_a_kill_at_each_write_site(site, reference, tmp_path, monkeypatch):
+def test_a_kill_at_each_write_site(site, reference, tmp_path):
     """The writer dies after its bytes reached its temporary file and before the rename (an append:
     halfway through the line). The next start removes the dead writer's file and finishes the work."""
-    real_replace, real_append = os.replace, usm.training.run_dir.append_line
-
-    def killed_replace(src, dst):
-        if site in Path(dst).name and Path(src) == temp_path(Path(dst)):
-            os.rename(src, Path(dst).with_name(f".{Path(dst).name}.tmp.{usm.files.HOST}.{dead_pid()}"))
-            raise Killed
-        real_replace(src, dst)
+    real_append = usm.training.run_dir.append_line
 
     def killed_append(path, line):
         if site in Path(path).name:
@@ -144,12 +171,10 @@ def test_a_kill_at_each_write_site(site, reference, tmp_path, monkeypatch):
             raise Killed
         real_append(path, line)
 
-    monkeypatch.setattr(usm.files.os, "replace", killed_replace)
-    monkeypatch.setattr(usm.training.run_dir, "append_line", killed_append)
-    with pytest.raises(Killed):
-        run_both(tmp_path)
-    monkeypatch.setattr(usm.files.os, "replace", real_replace)
-    monkeypatch.setattr(usm.training.run_dir, "append_line", real_append)
+    with killed_at(lambda name: site in name), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(usm.training.run_dir, "append_line", killed_append)
+        with pytest.raises(Killed):
+            run_both(tmp_path)
     assert run_both(tmp_path) == (0, 0)
     assert not temps(tmp_path)
     assert np.array_equal(samples(tmp_path), reference[0])
@@ -193,42 +218,23 @@ def test_a_truncated_file_at_each_read_site(site, reference, tmp_path, capsys):
 # metrics, done) and the study's table, written by the launcher around the trainer and the sampler.
 
 STUDY_SITES = ("point.json", "step-000000002.json", "timing.json", "quality.json", "done", "table.md")
-TINY = ["--set", "train.max_steps=4", "train.ckpt_every=2", "settings.num_samples=8", "settings.sample_steps=2",
-        "settings.eval_every=2", "settings.eval_samples=4"]
 QUALITY = ("shape_coverage", "shape_density", "precision", "recall")
 
 
 def run_study(root: Path) -> int:
-    from experiments.run import main as run_main
-
-    return run_main(["--grid", "paper", "--cluster", "debug", "--results", str(root / "results"),
-                     "--only", "model=DiT,dataset=shapes-s0", *TINY])
+    return run_one_point(root / "results")
 
 
 def point_quality(root: Path) -> dict:
-    record = json.loads((root / "results" / "paper" / "model=DiT,dataset=shapes-s0" / "metrics" /
-                         "quality.json").read_text())
+    record = json.loads((root / "results" / "paper" / ONE_POINT / "metrics" / "quality.json").read_text())
     return {k: record[k] for k in QUALITY}
-
-
-@pytest.fixture
-def no_debugger(monkeypatch):
-    import pdb
-    import sys
-    import types
-
-    monkeypatch.setattr(pdb, "post_mortem", lambda *a, **k: None)  # submitit's debug executor opens one
-    monkeypatch.setitem(sys.modules, "ipdb", types.SimpleNamespace(post_mortem=lambda *a, **k: None))
 
 
 @pytest.fixture(scope="module")
 def study_reference(tmp_path_factory):
+    """A clean study point's quality, and the names of every file the study flushed to disk."""
     root = tmp_path_factory.mktemp("clean-study")
-    names, real = [], os.fsync
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("USM_BENCH_CACHE", str(root / "cache"))
-        mp.setattr(usm.files.os, "fsync", lambda fd: names.append(_name(fd)) or real(fd))
-        assert run_study(root) == 0
+    names = flushed_by(run_study, root)
     return point_quality(root), names
 
 
@@ -238,39 +244,21 @@ def test_every_study_site_is_written_by_a_study(study_reference):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("site", STUDY_SITES)
-def test_a_full_disk_at_each_study_write_site(site, study_reference, tmp_path, capsys, monkeypatch, no_debugger):
-    real = os.fsync
-
-    def full(fd):
-        if _name(fd) == site:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(fd)
-
-    monkeypatch.setattr(usm.files.os, "fsync", full)
-    assert run_study(tmp_path) != 0
+def test_a_full_disk_at_each_study_write_site(site, study_reference, tmp_path, capsys, no_debugger):
+    with full_disk_at(lambda name: name == site):
+        assert run_study(tmp_path) != 0
     out = capsys.readouterr()
     assert "Traceback" not in out.err and "No space left on device" in out.out + out.err, out
     assert not temps(tmp_path)
-    monkeypatch.setattr(usm.files.os, "fsync", real)
     assert run_study(tmp_path) == 0
     assert point_quality(tmp_path) == study_reference[0]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("site", STUDY_SITES)
-def test_a_kill_at_each_study_write_site(site, study_reference, tmp_path, monkeypatch, no_debugger):
-    real_replace = os.replace
-
-    def killed_replace(src, dst):
-        if Path(dst).name == site and Path(src) == temp_path(Path(dst)):
-            os.rename(src, Path(dst).with_name(f".{site}.tmp.{usm.files.HOST}.{dead_pid()}"))
-            raise Killed
-        real_replace(src, dst)
-
-    monkeypatch.setattr(usm.files.os, "replace", killed_replace)
-    with pytest.raises(Killed):
+def test_a_kill_at_each_study_write_site(site, study_reference, tmp_path, no_debugger):
+    with killed_at(lambda name: name == site), pytest.raises(Killed):
         run_study(tmp_path)
-    monkeypatch.setattr(usm.files.os, "replace", real_replace)
     assert run_study(tmp_path) == 0
     assert point_quality(tmp_path) == study_reference[0]
     assert not temps(tmp_path / "results")

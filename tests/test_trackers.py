@@ -65,26 +65,17 @@ def test_stats_record_what_the_run_costs(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_study_point_sends_its_learning_curve_and_samples_to_tensorboard(tmp_path, monkeypatch):
+def test_a_study_point_sends_its_learning_curve_and_samples_to_tensorboard(tmp_path, no_debugger):
     """--set settings.log_with=tensorboard: every point's trainer stats, and each learning-curve
     evaluation's quality numbers and samples at its step."""
     pytest.importorskip("tensorboard")
-    import pdb
-    import sys
-    import types
-
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from experiments.run import main as run_main
+    from tests.tiny_study import ONE_POINT, run_one_point
 
-    monkeypatch.setattr(pdb, "post_mortem", lambda *a, **k: None)  # submitit's debug executor opens one
-    monkeypatch.setitem(sys.modules, "ipdb", types.SimpleNamespace(post_mortem=lambda *a, **k: None))
     results = tmp_path / "results"
-    assert run_main(["--grid", "paper", "--cluster", "debug", "--results", str(results), "--only",
-                     "model=DiT,dataset=shapes-s0", "--set", "train.max_steps=4", "train.ckpt_every=2",
-                     "settings.num_samples=8", "settings.sample_steps=2", "settings.eval_every=2",
-                     "settings.eval_samples=4", "settings.log_with=tensorboard"]) == 0
-    point = results / "paper" / "model=DiT,dataset=shapes-s0"
+    assert run_one_point(results, "settings.log_with=tensorboard") == 0  # TINY ends with its --set
+    point = results / "paper" / ONE_POINT
     scalars, images = {}, {}
     for event_file in sorted((point / "trackers").rglob("events.out.tfevents.*")):
         reader = EventAccumulator(str(event_file), size_guidance={"images": 0})
