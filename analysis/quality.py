@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,14 +33,12 @@ import numpy as np
 
 from usm.data.embedded import EMBEDDED
 from usm.data.shapes import VARIANTS, cache_dir
-from usm.files import atomic_write
+from usm.files import atomic_write, read_cache
 
 VERSION = 3  # 2: held-out floor set, precision / recall / density / coverage; 3: in classifier features too
 PIXEL_MANIFOLD_MAX_SIDE = 64  # beyond this, pixel distances measure texture and alignment, not content
 MANIFOLD_MAX_REFERENCE = 20_000  # real images that span the pixel-space manifold (the first ones)
 BOOTSTRAP_ROUNDS = 100
-
-log = logging.getLogger("analysis.quality")
 
 
 @dataclass(frozen=True)
@@ -179,11 +176,9 @@ def calibration(data: str, resolution: int, count: int) -> dict:
     """{"data": metrics of held-out real vs real, "noise": metrics of noise vs real, ...}; "data" is
     None when a folder dataset holds fewer than 2 x count images."""
     path = _cache_path(data, resolution, count)
-    if path.exists():
-        try:
-            return json.loads(path.read_text())
-        except ValueError:  # a cache: a damaged one is computed again
-            log.warning("computing %s again: it is damaged", path)
+    cached = read_cache(path)
+    if cached is not None:
+        return cached
     reference = reference_images(data, resolution, count)
     other = held_out_images(data, resolution, count)
     noise = noise_images(reference.shape)

@@ -77,3 +77,13 @@ def test_a_folders_calibration_is_keyed_by_its_images_not_its_path(tmp_path):
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(victim)  # a black image where a shape was
     changed = calibration(str(folder), 32, 8)
     assert len(list(cache.glob("folder-*.json"))) == 2 and changed["noise"] != first["noise"]
+
+
+def test_a_damaged_calibration_cache_is_computed_again_with_a_warning(tmp_path, caplog):
+    record = calibration("shapes-gray", 16, 64)
+    (cached,) = (tmp_path / "cache" / "calibration").glob("*.json")
+    cached.write_text(cached.read_text()[:40])  # cut short
+    with caplog.at_level("WARNING"):
+        assert calibration("shapes-gray", 16, 64) == record
+    assert f"computing {cached} again: it is damaged" in caplog.text
+    assert json.loads(cached.read_text()) == record

@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import io
 import json
+import logging
 import os
 import re
 import socket
@@ -44,6 +45,19 @@ def read_json(path: str | Path, fix: str):
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DamagedFile(f"{path} is damaged (not JSON: {exc}); it was cut short or edited: {fix}") from None
+
+
+def read_cache(path: str | Path):
+    """The JSON of a cache file, or None when it is absent or damaged (with a warning): the caller
+    computes it again."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return read_json(path, "")
+    except DamagedFile:
+        logging.getLogger("usm.files").warning("computing %s again: it is damaged", path)
+        return None
 
 
 def temp_path(path: Path) -> Path:

@@ -73,13 +73,6 @@ def latent_shape(vae, resolution: int) -> tuple[int, int]:
     return vae.config.latent_channels, resolution // factor
 
 
-def _read_meta(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except ValueError:  # damaged: the cache is built again
-        return None
-
-
 def build_latent_cache(dataset, vae, path: str | Path, batch_size: int = 32, progress=None) -> np.ndarray:
     """Encode every image and its mirror once: an array (N, 2, C, h, w) float32 at ``path``
     (with ``path + '.json'`` describing what it holds); reused while that description matches. The
@@ -92,7 +85,7 @@ def build_latent_cache(dataset, vae, path: str | Path, batch_size: int = 32, pro
     atomically: a cache whose builder was killed is built again, never read half-written."""
     import fcntl
 
-    from usm.files import atomic_write, remove_dead_temps, temp_path
+    from usm.files import atomic_write, read_cache, remove_dead_temps, temp_path
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +94,7 @@ def build_latent_cache(dataset, vae, path: str | Path, batch_size: int = 32, pro
     meta_path = path.with_name(path.name + ".json")
     with open(path.with_name(path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or its process dies
-        if path.exists() and meta_path.exists() and _read_meta(meta_path) == meta:
+        if path.exists() and read_cache(meta_path) == meta:
             return np.load(path, mmap_mode="r")
         meta_path.unlink(missing_ok=True)  # from here on the cache is not valid until it is whole
         device = next(vae.parameters()).device
