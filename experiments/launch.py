@@ -21,7 +21,7 @@ import submitit
 
 from experiments.grid import GridError
 from experiments.grids import GRIDS
-from experiments.point import POINT_FIX, PointJob, PointMismatch, comparable, point_dir, point_status
+from experiments.point import PointJob, PointMismatch, holds_other, point_dir, point_status
 from usm.files import WriteError, read_json, remove_dead_temps
 from usm.threads import cpu_share, split_cpus
 
@@ -49,11 +49,6 @@ def statuses(results: str, points: list[dict]) -> list[tuple[dict, str, Path]]:
         directory = point_dir(results, point)
         out.append((point, "differs" if holds_other(directory, point) else point_status(directory), directory))
     return out
-
-
-def holds_other(directory: Path, point: dict) -> bool:
-    spec = directory / "point.json"
-    return spec.exists() and comparable(read_json(spec, POINT_FIX)) != comparable(point)
 
 
 def format_status(rows) -> str:

@@ -87,6 +87,12 @@ def comparable(point: dict) -> dict:
     return kept
 
 
+def holds_other(directory: Path, point: dict) -> bool:
+    """Whether ``directory``'s point.json records another point than ``point``."""
+    spec = directory / "point.json"
+    return spec.exists() and comparable(read_json(spec, POINT_FIX)) != comparable(point)
+
+
 def claim(directory: Path, point: dict):
     """Take the point's lock (PointBusy if another process holds it), then check or write point.json.
     The lock comes first, so a process that loses the race leaves nothing behind."""
@@ -98,11 +104,10 @@ def claim(directory: Path, point: dict):
         handle.close()
         raise PointBusy(f"{directory} is being run by another process") from None
     try:  # from here on any failure (a damaged or other point.json, a full disk) lets the lock go
-        spec = directory / "point.json"
-        if spec.exists() and comparable(read_json(spec, POINT_FIX)) != comparable(point):
+        if holds_other(directory, point):
             raise PointMismatch(f"{directory} holds a different point (settings differ): results are never "
                                 "overwritten; use another study name or remove the folder")
-        atomic_write(spec, json.dumps(point, indent=2))
+        atomic_write(directory / "point.json", json.dumps(point, indent=2))
     except BaseException:
         handle.close()
         raise

@@ -401,8 +401,7 @@ def test_a_study_sends_its_runs_to_a_tracker_without_becoming_another_study(tmp_
     """settings.log_with reaches every point's trainer; it is checked before launch, and a finished
     point rerun with a tracker is the same point (point.json leaves it out)."""
     from experiments.grid import trainer_config
-    from experiments.launch import holds_other
-    from experiments.point import claim, comparable
+    from experiments.point import claim, comparable, holds_other
 
     plain = GRIDS["ablations"].points("smoke", seeds=[0])[0]
     watched = GRIDS["ablations"].points("smoke", seeds=[0], overrides={"settings.log_with": "tensorboard"})[0]
