@@ -47,6 +47,43 @@ def test_flags_change_the_architecture():
     assert base.pos_embed.requires_grad and base.pos_embed.abs().sum() == 0  # learned, from zeros
 
 
+def test_a_1x1_pixelshuffle_upsampler_is_the_convtranspose():
+    """The twin the upsampler ablation rests on: PixelShuffle after a 1x1 conv computes exactly
+    what the 2x2 stride-2 ConvTranspose does, once weight [i, o, a, b] is moved to conv output
+    channel 4 o + 2 a + b (the order PixelShuffle reads) and the bias is repeated per sub-pixel."""
+    torch.manual_seed(0)
+    hidden = 6
+    transpose = torch.nn.ConvTranspose2d(hidden, hidden, kernel_size=2, stride=2)
+    shuffle = PixelShuffleUp(hidden, kernel=1)
+    with torch.no_grad():
+        shuffle[0].weight.copy_(transpose.weight.permute(1, 2, 3, 0).reshape(4 * hidden, hidden, 1, 1))
+        shuffle[0].bias.copy_(transpose.bias.repeat_interleave(4))
+    x = torch.randn(2, hidden, 3, 5)
+    torch.testing.assert_close(shuffle(x), transpose(x))
+    # the default 3x3 kernel reads neighbours: moving one coarse token changes a 2x2 block beside it
+    wide = PixelShuffleUp(hidden)
+    bumped = x.clone()
+    bumped[:, :, 1, 2] += 1.0
+    changed = (wide(bumped) - wide(x)).abs().sum(dim=(0, 1)) > 0
+    assert changed[2:4, 6:8].any() and not changed[0:2, 0:2].any()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(upsample_kernel=2), "odd number"), (dict(upsample_kernel=0), "odd number"),
+    (dict(upsample_groups=5), "must divide hidden_size=16"),
+])
+def test_bad_pixelshuffle_upsamplers_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        USM(**TINY, use_convtranspose=False, **kwargs)
+
+
+def test_grouped_upsampler_matches_the_convtranspose_parameter_count():
+    convtranspose = USM(**TINY).decoder[0].up
+    grouped = USM(**TINY, use_convtranspose=False, upsample_groups=8).decoder[0].up
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(grouped) == 9 * 16 // 8 * 64 + 64 and count(convtranspose) == 16 * 16 * 4 + 16
+
+
 def test_skip_connections_carry_information():
     torch.manual_seed(0)
     model = perturb(USM(**TINY))

@@ -38,15 +38,22 @@ from usm.models.ss2d import SS2D
 
 
 class PixelShuffleUp(nn.Sequential):
-    """3x3 conv to 4D channels + PixelShuffle(2). (A 1x1 conv would be exactly a 2x2 stride-2
-    ConvTranspose up to bias sharing; 3x3 makes the ablation compare two different upsamplers.)"""
+    """k x k conv to 4D channels + PixelShuffle(2); k = 3 by default. With k = 1 it is exactly the
+    2x2 stride-2 ConvTranspose up to bias sharing (tests/test_usm_model.py maps one onto the other),
+    so the ablation compares a rule that sees a coarse token's neighbours with one that does not;
+    ``groups`` narrows the conv to the ConvTranspose's parameter count (docs/control.md)."""
 
-    def __init__(self, hidden: int):
-        super().__init__(nn.Conv2d(hidden, 4 * hidden, kernel_size=3, padding=1), nn.PixelShuffle(2))
+    def __init__(self, hidden: int, kernel: int = 3, groups: int = 1):
+        if kernel < 1 or kernel % 2 == 0:
+            raise ValueError(f"upsample_kernel must be an odd number >= 1 (same-size padding), got {kernel}")
+        if groups < 1 or hidden % groups:
+            raise ValueError(f"upsample_groups={groups} must divide hidden_size={hidden}")
+        super().__init__(nn.Conv2d(hidden, 4 * hidden, kernel_size=kernel, padding=kernel // 2, groups=groups),
+                         nn.PixelShuffle(2))
 
 
 UPSAMPLERS = {
-    "convtranspose": lambda hidden: nn.ConvTranspose2d(hidden, hidden, kernel_size=2, stride=2),
+    "convtranspose": lambda hidden, kernel, groups: nn.ConvTranspose2d(hidden, hidden, kernel_size=2, stride=2),
     "pixelshuffle": PixelShuffleUp,
 }
 
@@ -88,9 +95,9 @@ class EncoderStage(nn.Module):
 
 
 class DecoderStage(nn.Module):
-    def __init__(self, blocks: list[USMBlock], hidden: int, upsampler: str):
+    def __init__(self, blocks: list[USMBlock], hidden: int, upsampler: str, kernel: int = 3, groups: int = 1):
         super().__init__()
-        self.up = UPSAMPLERS[upsampler](hidden)
+        self.up = UPSAMPLERS[upsampler](hidden, kernel, groups)
         self.blocks = nn.ModuleList(blocks)
 
 
@@ -102,7 +109,8 @@ class USM(nn.Module):
                  depth: int = 25, num_classes: int = 0, learn_sigma: bool = False, learn_pos_emb: bool = True,
                  skip_conn: bool = True, use_convtranspose: bool = True, skip_gate: bool = False,
                  has_text: bool = False, d_context: int = 768, use_checkpoint: bool = False,
-                 class_dropout_prob: float = 0.1, d_state: int = 16, expand: int = 2, scan_backend: str = "auto"):
+                 class_dropout_prob: float = 0.1, d_state: int = 16, expand: int = 2, scan_backend: str = "auto",
+                 upsample_kernel: int = 3, upsample_groups: int = 1):
         super().__init__()
         if depth < 7 or (depth - 1) % (2 * self.STAGES):
             valid = [d for d in range(7, depth + 13, 6)][-4:]
@@ -136,7 +144,7 @@ class USM(nn.Module):
         upsampler = "convtranspose" if use_convtranspose else "pixelshuffle"
         self.decoder = nn.ModuleList(
             DecoderStage([block(middle + 1 + s * k + i, self.STAGES - 1 - s, skip_input=skip_conn) for i in range(k)],
-                         hidden_size, upsampler)
+                         hidden_size, upsampler, upsample_kernel, upsample_groups)
             for s in range(self.STAGES))
         self.final_layer = FinalLayer(hidden_size, patch_size * patch_size * self.out_channels)
 
@@ -185,7 +193,8 @@ class USM(nn.Module):
             if cfg["use_convtranspose"]:
                 flops += mac.conv(batch * (side // 2) ** 2, hidden, hidden, 4)  # counted on its input positions
             else:
-                flops += mac.conv(batch * (side // 2) ** 2, hidden, 4 * hidden, 9)
+                flops += mac.conv(batch * (side // 2) ** 2, hidden, 4 * hidden, cfg["upsample_kernel"] ** 2,
+                                  groups=cfg["upsample_groups"])
         flops += mac.norm(batch * grid * grid, hidden, affine=False) + mac.linear(batch, hidden, 2 * hidden)
         flops += mac.linear(batch * grid * grid, hidden, cfg["patch_size"] ** 2 * self.out_channels)
         return mac.with_total(flops)
