@@ -80,7 +80,7 @@ def scan_forward(
 
 
 @triton.jit
-def scan_backward(
+def scan_backward(  # noqa: C901
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, ckpt_ptr, gy_ptr, glast_ptr, scratch_ptr,
     du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dD_ptr, dbias_ptr, dB_ptr, dC_ptr,
     length, channels, state, per_group, n_chunks, n_blocks,

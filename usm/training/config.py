@@ -136,12 +136,14 @@ class Config:
             for f in dataclasses.fields(kind):
                 value = getattr(part, f.name)
                 setattr(part, f.name, _typed(f, value))
-        self._check_ranges()
+        self._check_counts()
+        self._check_numbers()
+        self._check_run()
         self._check_data()
         self._check_model()
         return self
 
-    def _check_ranges(self) -> None:
+    def _check_counts(self) -> None:
         flag = _flag
         t, r, d = self.train, self.run, self.data
         positive = [(t.batch_size, "batch_size"), (r.ckpt_every, "ckpt_every"), (r.keep, "keep"),
@@ -153,6 +155,12 @@ class Config:
                             (r.num_workers, "num_workers")]:
             if value < 0:
                 raise ConfigError(f"{flag(name)} {value}: must not be negative")
+        for value, name in [(r.max_steps_per_invocation, "max_steps_per_invocation"), (r.pause_every, "pause_every")]:
+            if value is not None and value < 1:
+                raise ConfigError(f"{flag(name)} {value}: must be at least 1")
+
+    def _check_numbers(self) -> None:
+        t, r = self.train, self.run
         if not (math.isfinite(t.lr) and t.lr > 0):
             raise ConfigError(f"--lr {t.lr}: must be a positive finite number (the paper's is 1e-4)")
         if not (math.isfinite(t.weight_decay) and t.weight_decay >= 0):
@@ -164,9 +172,9 @@ class Config:
         if r.time_budget is not None and not (math.isfinite(r.time_budget) and r.time_budget >= 0):
             raise ConfigError(f"--time-budget {r.time_budget}: must be a number of seconds >= 0 "
                               "(0 = one step, then a checkpoint)")
-        for value, name in [(r.max_steps_per_invocation, "max_steps_per_invocation"), (r.pause_every, "pause_every")]:
-            if value is not None and value < 1:
-                raise ConfigError(f"{flag(name)} {value}: must be at least 1")
+
+    def _check_run(self) -> None:
+        r = self.run
         if not r.run_dir:
             raise ConfigError("--run-dir is required: the folder that holds the run's config, logs and checkpoints")
         try:

@@ -324,22 +324,27 @@ class StopChecks:
         return (int(-neg_first) if -neg_first < none else None), spent > 0
 
 
+def save_state(s: Session, step: int, model, ema, optimizer, scheduler) -> None:
+    """A checkpoint of everything a resume needs, every rank's generators included (each resumes its own)."""
+    states = [rng_state()]
+    if s.world > 1:
+        states = [None] * s.world
+        torch.distributed.all_gather_object(states, rng_state())
+    if s.accelerator.is_main_process:
+        save_checkpoint(s.run.checkpoints, step, {
+            "step": step, "model": s.accelerator.unwrap_model(model).state_dict(), "ema": ema.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": states,
+            "config": s.resolved}, keep=s.cfg.run.keep)
+    s.accelerator.wait_for_everyone()
+
+
 def run_steps(s: Session, step: int, ema, optimizer, scheduler) -> Outcome:
     cfg, accelerator = s.cfg, s.accelerator
     model, optimizer = accelerator.prepare(s.model, optimizer)
     trainable = [p for p in model.parameters() if p.requires_grad]
 
     def checkpoint(at_step: int) -> None:
-        states = [rng_state()]
-        if s.world > 1:  # every rank's generators, so each resumes its own
-            states = [None] * s.world
-            torch.distributed.all_gather_object(states, rng_state())
-        if accelerator.is_main_process:
-            save_checkpoint(s.run.checkpoints, at_step, {
-                "step": at_step, "model": accelerator.unwrap_model(model).state_dict(), "ema": ema.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": states,
-                "config": s.resolved}, keep=cfg.run.keep)
-        accelerator.wait_for_everyone()
+        save_state(s, at_step, model, ema, optimizer, scheduler)
 
     end = invocation_end(cfg, step)
     if step >= end:
@@ -383,13 +388,9 @@ def run_steps(s: Session, step: int, ema, optimizer, scheduler) -> Outcome:
 
             if step % cfg.run.log_every == 0 or step == end:  # a check step: the sync has waited for the loss
                 now = time.monotonic()
-                record = stats_record(s, step, accelerator.reduce(loss.detach(), reduction="mean").item(),
-                                      scheduler.get_last_lr()[0], float(grad_norm),
-                                      (step - last_log_step) / max(now - last_log, 1e-9))
-                if accelerator.is_main_process:
-                    s.run.append_stats(record)
-                    bar.set_postfix(loss=f"{record['loss']:.4f}")
-                trackers.log(accelerator, cfg.run.log_with, record)  # accelerate logs on the main process only
+                log_stats(s, bar, stats_record(s, step, accelerator.reduce(loss.detach(), reduction="mean").item(),
+                                               scheduler.get_last_lr()[0], float(grad_norm),
+                                               (step - last_log_step) / max(now - last_log, 1e-9)))
                 last_log, last_log_step = now, step
             if step % cfg.run.ckpt_every == 0 or step == end or out_of_time:
                 checkpoint(step)
@@ -401,9 +402,22 @@ def run_steps(s: Session, step: int, ema, optimizer, scheduler) -> Outcome:
                 break
     finally:
         bar.close()
+    return finished(cfg, status, step)
+
+
+def log_stats(s: Session, bar, record: dict) -> None:
+    """One stats record to stats.jsonl and the progress bar (main process) and to the trackers."""
+    if s.accelerator.is_main_process:
+        s.run.append_stats(record)
+        bar.set_postfix(loss=f"{record['loss']:.4f}")
+    trackers.log(s.accelerator, s.cfg.run.log_with, record)  # accelerate logs on the main process only
+
+
+def finished(cfg: Config, status: str, step: int) -> Outcome:
+    """The invocation's outcome: a loop that ran out of steps before --max-steps paused."""
     if status == "done" and step < cfg.train.max_steps:
-        status = "paused"
         log.info("invocation limit reached at step %d of %d: rerun to resume", step, cfg.train.max_steps)
+        return Outcome("paused", step)
     if status == "done":
         log.info("finished: step %d", step)
     return Outcome(status, step)
