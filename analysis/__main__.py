@@ -1,12 +1,15 @@
-"""``python -m analysis COMMAND``: flops, profile, table, plots, fid, paper, validate-metrics (``--help`` on each).
+"""``python -m analysis COMMAND``: flops, profile, table, plots, fid, paper, validate-metrics, and the
+benchmarks and checks bench-scan, step-profile, trainer-rate, gpu-check, doc-blocks (``--help`` on each).
 
     python -m analysis flops --model USM-B/1 --image-size 256 --json
     python -m analysis flops --conventions      # the paper's GFLOPs: every counting convention, rebuilt
+    python -m analysis step-profile --model-arg expand=1 d_state=8
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -108,6 +111,21 @@ def validate_metrics_command(args) -> int:
     return 0
 
 
+# Tools with a command line of their own: ``python -m analysis NAME ARGS`` hands ARGS to MODULE.main.
+TOOLS = {
+    "bench-scan": ("analysis.bench_scan", "time the selective-scan backends against their targets"),
+    "step-profile": ("analysis.step_profile", "where one CPU training step's time goes, against the machine's limit"),
+    "trainer-rate": ("analysis.trainer_rate", "the real trainer's images/s on a point's data path"),
+    "gpu-check": ("analysis.gpu_check", "the CUDA paths: parity, memory and throughput (writes results/gpu/)"),
+    "doc-blocks": ("analysis.doc_blocks", "refresh (or --check) the generated blocks of the README and docs"),
+}
+
+
+def run_tool(name: str, argv: list[str]) -> int:
+    result = importlib.import_module(TOOLS[name][0]).main(argv)
+    return result if isinstance(result, int) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -172,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     fid.add_argument("--prc", action="store_true", help="precision and recall (k = 3) in the Inception features")
     fid.add_argument("--device", default="cuda" if _cuda() else "cpu")
     fid.set_defaults(run=fid_command)
+    for name, (_, text) in TOOLS.items():  # listed here for --help; main() hands their arguments over
+        commands.add_parser(name, help=text, add_help=False)
     return parser
 
 
@@ -186,6 +206,9 @@ def main(argv=None) -> int:
     from usm.cli import UsageError
     from usm.files import DamagedFile, WriteError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in TOOLS:
+        return run_tool(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

@@ -1,8 +1,8 @@
 """Benchmark of the selective-scan backends: forward + backward time, and the target ratios.
 
-    python -m analysis.bench_scan                     # (B, D, L, N) = (2, 1536, 1024, 16), fp32, 2 threads
-    python -m analysis.bench_scan --shape 2 768 256 16 --repeats 5 --json
-    python -m analysis.bench_scan --device cuda --shape 8 1536 1024 16 --dtype bfloat16 --forward-only
+    python -m analysis bench-scan                     # (B, D, L, N) = (2, 1536, 1024, 16), fp32, 2 threads
+    python -m analysis bench-scan --shape 2 768 256 16 --repeats 5 --json
+    python -m analysis bench-scan --device cuda --shape 8 1536 1024 16 --dtype bfloat16 --forward-only
 
 Compares, on identical inputs (D, z, delta_bias and softplus included):
 - ``reference``: usm's per-step loop with autograd (the slow, obviously-correct twin);
@@ -233,7 +233,7 @@ def print_summary(result: dict) -> None:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m analysis.bench_scan", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m analysis bench-scan", description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", type=int, nargs=4, default=[2, 1536, 1024, 16], metavar=("B", "D", "L", "N"))
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2, this machine's cores)")
     parser.add_argument("--repeats", type=int, default=3)

@@ -1,7 +1,7 @@
 """Refresh the generated blocks of the README and docs/ from the records they show.
 
-    python -m analysis.doc_blocks            # rewrite every block from its file; prints what changed
-    python -m analysis.doc_blocks --check    # exit 1 if any block differs from its file
+    python -m analysis doc-blocks            # rewrite every block from its file; prints what changed
+    python -m analysis doc-blocks --check    # exit 1 if any block differs from its file
 
 A block is ``<!-- generated: PATH (the command that writes PATH) -->`` ... ``<!-- generated: end -->``
 and holds exactly the file PATH (relative to the repository). Run the command the marker names,
@@ -37,7 +37,7 @@ def refreshed(text: str, root: Path = ROOT) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis.doc_blocks", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m analysis doc-blocks", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report blocks that differ (exit 1 if any)")
     args = parser.parse_args(argv)
     stale = []

@@ -1,7 +1,7 @@
 """The prepared GPU check: CUDA parity tests, scan benchmarks, a short training profile (one command).
 
-    python -m analysis.gpu_check                    # ~5 minutes on one H100; writes results/gpu/
-    python -m analysis.gpu_check --quick            # smaller shapes and fewer steps (~2 minutes)
+    python -m analysis gpu-check                    # ~5 minutes on one H100; writes results/gpu/
+    python -m analysis gpu-check --quick            # smaller shapes and fewer steps (~2 minutes)
 
 What it runs, in order, each part time-boxed so the whole stays within ``--budget`` seconds
 (default 480):
@@ -201,7 +201,7 @@ def markdown(report: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis.gpu_check", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m analysis gpu-check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="results/gpu", help="folder for gpu_check.json and gpu_check.md")
     parser.add_argument("--budget", type=float, default=480, help="seconds for the whole check (default 480)")
     parser.add_argument("--quick", action="store_true", help="one small scan shape, fewer steps")
@@ -213,7 +213,7 @@ def main(argv=None) -> int:
     started = time.monotonic()
     deadline = started + args.budget
     report = {"device": torch.cuda.get_device_name(0), "tf32": use_tf32("cuda"),  # as the trainer runs fp32
-              "command": "python -m analysis.gpu_check "
+              "command": "python -m analysis gpu-check "
               + " ".join(argv if argv is not None else sys.argv[1:]), "date": time.strftime("%Y-%m-%d %H:%M UTC",
                                                                                            time.gmtime()),
               "versions": versions()}

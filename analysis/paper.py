@@ -203,9 +203,9 @@ def _ratio_row(claim: dict, at_256: dict, gpu: dict | None) -> Row:
     if value is not None:
         device = at_256[PAPER_MODELS["USM"]].get("device_name", "unknown device")
         return Row("efficiency", name, _range(claim), f"{value:.2f}", cpu_how.format(device=device),
-                   _range_verdict(value, claim) + "; on a GPU: not measured yet (python -m analysis.gpu_check)")
+                   _range_verdict(value, claim) + "; on a GPU: not measured yet (python -m analysis gpu-check)")
     return Row("efficiency", name, _range(claim), "-", "-",
-               "not measured yet: python -m analysis profile, or python -m analysis.gpu_check on a GPU")
+               "not measured yet: python -m analysis profile, or python -m analysis gpu-check on a GPU")
 
 
 def quality_rows(claims: list[dict], results: Path) -> list[Row]:

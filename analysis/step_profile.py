@@ -1,9 +1,9 @@
 """Where one CPU training step's time goes, per scan backend (torch.profiler, self CPU time by operator).
 
-    python -m analysis.step_profile                       # USM-T/1 on 16x16x1, batch 8, 1 thread
-    python -m analysis.step_profile --model USM-T/2 --image-size 32 --channels 3 --backends torch numba
-    python -m analysis.step_profile --model UNet-T --backends none    # a model without a scan backend
-    python -m analysis.step_profile --model-arg expand=1 d_state=8    # the smoke study's lean mixer
+    python -m analysis step-profile                       # USM-T/1 on 16x16x1, batch 8, 1 thread
+    python -m analysis step-profile --model USM-T/2 --image-size 32 --channels 3 --backends torch numba
+    python -m analysis step-profile --model UNet-T --backends none    # a model without a scan backend
+    python -m analysis step-profile --model-arg expand=1 d_state=8    # the smoke study's lean mixer
 
 For each backend: steps/s (median of timed steps after a warm-up; the backends take turns step by
 step) and the operators with the most self CPU time over a few profiled steps (forward, backward,
@@ -86,7 +86,7 @@ def profile_table(step, rows: int) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis.step_profile", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m analysis step-profile", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="USM-T/1")
     parser.add_argument("--image-size", type=int, default=16)
     parser.add_argument("--channels", type=int, default=1)

@@ -1,6 +1,6 @@
 """Steps/s of the real trainer on a study point's data path: what an arm's hours are made of.
 
-    python -m analysis.trainer_rate --grid ablations --scale mini --steps 20
+    python -m analysis trainer-rate --grid ablations --scale mini --steps 20
 
 The microbenchmark of ``analysis.gpu_check`` times forward, backward and AdamW on a fixed batch;
 a study point runs ``usm.training.train``: the data loader, the latent cache (one VAE pass per image,
@@ -114,7 +114,7 @@ def first_point(grid, scale: str):
 def main(argv=None) -> int:
     from experiments.grids import GRIDS
 
-    parser = argparse.ArgumentParser(prog="python -m analysis.trainer_rate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m analysis trainer-rate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--grid", default="ablations", choices=sorted(GRIDS))
     parser.add_argument("--scale", default="mini")
     parser.add_argument("--steps", type=int, default=20, help="timed steps (after --warmup)")

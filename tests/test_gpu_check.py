@@ -12,7 +12,7 @@ def test_without_cuda_it_says_so(capsys, monkeypatch):
 
 
 def test_report_names_the_device_and_every_measurement():
-    report = {"device": "NVIDIA H100 80GB HBM3", "command": "python -m analysis.gpu_check", "date": "2026-11-26",
+    report = {"device": "NVIDIA H100 80GB HBM3", "command": "python -m analysis gpu-check", "date": "2026-11-26",
               "versions": {"torch": "2.14.1", "triton": "3.8.0"}, "cuda_tests": {"summary": "12 passed"},
               "scan": [{"shape": {"B": 8, "D": 1536, "L": 1024, "N": 16}, "dtype": "bfloat16", "mode": "fwd+bwd",
                         "seconds": {"torch": 0.5, "triton": 0.01}, "speedup_of_triton_over_torch": 50.0},

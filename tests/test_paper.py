@@ -39,7 +39,7 @@ def test_efficiency_from_the_checked_in_profile(tmp_path):
     ratio = row(rows, "unconditional, 256 px: USM / ZigMa")
     assert ratio.verdict == "same direction, differs in size"
     speed = row(rows, "speed")
-    assert "CPU, not the paper's GPU" in speed.how and "python -m analysis.gpu_check" in speed.verdict
+    assert "CPU, not the paper's GPU" in speed.how and "python -m analysis gpu-check" in speed.verdict
 
 
 def test_gpu_check_records_take_precedence_for_speed_and_memory(tmp_path):

@@ -69,3 +69,21 @@ def test_a_points_activation_cost_is_counted_for_every_family(name):
     config = dict(build_model(name, input_size=16, in_channels=1).config)
     small, large = activation_mib(name, config, 2), activation_mib(name, config, 4)
     assert small > 0 and large == pytest.approx(2 * small, rel=0.1)
+
+
+@pytest.mark.parametrize("tool", ["bench-scan", "step-profile", "trainer-rate", "gpu-check", "doc-blocks"])
+def test_every_tool_is_called_through_python_m_analysis(tool, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        analysis_main([tool, "--help"])
+    assert exit_.value.code == 0 and f"usage: python -m analysis {tool}" in capsys.readouterr().out
+
+
+def test_the_listing_names_every_tool(capsys):
+    with pytest.raises(SystemExit):
+        analysis_main(["--help"])
+    listing = capsys.readouterr().out
+    assert all(tool in listing for tool in ("bench-scan", "step-profile", "trainer-rate", "gpu-check", "doc-blocks"))
+
+
+def test_doc_blocks_through_the_dispatcher_reports_its_result():
+    assert analysis_main(["doc-blocks", "--check"]) == 0  # the checked-in blocks equal their records

@@ -3,7 +3,7 @@ records, not copies that drift, and every file they point to exists.
 
 A block ``<!-- generated: PATH ... -->`` ... ``<!-- generated: end -->`` must equal the file PATH
 (relative to the repository), which the command named in the marker writes;
-``python -m analysis.doc_blocks`` refreshes them.
+``python -m analysis doc-blocks`` refreshes them.
 """
 
 import re

@@ -38,7 +38,7 @@ PAPER_SCALE = Scale(model="USM-B/1", data="afhq", resolution=256, latent="sd-vae
 # tokens), with USM-S/1 (D=384, depth 13: two blocks per stage): bottleneck 4x4x384 = 6,144 numbers
 # for a 4,096-number target (ratio 1.5; the paper's B/1: 3.0). 30k steps at batch 32 = 960k images,
 # the paper's 400k x 8 = 3.2M divided by 3.3; FID on 5k samples as in the paper. Its cost per arm
-# is measured, not guessed, by the GPU check (python -m analysis.gpu_check: "mini scale" row).
+# is measured, not guessed, by the GPU check (python -m analysis gpu-check: "mini scale" row).
 MINI = Scale(model="USM-S/1", data="afhq", resolution=256, latent="sd-vae-ft-ema", num_samples=5000,
              sample_steps=25, metric="fid", datasets={},
              train=dict(max_steps=30_000, batch_size=32, lr=2e-4, ema_decay=0.9995, ckpt_every=2000, log_every=100,
