@@ -19,7 +19,9 @@ from pathlib import Path
 from usm.files import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
-BLOCK = re.compile(r"(<!-- generated: (\S+)[^\n]*-->\n)(.*?)(\n<!-- generated: end -->)", re.S)
+# A block's text never holds a marker: an empty block (header, then end) must not reach on to the
+# next block's end and swallow the prose between them.
+BLOCK = re.compile(r"(<!-- generated: (\S+)[^\n]*-->\n)((?:(?!<!-- generated:).)*?)\n?(<!-- generated: end -->)", re.S)
 
 
 def pages(root: Path = ROOT) -> list[Path]:
@@ -33,7 +35,7 @@ def blocks(text: str) -> list[tuple[str, str]]:
 
 def refreshed(text: str, root: Path = ROOT) -> str:
     """The page with every block replaced by its record's current text."""
-    return BLOCK.sub(lambda m: m.group(1) + (root / m.group(2)).read_text().strip() + m.group(4), text)
+    return BLOCK.sub(lambda m: m.group(1) + (root / m.group(2)).read_text().strip() + "\n" + m.group(4), text)
 
 
 def main(argv=None) -> int:
