@@ -1,4 +1,4 @@
-"""``python -m analysis COMMAND``: flops, profile, table, plots, fid, paper, validate-metrics, and the
+"""``python -m analysis COMMAND``: models, flops, profile, table, plots, fid, paper, validate-metrics, and the
 benchmarks and checks bench-scan, step-profile, trainer-rate, gpu-check, doc-blocks (``--help`` on each).
 
     python -m analysis flops --model USM-B/1 --image-size 256 --json
@@ -40,6 +40,13 @@ def flops_command(args) -> int:
     overrides = parse_assignments(args.model_arg, "--model-arg")
     report = count_registered(args.model, args.image_size, latent=not args.pixels, **overrides)
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    return 0
+
+
+def models_command(args) -> int:
+    from analysis.model_table import table
+
+    print(table())
     return 0
 
 
@@ -129,6 +136,8 @@ def run_tool(name: str, argv: list[str]) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("models", help="every registered model's parameter count (the README's table)").set_defaults(
+        run=models_command)
     flops = commands.add_parser("flops", help="count a model's forward GFLOPs (batch 1)")
     flops.add_argument("--model", choices=sorted(MODELS), metavar="NAME")
     flops.add_argument("--image-size", type=int, default=None,

@@ -87,3 +87,12 @@ def test_the_listing_names_every_tool(capsys):
 
 def test_doc_blocks_through_the_dispatcher_reports_its_result():
     assert analysis_main(["doc-blocks", "--check"]) == 0  # the checked-in blocks equal their records
+
+
+def test_the_model_table_record_is_the_commands_output(capsys):
+    """The README's parameter table (results/reference/model_parameters.md) is what the command prints now."""
+    from pathlib import Path
+
+    assert analysis_main(["models"]) == 0
+    record = Path(__file__).resolve().parents[1] / "results/reference/model_parameters.md"
+    assert capsys.readouterr().out.strip() == record.read_text().strip()
