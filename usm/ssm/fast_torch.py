@@ -27,7 +27,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from usm.ssm.inputs import check_inputs
+from usm.ssm.inputs import as_input_dtypes, check_inputs, dtypes_of
 
 _SUBSCRIPT = {"variable": "lbn", "grouped": "lbgn", "fixed": "gdn"}
 # Positions are processed in chunks of about this many (chunk, batch, D, N) floats: large enough that
@@ -140,7 +140,7 @@ class _SelectiveScan(torch.autograd.Function):
 
         ctx.shape, ctx.subs, ctx.softplus, ctx.chunk = shape, (b_sub, c_sub), delta_softplus, chunk
         ctx.has = (D is not None, z is not None, delta_bias is not None)
-        ctx.dtypes = tuple(None if x is None else x.dtype for x in (u, delta, A, B, C, D, z, delta_bias))
+        ctx.dtypes = dtypes_of(u, delta, A, B, C, D, z, delta_bias)
         # The states entering chunks 1.. (chunk 0 starts from zero), saved like every other tensor so
         # saved-tensor hooks (activation-memory measurement, offloading) see them.
         entries = torch.stack(entry_states[1:]) if len(entry_states) > 1 else u_w.new_zeros(0)
@@ -214,7 +214,7 @@ class _SelectiveScan(torch.autograd.Function):
             None if grad_z is None else _from_work(grad_z),
             grad_bias,
         )
-        grads = tuple(None if g is None else g.to(dtype) for g, dtype in zip(grads, ctx.dtypes))
+        grads = as_input_dtypes(grads, ctx.dtypes)
         return (*grads, None, None, None)
 
 

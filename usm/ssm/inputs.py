@@ -76,6 +76,17 @@ def check_inputs(u, delta, A, B, C, D, z, delta_bias) -> ScanShape:
     return ScanShape(batch, channels, length, state, b_form, c_form, max(b_groups, c_groups))
 
 
+def dtypes_of(*tensors) -> tuple:
+    """The dtype of each input (None for an absent one): what a backend that computes in float32
+    returns each gradient as (``as_input_dtypes``), so bf16 and fp16 callers get their own dtypes."""
+    return tuple(None if x is None else x.dtype for x in tensors)
+
+
+def as_input_dtypes(grads, dtypes) -> tuple:
+    """Each gradient in its input's dtype (``dtypes_of``); None stays None."""
+    return tuple(None if g is None else g.to(dtype) for g, dtype in zip(grads, dtypes))
+
+
 def expand_bc(x: torch.Tensor, form: str, channels: int, length: int) -> torch.Tensor:
     """B or C as a float32 tensor broadcastable to (batch, D, N, L), indexable by position."""
     x = x.float()

@@ -24,7 +24,7 @@ import os
 
 import torch
 
-from usm.ssm.inputs import check_inputs, grouped_bc, ungroup_bc, work_groups
+from usm.ssm.inputs import as_input_dtypes, check_inputs, dtypes_of, grouped_bc, ungroup_bc, work_groups
 
 CHUNK = 32  # positions between saved states
 MAX_BLOCK_D = 64
@@ -120,7 +120,7 @@ class _TritonScan(torch.autograd.Function):
                                  **flags)
         ctx.save_for_backward(u, delta, A32, B, C, D, z, delta_bias, ckpt)
         ctx.info = (shape, flags, per_group, n_chunks)
-        ctx.dtypes = tuple(None if x is None else x.dtype for x in (u, delta, A, B, C, D, z, delta_bias))
+        ctx.dtypes = dtypes_of(u, delta, A, B, C, D, z, delta_bias)
         return out.to(u.dtype), last
 
     @staticmethod
@@ -152,7 +152,7 @@ class _TritonScan(torch.autograd.Function):
         grads = [du, ddelta, dA.sum(0), ungroup_bc(dB, shape.b_form, tuple(B.shape)),
                  ungroup_bc(dC, shape.c_form, tuple(C.shape)), dD.sum(0) if D is not None else None,
                  dz if z is not None else None, dbias.sum(0) if delta_bias is not None else None]
-        grads = [None if g is None else g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
+        grads = as_input_dtypes(grads, ctx.dtypes)
         return (*grads, None, None)
 
 
