@@ -281,7 +281,7 @@ def _ablation_row(claim: dict, done, published: str, source: str) -> Row:
     published_worse = claim["arms"][arms[1]] > claim["arms"][arms[0]]
     interval = ("" if math.isnan(paired["low"])
                 else f", paired 95% interval of the difference [{_fmt(paired['low'])}, {_fmt(paired['high'])}]")
-    details = f"{label}, {len(values[arms[0]])} seeds{interval}: {paired['verdict']}"
+    details = f"{label}, {len(values[arms[0]])} seeds{interval}: {paired['outcome']}"
     measured = " -> ".join(f"{arm} {_fmt(means[arm])}" for arm in arms) + f" ({details})"
     if metric != "fid":
         word = "agrees in direction" if worse == published_worse else "differs in direction"

@@ -87,18 +87,19 @@ def human(value, kind: str = "", digits: int = 3) -> str:
 def paired_difference(arm: pd.Series, recipe: pd.Series, lower_is_better: bool,
                       sampling_var: pd.Series | None = None) -> dict:
     """Mean of (arm - recipe) over the seeds both have (Series indexed by seed), its 95% t-interval,
-    the verdict and the seeds an effect of this size needs. ``sampling_var`` (per seed: the two runs'
-    bootstrap variances added) bounds the variance of one difference from below: seeds can agree by
-    chance (two seeds that each differ by exactly one sample give a spread of 0), but no difference
-    is known better than the draw of its samples allows. Fields are NaN/'-' where undefined."""
+    its outcome (better, worse, inconclusive) and the seeds an effect of this size needs.
+    ``sampling_var`` (per seed: the two runs' bootstrap variances added) bounds the variance of one
+    difference from below: seeds can agree by chance (two seeds that each differ by exactly one
+    sample give a spread of 0), but no difference is known better than the draw of its samples
+    allows. Fields are NaN/'-' where undefined."""
     from scipy import stats
 
     both = arm.dropna().index.intersection(recipe.dropna().index)
     d = (arm[both] - recipe[both]).astype(float)
     out = {"n": len(d), "diff": float(d.mean()) if len(d) else math.nan, "low": math.nan, "high": math.nan,
-           "verdict": "-", "seeds_needed": math.nan}
+           "outcome": "-", "seeds_needed": math.nan}
     if len(d) < 2:
-        out["verdict"] = "one seed" if len(d) else "-"
+        out["outcome"] = "one seed" if len(d) else "-"
         return out
     variance = float(d.var(ddof=1))
     if sampling_var is not None and sampling_var.reindex(both).notna().all():
@@ -106,9 +107,9 @@ def paired_difference(arm: pd.Series, recipe: pd.Series, lower_is_better: bool,
     half = stats.t.ppf(0.5 + LEVEL / 2, len(d) - 1) * math.sqrt(variance / len(d))
     out["low"], out["high"] = out["diff"] - half, out["diff"] + half
     if out["low"] > 0 or out["high"] < 0:
-        out["verdict"] = "worse" if (out["diff"] > 0) == lower_is_better else "better"
+        out["outcome"] = "worse" if (out["diff"] > 0) == lower_is_better else "better"
     else:
-        out["verdict"] = "inconclusive"
+        out["outcome"] = "inconclusive"
     if out["diff"] != 0:  # the fewest seeds whose interval would exclude 0 with probability POWER
         power = stats.norm.ppf(POWER)
         out["seeds_needed"] = next((n for n in range(2, 100_001) if (stats.t.ppf(0.5 + LEVEL / 2, n - 1) + power)
@@ -119,7 +120,7 @@ def paired_difference(arm: pd.Series, recipe: pd.Series, lower_is_better: bool,
 def summarize(frame: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
     """One row per arm: mean and std of each metric over done runs, seeds done, runs incomplete, and
     for quality metrics the paired difference to the first arm (the recipe): ``{m}_diff``,
-    ``{m}_low``, ``{m}_high``, ``{m}_verdict``, ``{m}_seeds_needed``."""
+    ``{m}_low``, ``{m}_high``, ``{m}_outcome``, ``{m}_seeds_needed``."""
     metrics = metrics or metric_columns(frame)
     done = frame[frame["status"] == "done"]
     arms = list(dict.fromkeys(frame["arm"]))  # first-seen order: the recipe first
@@ -144,13 +145,13 @@ def summarize(frame: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def verdict(row, metrics: list[str]) -> str:
+def outcomes(row, metrics: list[str]) -> str:
     """The headline metrics whose paired interval excludes 0, with the direction; else 'inconclusive'."""
-    tested = [m for m in metrics if m in HEADLINE and isinstance(row.get(f"{m}_verdict"), str)
-              and row[f"{m}_verdict"] in ("better", "worse", "inconclusive")]
+    tested = [m for m in metrics if m in HEADLINE and isinstance(row.get(f"{m}_outcome"), str)
+              and row[f"{m}_outcome"] in ("better", "worse", "inconclusive")]
     if not tested:
         return "-"
-    marks = [f"{LABELS[m]} {row[f'{m}_verdict']}" for m in tested if row[f"{m}_verdict"] != "inconclusive"]
+    marks = [f"{LABELS[m]} {row[f'{m}_outcome']}" for m in tested if row[f"{m}_outcome"] != "inconclusive"]
     return "; ".join(marks) or "inconclusive"
 
 
@@ -192,7 +193,7 @@ def render(summary: pd.DataFrame, metrics: list[str], calibrations: dict[str, di
     body = []
     for i, r in summary.iterrows():
         cells = [r["arm"], str(r["seeds"]), *[_cell(r[f"{m}_mean"], r[f"{m}_std"], m) for m in metrics]]
-        body.append(cells + ["(reference)" if i == summary.index[0] else verdict(r, metrics), str(r["incomplete"])])
+        body.append(cells + ["(reference)" if i == summary.index[0] else outcomes(r, metrics), str(r["incomplete"])])
     for name, values in calibration_rows(calibrations):
         body.append([name, "", *[human(values[m]) if m in values else "" for m in metrics], "", ""])
     markdown = tabulate(body, headers=header, tablefmt="github", disable_numparse=True)
@@ -206,9 +207,9 @@ def comparisons(summary: pd.DataFrame, metrics: list[str]) -> str:
         for m in (m for m in metrics if m in HEADLINE and f"{m}_diff" in r):
             interval = "-" if pd.isna(r[f"{m}_low"]) else f"[{human(r[f'{m}_low'])}, {human(r[f'{m}_high'])}]"
             needed = r[f"{m}_seeds_needed"]
-            rows.append([r["arm"], LABELS[m], human(r[f"{m}_diff"]), interval, r[f"{m}_verdict"],
+            rows.append([r["arm"], LABELS[m], human(r[f"{m}_diff"]), interval, r[f"{m}_outcome"],
                          "-" if pd.isna(needed) else "> 100,000" if math.isinf(needed) else f"{int(needed):,}"])
-    return tabulate(rows, headers=["arm", "metric", "difference to recipe", f"{LEVEL:.0%} interval", "verdict",
+    return tabulate(rows, headers=["arm", "metric", "difference to recipe", f"{LEVEL:.0%} interval", "outcome",
                                    "seeds to resolve it"], tablefmt="github", disable_numparse=True)
 
 

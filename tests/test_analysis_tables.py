@@ -58,7 +58,7 @@ def test_arms_are_compared_seed_by_seed_with_an_interval(study):
     # the sampling floor (two runs' bootstrap variances, 2 x 0.02^2) is wider than the seeds' spread
     half = 12.706 * math.sqrt(2 * 0.02 ** 2 / 2)
     assert (low, high) == (pytest.approx(-0.295 - half, abs=1e-3), pytest.approx(-0.295 + half, abs=1e-3))
-    assert summary.loc["no-skip", "shape_coverage_verdict"] == "worse"  # higher is better, and it is lower
+    assert summary.loc["no-skip", "shape_coverage_outcome"] == "worse"  # higher is better, and it is lower
     assert "shape coverage worse" in write_tables(study)["md"].read_text()
     rows = cells((study / "comparisons.md").read_text())
     assert rows[2][:3] + rows[2][4:] == ["no-skip", "shape coverage", "-0.295", "worse", "2"]
@@ -67,16 +67,16 @@ def test_arms_are_compared_seed_by_seed_with_an_interval(study):
 def test_paired_interval_is_honest_about_few_seeds():
     seeds = pd.Index([0, 1])
     same = paired_difference(pd.Series([1.0, 1.1], seeds), pd.Series([1.05, 1.0], seeds), True)
-    assert same["verdict"] == "inconclusive" and same["low"] < 0 < same["high"]
+    assert same["outcome"] == "inconclusive" and same["low"] < 0 < same["high"]
     one = paired_difference(pd.Series([1.0], [0]), pd.Series([2.0], [0]), True)
-    assert one["verdict"] == "one seed" and math.isnan(one["low"])
+    assert one["outcome"] == "one seed" and math.isnan(one["low"])
     # two seeds that happen to agree exactly: zero spread, but the draw of the samples still counts
     lucky = paired_difference(pd.Series([0.5, 0.6], seeds), pd.Series([0.52, 0.62], seeds), False,
                               sampling_var=pd.Series([0.03 ** 2 * 2] * 2, seeds))
-    assert lucky["verdict"] == "inconclusive" and lucky["seeds_needed"] > 10
+    assert lucky["outcome"] == "inconclusive" and lucky["seeds_needed"] > 10
     clear = paired_difference(pd.Series([0.1, 0.1, 0.12, 0.11], range(4)), pd.Series([0.5, 0.52, 0.5, 0.51], range(4)),
                               False)
-    assert clear["verdict"] == "worse" and clear["seeds_needed"] == 2
+    assert clear["outcome"] == "worse" and clear["seeds_needed"] == 2
 
 
 def test_calibration_rows():
