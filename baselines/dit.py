@@ -17,7 +17,7 @@ from collections import Counter
 
 import torch.nn as nn
 
-import usm.flops as mac
+from usm import flops
 from usm.layers.adaln import FinalLayer, adaln_modulation, gated, modulate
 from usm.layers.attention import SelfAttention, TextBranch
 from usm.layers.backbone import TokenStack
@@ -69,23 +69,24 @@ class DiT(TokenStack):
 
     def flop_formula(self, batch: int = 1, context_tokens: int = 77) -> dict[str, int]:
         """Analytic multiply-adds of one forward pass by category, plus 'total' (see usm.flops)."""
-        cfg, flops = self.config, Counter()
+        cfg, count = self.config, Counter()
         hidden, per_sample = cfg["hidden_size"], (cfg["input_size"] // cfg["patch_size"]) ** 2
         tokens, text, mlp = batch * per_sample, cfg["has_text"], int(cfg["hidden_size"] * cfg["mlp_ratio"])
         ctx = context_tokens if text else 0
-        flops += mac.conv(tokens, cfg["in_channels"], hidden, cfg["patch_size"] ** 2)
-        flops += mac.conditioning(batch, hidden, cfg["d_context"] if text else 0, ctx)
-        per_block = (mac.linear(batch, hidden, (9 if text else 6) * hidden) + mac.norm(2 * tokens, hidden, affine=False)
-                     + mac.linear(tokens, hidden, 3 * hidden) + mac.attention(tokens, per_sample, hidden)
-                     + mac.linear(tokens, hidden, hidden)
-                     + mac.linear(tokens, hidden, mlp) + mac.linear(tokens, mlp, hidden))
+        count += flops.conv(tokens, cfg["in_channels"], hidden, cfg["patch_size"] ** 2)
+        count += flops.conditioning(batch, hidden, cfg["d_context"] if text else 0, ctx)
+        per_block = (flops.linear(batch, hidden, (9 if text else 6) * hidden)
+                     + flops.norm(2 * tokens, hidden, affine=False)
+                     + flops.linear(tokens, hidden, 3 * hidden) + flops.attention(tokens, per_sample, hidden)
+                     + flops.linear(tokens, hidden, hidden)
+                     + flops.linear(tokens, hidden, mlp) + flops.linear(tokens, mlp, hidden))
         if text:
-            per_block += mac.text_branch(batch, per_sample, ctx, hidden)
+            per_block += flops.text_branch(batch, per_sample, ctx, hidden)
         for _ in range(cfg["depth"]):
-            flops += per_block
-        flops += mac.norm(tokens, hidden, affine=False) + mac.linear(batch, hidden, 2 * hidden)
-        flops += mac.linear(tokens, hidden, cfg["patch_size"] ** 2 * self.out_channels)
-        return mac.with_total(flops)
+            count += per_block
+        count += flops.norm(tokens, hidden, affine=False) + flops.linear(batch, hidden, 2 * hidden)
+        count += flops.linear(tokens, hidden, cfg["patch_size"] ** 2 * self.out_channels)
+        return flops.with_total(count)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from collections import Counter
 import torch
 import torch.nn as nn
 
-import usm.flops as mac
+from usm import flops
 from usm.layers.adaln import adaln_modulation, gated, modulate
 from usm.layers.attention import TextBranch
 from usm.layers.backbone import TokenStack
@@ -111,25 +111,25 @@ class ZigMa(TokenStack):
 
     def flop_formula(self, batch: int = 1, context_tokens: int = 77) -> dict[str, int]:
         """Analytic multiply-adds of one forward pass by category, plus 'total' (see usm.flops)."""
-        cfg, flops = self.config, Counter()
+        cfg, count = self.config, Counter()
         hidden, tokens = cfg["hidden_size"], batch * (cfg["input_size"] // cfg["patch_size"]) ** 2
         inner, text = cfg["expand"] * hidden, cfg["has_text"]
         ctx = context_tokens if text else 0
-        flops += mac.conv(tokens, cfg["in_channels"], hidden, cfg["patch_size"] ** 2)
-        flops += mac.conditioning(batch, hidden, cfg["d_context"] if text else 0, ctx)
-        per_block = (mac.linear(batch, hidden, (6 if text else 3) * hidden) + mac.norm(tokens, hidden, affine=True)
-                     + mac.linear(tokens, hidden, 2 * inner)
+        count += flops.conv(tokens, cfg["in_channels"], hidden, cfg["patch_size"] ** 2)
+        count += flops.conditioning(batch, hidden, cfg["d_context"] if text else 0, ctx)
+        per_block = (flops.linear(batch, hidden, (6 if text else 3) * hidden) + flops.norm(tokens, hidden, affine=True)
+                     + flops.linear(tokens, hidden, 2 * inner)
                      # the causal conv computes L + d_conv - 1 outputs, of which the first L are kept
-                     + mac.conv(tokens + batch * (cfg["d_conv"] - 1), inner, inner, cfg["d_conv"], inner)
-                     + mac.selective_ssm(tokens, inner, cfg["d_state"], math.ceil(hidden / 16))
-                     + mac.linear(tokens, inner, hidden))
+                     + flops.conv(tokens + batch * (cfg["d_conv"] - 1), inner, inner, cfg["d_conv"], inner)
+                     + flops.selective_ssm(tokens, inner, cfg["d_state"], math.ceil(hidden / 16))
+                     + flops.linear(tokens, inner, hidden))
         if text:
-            per_block += mac.text_branch(batch, tokens // batch, ctx, hidden)
+            per_block += flops.text_branch(batch, tokens // batch, ctx, hidden)
         for _ in range(cfg["depth"]):
-            flops += per_block
-        flops += mac.norm(tokens, hidden, affine=True) + mac.norm(tokens, hidden, affine=False)
-        flops += mac.linear(tokens, hidden, cfg["patch_size"] ** 2 * self.out_channels)
-        return mac.with_total(flops)
+            count += per_block
+        count += flops.norm(tokens, hidden, affine=True) + flops.norm(tokens, hidden, affine=False)
+        count += flops.linear(tokens, hidden, cfg["patch_size"] ** 2 * self.out_channels)
+        return flops.with_total(count)
 
 
 # --------------------------------------------------------------------------------------------------

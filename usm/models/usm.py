@@ -27,7 +27,7 @@ from collections import Counter
 import torch
 import torch.nn as nn
 
-import usm.flops as mac
+from usm import flops
 from usm.layers.adaln import FinalLayer, adaln_modulation, gated, modulate
 from usm.layers.attention import TextBranch
 from usm.layers.backbone import add_positions, run_block
@@ -169,35 +169,35 @@ class USM(nn.Module):
 
     def flop_formula(self, batch: int = 1, context_tokens: int = 77) -> dict[str, int]:
         """Analytic multiply-adds of one forward pass by category, plus 'total' (see usm.flops)."""
-        cfg, flops = self.config, Counter()
+        cfg, count = self.config, Counter()
         hidden, grid = cfg["hidden_size"], cfg["input_size"] // cfg["patch_size"]
         inner, state, rank = cfg["expand"] * hidden, cfg["d_state"], math.ceil(hidden / 16)
         text = cfg["has_text"]
         ctx = context_tokens if text else 0
-        flops += mac.conv(batch * grid * grid, cfg["in_channels"], hidden, cfg["patch_size"] ** 2)
-        flops += mac.conditioning(batch, hidden, cfg["d_context"] if text else 0, ctx)
+        count += flops.conv(batch * grid * grid, cfg["in_channels"], hidden, cfg["patch_size"] ** 2)
+        count += flops.conditioning(batch, hidden, cfg["d_context"] if text else 0, ctx)
         for blk in self.blocks:
             tokens = batch * blk.mixer.grid[0] * blk.mixer.grid[1]
-            flops += mac.linear(batch, hidden, (6 if text else 3) * hidden) + mac.norm(tokens, hidden, affine=False)
+            count += flops.linear(batch, hidden, (6 if text else 3) * hidden) + flops.norm(tokens, hidden, affine=False)
             if blk.skip_proj is not None:
-                flops += mac.linear(tokens, 2 * hidden, hidden)
-            flops += mac.linear(tokens, hidden, inner if cfg["skip_gate"] else 2 * inner)
-            flops += mac.conv(tokens, inner, inner, 9, groups=inner)
-            flops += mac.selective_ssm(tokens, inner, state, rank)
-            flops += mac.norm(tokens, inner, affine=True) + mac.linear(tokens, inner, hidden)
+                count += flops.linear(tokens, 2 * hidden, hidden)
+            count += flops.linear(tokens, hidden, inner if cfg["skip_gate"] else 2 * inner)
+            count += flops.conv(tokens, inner, inner, 9, groups=inner)
+            count += flops.selective_ssm(tokens, inner, state, rank)
+            count += flops.norm(tokens, inner, affine=True) + flops.linear(tokens, inner, hidden)
             if text:
-                flops += mac.text_branch(batch, tokens // batch, ctx, hidden)
+                count += flops.text_branch(batch, tokens // batch, ctx, hidden)
         for level in range(self.STAGES):  # the resolution each down/upsampler reads
             side = grid // 2 ** level
-            flops += mac.conv(batch * (side // 2) ** 2, hidden, hidden, 4)  # downsample: 2x2 stride 2
+            count += flops.conv(batch * (side // 2) ** 2, hidden, hidden, 4)  # downsample: 2x2 stride 2
             if cfg["use_convtranspose"]:
-                flops += mac.conv(batch * (side // 2) ** 2, hidden, hidden, 4)  # counted on its input positions
+                count += flops.conv(batch * (side // 2) ** 2, hidden, hidden, 4)  # counted on its input positions
             else:
-                flops += mac.conv(batch * (side // 2) ** 2, hidden, 4 * hidden, cfg["upsample_kernel"] ** 2,
+                count += flops.conv(batch * (side // 2) ** 2, hidden, 4 * hidden, cfg["upsample_kernel"] ** 2,
                                   groups=cfg["upsample_groups"])
-        flops += mac.norm(batch * grid * grid, hidden, affine=False) + mac.linear(batch, hidden, 2 * hidden)
-        flops += mac.linear(batch * grid * grid, hidden, cfg["patch_size"] ** 2 * self.out_channels)
-        return mac.with_total(flops)
+        count += flops.norm(batch * grid * grid, hidden, affine=False) + flops.linear(batch, hidden, 2 * hidden)
+        count += flops.linear(batch * grid * grid, hidden, cfg["patch_size"] ** 2 * self.out_channels)
+        return flops.with_total(count)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
         """x (B, C, H, W), t (B,) in [0, 1] (0 = noise, 1 = data), cond: None / class ids / context tokens."""
