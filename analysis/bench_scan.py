@@ -232,6 +232,32 @@ def print_summary(result: dict) -> None:
         print(f"target {target}: {'met' if met else 'NOT met'}")
 
 
+LABELS = {"reference": "reference (per-step autograd loop)", "mambapy": "mambapy `pscan`", "torch": "torch",
+          "numba": "numba", "triton": "triton", "mamba_ssm": "mamba_ssm"}
+
+
+def records_table(records: list[dict]) -> str:
+    """Markdown: each backend's seconds in each record (a column per record), the peak extra memory
+    where a record measured it, and numba's speed-up over torch (docs/scan.md shows this table)."""
+    from analysis.markdown import table
+
+    def column(record: dict) -> str:
+        threads = record["threads"]
+        return f"{tuple(record['shape'].values())}, {threads} thread{'s' if threads > 1 else ''}"
+
+    memory = [r for r in records if r.get("peak_extra_bytes")]
+    headers = ["backend", *map(column, records), *(f"peak extra MiB, {tuple(r['shape'].values())}" for r in memory)]
+    names = [n for n in LABELS if any(n in r["seconds"] for r in records)]
+    rows = [[LABELS[n], *(f"{r['seconds'][n]:.3g} s" if n in r["seconds"] else "-" for r in records),
+             *(f"{r['peak_extra_bytes'][n] / 2 ** 20:.3g}" if n in r["peak_extra_bytes"] else "-" for r in memory)]
+            for n in names]
+    rows.append(["numba's speed-up over torch",
+                 *(f"{r['seconds']['torch'] / r['seconds']['numba']:.1f}x" if {"torch", "numba"} <= r["seconds"].keys()
+                   else "-" for r in records),
+                 *(f"{r['peak_extra_bytes']['torch'] / r['peak_extra_bytes']['numba']:.1f}x less" for r in memory)])
+    return table(headers, rows)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m analysis bench-scan", description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", type=int, nargs=4, default=[2, 1536, 1024, 16], metavar=("B", "D", "L", "N"))
@@ -244,7 +270,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--memory", action="store_true",
                         help="CPU: also measure each backend's peak extra memory of one fwd+bwd (fresh processes)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--table", nargs="+", metavar="RECORD",
+                        help="run nothing: print the Markdown table of these --json records (docs/scan.md's)")
     args = parser.parse_args(argv)
+    if args.table:
+        from pathlib import Path
+
+        print(records_table([json.loads(Path(path).read_text()) for path in args.table]))
+        return {}
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -67,3 +67,16 @@ def test_the_targets_are_one_table_that_picks_the_shape_and_mode_specific_rule()
         record = json.loads((root / name).read_text())
         speed = {k: v for k, v in record["targets"].items() if "memory" not in k}
         assert targets_for(record["seconds"], tuple(record["shape"].values()), record["mode"]) == speed, name
+
+
+def test_the_docs_benchmark_table_is_the_records_table(capsys):
+    """docs/scan.md's table (results/reference/bench_scan_cpu_table.md) is what --table prints from
+    the three checked-in records."""
+    from pathlib import Path
+
+    reference = Path(__file__).resolve().parents[1] / "results/reference"
+    records = [str(reference / f"bench_scan_cpu{tail}.json") for tail in ("", "_1thread", "_smoke_shape")]
+    assert main(["--table", *records]) == {}
+    printed = capsys.readouterr().out.strip()
+    assert printed == (reference / "bench_scan_cpu_table.md").read_text().strip()
+    assert "| numba's speed-up over torch | 8.5x | 10.2x | 6.6x | 3.8x less | 12.0x less |" in printed
