@@ -41,6 +41,7 @@ def _shape(config: dict) -> str:
 def smoke_models() -> list[tuple[str, str, dict]]:
     """(grid, model, overrides) of every grid's smoke scale, at the data's size and channels."""
     from experiments.grids import GRIDS
+    from usm.data.datasets import open_dataset
     from usm.data.embedded import EMBEDDED
 
     rows = []
@@ -48,7 +49,7 @@ def smoke_models() -> list[tuple[str, str, dict]]:
         scale = grid.scales.get("smoke")
         if scale is None or scale.data not in EMBEDDED:
             continue
-        channels = EMBEDDED[scale.data].held_out(1, scale.resolution).shape[-1]
+        channels = open_dataset(scale.data, scale.resolution).channels  # what the trainer builds the model for
         size = dict(input_size=scale.resolution, in_channels=channels)
         rows.append((grid.name, scale.model, size, dict(scale.model_args)))
     return rows
