@@ -80,7 +80,7 @@ def test_bad_pixelshuffle_upsamplers_are_refused(kwargs, message):
 def test_grouped_upsampler_matches_the_convtranspose_parameter_count():
     convtranspose = USM(**TINY).decoder[0].up
     grouped = USM(**TINY, use_convtranspose=False, upsample_groups=8).decoder[0].up
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    count = lambda m: sum(p.numel() for p in m.parameters())
     assert count(grouped) == 9 * 16 // 8 * 64 + 64 and count(convtranspose) == 16 * 16 * 4 + 16
 
 
