@@ -96,6 +96,26 @@ def test_fid_plumbing_with_generated_weights(tmp_path, monkeypatch):
         compute_metrics(tmp_path / "a", tmp_path / "b", num=30, weights=str(weights))
 
 
+@pytest.mark.parametrize("device, cuda, current", [("cpu", False, None), ("cuda", True, "cuda"),
+                                                    ("cuda:1", True, "cuda:1")])
+def test_fid_runs_torch_fidelity_on_the_device_asked_for(tmp_path, monkeypatch, device, cuda, current):
+    """torch-fidelity knows only cuda on/off and uses the current CUDA device: "cuda:1" must turn CUDA
+    on (it was read as the CPU) and make GPU 1 current while it runs."""
+    import contextlib
+
+    import torch_fidelity
+
+    seen = {}
+    monkeypatch.setattr(torch.cuda, "device", lambda d: seen.update(current=str(d)) or contextlib.nullcontext())
+    monkeypatch.setattr(torch_fidelity, "calculate_metrics",
+                        lambda **kw: seen.update(cuda=kw["cuda"]) or {"frechet_inception_distance": 1.0})
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"")
+    write_images(tmp_path / "a", render_shapes(2, seed=0)[0])
+    compute_metrics(tmp_path / "a", tmp_path / "a", weights=str(weights), device=device)
+    assert seen == ({"cuda": cuda, "current": current} if cuda else {"cuda": False})
+
+
 @pytest.fixture(scope="module")
 def shapes_sets():
     images, _ = render_shapes(256, seed=0)

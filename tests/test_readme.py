@@ -15,6 +15,7 @@ from analysis.doc_blocks import ROOT, blocks, pages
 PAGES = pages()
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")  # Markdown links and images
 CODE_PATH = re.compile(r"`((?:usm|analysis|experiments|baselines|tests|results|slurm|notebooks|docs)/[\w./-]+)`")
+TEST_NAME = re.compile(r"`(test_\w+)(?:\[[^\]`]*\])?`")  # a test named in backticks, parameters optional
 
 
 def test_generated_blocks_equal_their_records():
@@ -38,6 +39,15 @@ def test_every_link_and_named_path_exists(page):
                 if not any(c in path for c in "*<>") and not (ROOT / path.rstrip(".")).exists()
                 and (not path.startswith("results/") or path.startswith("results/reference/"))]
     assert not missing, f"{page.name} points to what is not there: {missing}"
+
+
+def test_every_test_a_page_names_exists():
+    """Pages that say which test shows a fix name it; a renamed test must not leave the page behind."""
+    defined = set(re.findall(r"^\s*def (test_\w+)", "\n".join(
+        path.read_text() for path in (ROOT / "tests").glob("*.py")), flags=re.M))
+    named = {name for page in PAGES for name in TEST_NAME.findall(page.read_text())}
+    assert len(named) >= 15
+    assert not named - defined, f"the docs name tests that do not exist: {sorted(named - defined)}"
 
 
 def test_the_readme_stays_a_readme():

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from usm.ssm import BACKENDS, last_backend, resolve_backend, selective_scan
-from usm.ssm.fast_torch import selective_scan_torch
 from usm.ssm.numba_cpu import selective_scan_numba
 from usm.ssm.reference import selective_scan_reference
+from usm.ssm.torch_chunked import selective_scan_torch
 
 # mamba_ssm's own fp32 parity tolerances (docs/scan.md).
 RTOL, ATOL, GRAD_TOL = 6e-4, 2e-3, 1e-3
@@ -64,6 +64,21 @@ def test_torch_matches_reference(form, length, optional, chunk):
     torch.testing.assert_close(y, y_ref, rtol=RTOL, atol=ATOL)
     torch.testing.assert_close(last, last_ref, rtol=RTOL, atol=ATOL)
     assert_close_grads(g_ref, g, GRAD_TOL)
+
+
+def test_torch_backend_chunks_are_sized_for_launches_on_cuda_and_for_caches_on_the_cpu():
+    """At (8, 1536, 1024, 16) the CPU budget gives chunks of 5 positions: on a GPU that is about
+    three kernel launches a position where the recurrence needs one; there the chunks are 85."""
+    from usm.ssm.inputs import check_inputs
+    from usm.ssm.torch_chunked import chunk_length
+
+    u = torch.empty(8, 1536, 1024, device="meta")
+    A, B = torch.empty(1536, 16, device="meta"), torch.empty(8, 16, 1024, device="meta")
+    shape = check_inputs(u, u, A, B, B, None, None, None)
+    assert chunk_length(shape, torch.device("cpu")) == 5
+    assert chunk_length(shape, torch.device("cuda", 1)) == 85
+    assert chunk_length(check_inputs(u[:, :, :40], u[:, :, :40], A, B[..., :40], B[..., :40], None, None, None),
+                        torch.device("cuda")) == 40  # never longer than the sequence
 
 
 # Lengths around the numba kernel's checkpoint interval (16): 15, 16, 17 and 33 cross 0, 1 and 2 saved states.
@@ -311,6 +326,53 @@ def test_cuda_backends_match_reference(backend, form, dtype):
     torch.testing.assert_close(y.float(), y_ref.float(), rtol=rtol, atol=atol)
     torch.testing.assert_close(last.float(), last_ref.float(), rtol=rtol, atol=atol)
     assert_close_grads({k: v.float() for k, v in g_ref.items()}, {k: v.float() for k, v in g.items()}, gtol)
+
+
+def assert_last_channels_match_torch(backend, batch, channels, length, device):
+    """Scan every channel with ``backend``; check the last batch element's last 64 channels (the
+    highest offsets) and their gradients against the torch backend run on that slice alone."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    u = torch.randn(batch, channels, length, device=device, generator=gen).requires_grad_()
+    delta = torch.rand(batch, channels, length, device=device, generator=gen).mul_(0.1).requires_grad_()
+    A = -torch.rand(channels, 4, device=device, generator=gen) - 0.1
+    B, C = (torch.randn(batch, 4, length, device=device, generator=gen) for _ in range(2))
+    y = BACKENDS[backend](u, delta, A, B, C)
+    y[-1, -64:].sum().backward()
+    y_last = y[-1:, -64:].detach().clone()
+    del y
+    part = [t[-1:, -64:].detach().clone().requires_grad_() for t in (u, delta)]
+    y_part = BACKENDS["torch"](*part, A[-64:], B[-1:], C[-1:])
+    y_part.sum().backward()
+    torch.testing.assert_close(y_last, y_part.detach())
+    torch.testing.assert_close(u.grad[-1:, -64:], part[0].grad)
+    torch.testing.assert_close(delta.grad[-1:, -64:], part[1].grad)
+
+
+def test_the_last_channels_check_holds_for_the_cpu_backends():
+    """The helper the GPU's offset check uses, run where it can run here."""
+    assert_last_channels_match_torch("numba", 2, 128, 40, "cpu")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.get_device_properties(0).total_memory < 100 * 2**30,
+                    reason="needs a CUDA GPU with 100 GiB (inputs of 2^31 elements and their gradients)")
+def test_triton_offsets_past_2_to_the_31_are_not_truncated():
+    """batch x D x L > 2^31: an offset computed in 32 bits wraps and reads another channel's memory
+    (or faults); the kernels compute them in int64."""
+    assert_last_channels_match_torch("triton", 2, 2**20 + 64, 1024, "cuda")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+def test_triton_scans_run_on_their_tensors_gpu_not_the_current_one():
+    inputs = make_inputs(2, 64, 129, 16, "variable", device="cuda:1")
+    with torch.cuda.device(0):
+        y, last, g = run_with_grads(BACKENDS["triton"], inputs)
+    y_ref, last_ref, g_ref = run_with_grads(selective_scan_reference, inputs)
+    assert y.device == torch.device("cuda", 1)
+    torch.testing.assert_close(y, y_ref, rtol=RTOL, atol=ATOL)
+    torch.testing.assert_close(last, last_ref, rtol=RTOL, atol=ATOL)
+    assert_close_grads(g_ref, g, GRAD_TOL)
 
 
 def test_auto_reports_the_backend_that_ran():

@@ -32,11 +32,11 @@ import contextlib
 import torch
 
 from usm.scan_orders import permute
-from usm.ssm.fast_torch import selective_scan_torch
 from usm.ssm.mamba_cuda import mamba_ssm_status, selective_scan_mamba_ssm
 from usm.ssm.numba_cpu import available as numba_available
 from usm.ssm.numba_cpu import scan_tokens_numba, selective_scan_numba
 from usm.ssm.reference import selective_scan_reference
+from usm.ssm.torch_chunked import selective_scan_torch
 from usm.ssm.triton_gpu import available as triton_available
 from usm.ssm.triton_gpu import selective_scan_triton
 

@@ -1,8 +1,8 @@
-"""Fast pure-PyTorch selective scan with a hand-written backward: backend "torch", the fallback
+"""Backend "torch": a chunked pure-PyTorch selective scan with a hand-written backward, the fallback
 where the compiled kernels cannot run (the meta device; CUDA without Triton or mamba_ssm).
 
     >>> import torch
-    >>> from usm.ssm.fast_torch import selective_scan_torch
+    >>> from usm.ssm.torch_chunked import selective_scan_torch
     >>> u = torch.randn(2, 8, 16, requires_grad=True); A = -torch.rand(8, 4); B = torch.randn(2, 4, 16)
     >>> selective_scan_torch(u, torch.rand(2, 8, 16), A, B, B).sum().backward()
 
@@ -34,6 +34,10 @@ _SUBSCRIPT = {"variable": "lbn", "grouped": "lbgn", "fixed": "gdn"}
 # per-chunk Python overhead is negligible, small enough to stay in cache and to avoid page-faulting a
 # fresh (L, batch, D, N) buffer on every call (measured: a new 200 MB buffer costs ~250 ms here).
 CHUNK_ELEMENTS = 1 << 20
+# On a GPU the cost is launches, not cache: each chunk launches about ten kernels besides the one
+# or two per position of the recurrence, and the CPU budget gives (8, 1536, 1024, 16) chunks of 5
+# positions (three launches a position). 16x the budget (64 MiB buffers) gives chunks of 85.
+CUDA_CHUNK_ELEMENTS = 1 << 24
 
 
 def _to_work(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -79,8 +83,10 @@ def _at(x: torch.Tensor, form: str, sl: slice) -> torch.Tensor:
     return x if form == "fixed" else x[sl]
 
 
-def chunk_length(shape, budget: int = CHUNK_ELEMENTS) -> int:
-    """Positions per chunk so that one (chunk, batch, D, N) buffer holds about ``budget`` floats."""
+def chunk_length(shape, device: torch.device) -> int:
+    """Positions per chunk so that one (chunk, batch, D, N) buffer holds about CHUNK_ELEMENTS floats
+    (CUDA_CHUNK_ELEMENTS on CUDA)."""
+    budget = CUDA_CHUNK_ELEMENTS if device.type == "cuda" else CHUNK_ELEMENTS
     return max(1, min(shape.length, budget // (shape.batch * shape.channels * shape.state)))
 
 
@@ -222,9 +228,9 @@ def selective_scan_torch(
     u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, return_last_state=False,
     chunk=None,
 ):
-    """``chunk``: positions per chunk (default: about CHUNK_ELEMENTS floats per buffer)."""
+    """``chunk``: positions per chunk (default: ``chunk_length``)."""
     shape = check_inputs(u, delta, A, B, C, D, z, delta_bias)
-    chunk = chunk_length(shape) if chunk is None else max(1, int(chunk))
+    chunk = chunk_length(shape, u.device) if chunk is None else max(1, int(chunk))
     # the work is float32 whatever autocast says: under bf16 autocast its einsums would drop to bf16
     # (an error of 0.14 on outputs of about 39, measured) where every other backend stays float32
     with _no_autocast(u.device):
