@@ -148,15 +148,19 @@ def sample_rows(study_dir, frame, count: int = 16) -> list[tuple]:
 def sample_grid(study_dir, frame, out_dir, count: int = 16) -> list[Path]:
     """The samples figure (``sample_rows``): sample i of every run starts from the same noise, so a
     column compares the arms on like terms."""
+    return image_rows(sample_rows(study_dir, frame, count), out_dir, "samples", count)
+
+
+def image_rows(rows, out_dir, name: str, count: int = 16) -> list[Path]:
+    """Labelled rows of uint8 images ((label, (N, H, W, C)) each; ``count`` a row) as NAME.png/.pdf."""
     import numpy as np
 
-    rows = sample_rows(study_dir, frame, count)
     if not rows:
         return []
     h, w, c = (max(images.shape[axis] for _, images in rows) for axis in (1, 2, 3))
     canvas = np.full((len(rows) * (h + 2), count * (w + 1), c), 255, np.uint8)
     for r, (_, images) in enumerate(rows):
-        for q, image in enumerate(np.repeat(images, c // images.shape[-1], axis=-1)):  # gray beside colour: as RGB
+        for q, image in enumerate(np.repeat(images[:count], c // images.shape[-1], axis=-1)):  # gray beside colour
             canvas[r * (h + 2): r * (h + 2) + image.shape[0], q * (w + 1): q * (w + 1) + image.shape[1]] = image
     fig, ax = plt.subplots(figsize=(0.45 * count + 2.2, 0.45 * len(rows) + 0.3))
     ax.imshow(canvas[..., 0] if c == 1 else canvas, cmap="gray" if c == 1 else None, vmin=0, vmax=255,
@@ -166,7 +170,7 @@ def sample_grid(study_dir, frame, out_dir, count: int = 16) -> list[Path]:
     for side in ax.spines.values():
         side.set_visible(False)
     fig.tight_layout()
-    return _save(fig, out_dir, "samples")
+    return _save(fig, Path(out_dir), name)
 
 
 def scaling_lines(profile_dir, out_dir) -> list[Path]:
