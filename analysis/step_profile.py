@@ -10,7 +10,8 @@ step) and the operators with the most self CPU time over a few profiled steps (f
 fused AdamW and the EMA update, as the trainer runs them). Every run also measures the machine's own limit on the same
 threads -- a large float32 matrix product (``matmul_gflops``) -- and reports each step's achieved
 rate against it: training FLOPs per step = 3 x the forward's multiply-adds x 2 x batch (the
-backward costs about twice the forward), the forward counted by ``analysis.flops``.
+backward costs about twice the forward), the forward counted by ``analysis.flops``, and the aten
+operators one step dispatches (``aten_operators``).
 """
 
 from __future__ import annotations
@@ -76,6 +77,23 @@ def steps_per_second(steps: dict, repeats: int) -> dict:
     return {backend: 1 / value for backend, value in seconds.items()}
 
 
+def aten_operators(step) -> int:
+    """The aten operators one step dispatches (forward, backward, optimizer, EMA; views included):
+    each costs a dispatch however small its tensors, so this is the step's fixed cost in calls."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        step()
+    return Count.calls
+
+
 def profile_table(step, rows: int) -> str:
     from torch.profiler import ProfilerActivity, profile
 
@@ -113,7 +131,7 @@ def main(argv=None) -> int:
         print(f"## {model}, {args.image_size}x{args.image_size}x{args.channels}, batch {args.batch}, "
               f"{args.threads} thread(s), scan backend {backend}: {rates[backend]:.2f} steps/s, "
               f"{rates[backend] * args.batch / args.threads:.1f} images/s per core, {achieved:.2f} GFLOP/s "
-              f"= {achieved / limit:.1%} of the machine's limit\n")
+              f"= {achieved / limit:.1%} of the machine's limit; {aten_operators(step):,} aten operators a step\n")
         print("```\n" + profile_table(step, args.rows).strip() + "\n```\n", flush=True)
     if len(rates) > 1:
         base = args.backends[0]

@@ -46,6 +46,17 @@ def test_step_profile_measures_the_machine_limit_and_counts_the_step_by_the_form
     assert lean < 0.6 * forward  # the smoke study's lean mixer halves the step's work
 
 
+def test_step_profile_counts_every_operator_of_a_step_once():
+    import torch
+
+    from analysis.step_profile import aten_operators
+
+    x = torch.ones(3, requires_grad=True)
+    assert aten_operators(lambda: (x * 2).sum().backward()) == aten_operators(lambda: (x * 2).sum().backward())
+    assert aten_operators(lambda: (x * 2).sum()) == 2  # mul, sum
+    assert aten_operators(lambda: (x * 2 + 1).sum()) == 3
+
+
 def test_the_targets_are_one_table_that_picks_the_shape_and_mode_specific_rule():
     """The same names as the checked-in records (results/reference/bench_scan_cpu*.json)."""
     import json
