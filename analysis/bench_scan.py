@@ -11,10 +11,8 @@ Compares, on identical inputs (D, z, delta_bias and softplus included):
 - ``triton``: usm's Triton kernels, with ``--device cuda``;
 - ``mambapy``: mambapy's parallel scan (``mambapy.pscan``), if installed;
 - ``mamba_ssm``: the fused CUDA kernel, with ``--device cuda`` when installed.
-Targets: torch >= 4x faster than the per-step loop and faster than mambapy's pscan; numba >= 4x
-faster than torch at (2, 1536, 1024, 16) and >= 5x at the smoke model's largest scan, (8, 128, 256, 16)
-(``--shape 8 128 256 16``). On a GPU: triton >= 20x faster than torch, and within 2.5x of
-mamba_ssm (forward within 1.5x). numba's and triton's first calls compile; the warm-up absorbs it.
+The targets are the ``TARGETS`` table below, the one place they are written (``--targets`` prints
+it; docs/scan.md gives the reasons). numba's and triton's first calls compile; the warm-up absorbs it.
 Times are wall-clock medians after one warm-up, synchronised on CUDA; the backends take turns
 round by round, so load on a shared machine falls on all of them alike. ``--dtype bfloat16`` makes
 u, delta, B, C and z bf16 (A, D and delta_bias stay fp32, as in the models).
@@ -199,6 +197,19 @@ TARGETS = (  # docs/scan.md gives the reasons; stated in a record only for what 
 )
 
 
+def targets_table() -> str:
+    """TARGETS as Markdown (docs/scan.md's block): which ratio, where it applies."""
+    from analysis.markdown import table
+
+    def where(t: Target) -> str:
+        named = any(o.shape is not None and (o.slower, o.faster) == (t.slower, t.faster) for o in TARGETS)
+        shape = ("any other shape" if named else "any shape") if t.shape is None else f"(B, D, L, N) = {t.shape}"
+        return shape + ("" if t.mode is None else f", {t.mode} only")
+
+    return table(["target", "time of", "over time of", "applies at"],
+                 [[f"`{t.name}`", t.slower, t.faster, where(t)] for t in TARGETS])
+
+
 def targets_for(seconds: dict, shape: tuple, mode: str) -> dict[str, bool]:
     """{target name: met} of the targets that apply to a measurement: per pair of measured backends,
     the one naming this shape, else the shape-free one, in this mode."""
@@ -272,7 +283,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--table", nargs="+", metavar="RECORD",
                         help="run nothing: print the Markdown table of these --json records (docs/scan.md's)")
+    parser.add_argument("--targets", action="store_true", help="run nothing: print the targets as a Markdown table")
     args = parser.parse_args(argv)
+    if args.targets:
+        print(targets_table())
+        return {}
     if args.table:
         from pathlib import Path
 

@@ -1,7 +1,7 @@
 """The prepared GPU check: CUDA parity tests, scan benchmarks, a short training profile (one command).
 
-    python -m analysis gpu-check                    # ~5 minutes on one H100; writes results/gpu/
-    python -m analysis gpu-check --quick            # smaller shapes and fewer steps (~2 minutes)
+    python -m analysis gpu-check                    # within --budget seconds (480); writes results/gpu/
+    python -m analysis gpu-check --quick            # smaller shapes and fewer steps
 
 What it runs, in order, each part time-boxed so the whole stays within ``--budget`` seconds
 (default 480):
@@ -10,7 +10,7 @@ What it runs, in order, each part time-boxed so the whole stays within ``--budge
    imports, ``mamba_ssm`` scans against the reference in fp32 and bf16; the causal-conv1d kernel).
 2. The scan benchmark (``analysis.bench_scan``) on CUDA for ``torch``, ``triton`` and ``mamba_ssm``
    (when it imports) at (8, 1536, 1024, 16) and (2, 1536, 4096, 16), forward and forward+backward,
-   fp32 and bf16, with the targets (triton >= 20x torch; within 2.5x of mamba_ssm, forward 1.5x).
+   fp32 and bf16, against the targets of ``analysis.bench_scan.TARGETS``.
 3. Training steps/s and peak memory (``torch.cuda.max_memory_allocated``) of USM-B/1, ZigMa-B/1 and
    DiT-B/2 at 256 px (a 32x32x4 latent), batch 8, bf16 autocast, with the fastest scan available.
 4. The ``mini`` scale's cost: the same measurement for its model and batch (USM-S/1, batch 32), and

@@ -91,3 +91,15 @@ def test_the_docs_benchmark_table_is_the_records_table(capsys):
     printed = capsys.readouterr().out.strip()
     assert printed == (reference / "bench_scan_cpu_table.md").read_text().strip()
     assert "| numba's speed-up over torch | 8.5x | 10.2x | 6.6x | 3.8x less | 12.0x less |" in printed
+
+
+def test_the_targets_record_is_the_commands_output(capsys):
+    """docs/scan.md shows the targets from results/reference/bench_scan_targets.md: the TARGETS table itself."""
+    from pathlib import Path
+
+    from analysis.bench_scan import TARGETS, main
+
+    main(["--targets"])
+    printed = capsys.readouterr().out
+    assert printed == (Path(__file__).parents[1] / "results/reference/bench_scan_targets.md").read_text()
+    assert all(f"`{target.name}`" in printed for target in TARGETS)
