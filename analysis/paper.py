@@ -327,5 +327,8 @@ def render(rows: list[Row], fmt: str = "md") -> str:
             cells = [[getattr(r, c) for c in COLUMNS] for r in chosen]
             parts.append(f"### {title}\n\n" + markdown_table(COLUMNS, cells))
     source = load_claims()["paper"]
-    footer = f"Published values: {source} (analysis/paper_claims.json says where in the paper each comes from)."
+    footer = (f"Published values: {source} (analysis/paper_claims.json says where in the paper each comes from). "
+              f"'agrees': within {TOLERANCE['gflops']:.0%} for counts, {TOLERANCE['ratio']:.0%} for ratios and "
+              f"{TOLERANCE['fid']:.0%} for FID; a count rebuilt by a written rule, within "
+              f"{REBUILT_TOLERANCE:.1%}.")
     return "\n\n".join(parts) + ("\n\n" + footer + "\n" if fmt == "md" else "\n")
