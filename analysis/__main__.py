@@ -104,7 +104,7 @@ def paper_command(args) -> int:
 def validate_metrics_command(args) -> int:
     from tqdm import tqdm
 
-    from analysis.metric_ladder import render, validate
+    from analysis.metric_ladder import render, render_verdicts, validate
 
     record = validate(args.data, args.resolution, args.count, args.runs, args.rounds,
                       progress=lambda it, **kw: tqdm(list(it), **kw))
@@ -114,7 +114,8 @@ def validate_metrics_command(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "metric_validation.json", json.dumps(record, indent=2))
     atomic_write(out / "metric_validation.md", text + "\n")
-    print(f"\nwrote metric_validation.json and metric_validation.md in {out}")
+    atomic_write(out / "metric_validation_verdicts.md", render_verdicts(record) + "\n")
+    print(f"\nwrote metric_validation.json, .md and _verdicts.md in {out}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
     python -m analysis doc-blocks            # rewrite every block from its file; prints what changed
     python -m analysis doc-blocks --check    # exit 1 if any block differs from its file
+    python -m analysis doc-blocks --numbers  # the measured-looking numbers left in prose, page by page
 
 A block is ``<!-- generated: PATH (the command that writes PATH) -->`` ... ``<!-- generated: end -->``
 and holds exactly the file PATH (relative to the repository). Run the command the marker names,
@@ -24,6 +25,20 @@ ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(<!-- generated: (\S+)[^\n]*-->\n)((?:(?!<!-- generated:).)*?)\n?(<!-- generated: end -->)", re.S)
 
 
+# A number a reader would take for a measurement: a decimal, a percentage, or a count of time,
+# speed, memory or a ratio. Version strings (two dots) and numbers inside identifiers are not.
+NUMBER = re.compile(r"(?<![\w/.\-#])(\d+(?:,\d{3})*(?:\.\d+)?)(?![\w.]*\.\d)(?!\d)(x\b|\s?(?:%|s\b|min\b|ms\b|MiB\b|"
+                    r"GiB\b|steps/s|images/s|GFLOP/s))?")
+NOT_PROSE = re.compile(r"<!-- (generated|paper-claims):.*?<!-- \1: end -->|```.*?```|`[^`\n]*`|\]\([^)]*\)", re.S)
+
+
+def prose_numbers(text: str) -> list[str]:
+    """The measured-looking numbers of a page outside generated blocks, code and link targets: the
+    ones that would have to be copied from a record by hand, and drift from it."""
+    return [number + (unit or "") for number, unit in NUMBER.findall(NOT_PROSE.sub(" ", text))
+            if unit or "." in number]
+
+
 def pages(root: Path = ROOT) -> list[Path]:
     return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
 
@@ -41,7 +56,14 @@ def refreshed(text: str, root: Path = ROOT) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis doc-blocks", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report blocks that differ (exit 1 if any)")
+    parser.add_argument("--numbers", action="store_true",
+                        help="list the measured-looking numbers in each page's prose (outside blocks and code)")
     args = parser.parse_args(argv)
+    if args.numbers:
+        for page in pages():
+            found = prose_numbers(page.read_text())
+            print(f"{page.relative_to(ROOT)}: {len(found)}" + (f": {', '.join(found)}" if found else ""))
+        return 0
     stale = []
     for page in pages():
         text = page.read_text()

@@ -173,23 +173,38 @@ def validate(data: str = "shapes-gray", resolution: int = 16, count: int = 128, 
             "scores": scores, "spread": spread, "checkpoints": series, "verdicts": verdicts}
 
 
-def render(record: dict) -> str:
-    """The record as Markdown: a verdict table, then every set's scores with their spread."""
+def render_verdicts(record: dict) -> str:
+    """The verdict table and the thresholds it applies (docs/metrics.md shows it)."""
     from tabulate import tabulate
 
-    from analysis.tables import human
-
-    metrics = list(record["verdicts"])
     verdict_rows = []
-    for m in metrics:
-        v = record["verdicts"][m]
+    for m, v in record["verdicts"].items():
         impostors = ", ".join(f"{name} {value:.2f}" for name, value in v["impostors_relative"].items())
         runs = v["checkpoint_spearman"]
         rhos = "-" if not runs else f"{v['checkpoint_mean']:.2f} (min {min(runs):.2f}, {len(runs)} runs)"
         verdict_rows.append([QUALITY_METRICS[m].label, f"{v['ladder_spearman']:.2f}", impostors, rhos,
                              "passes" if v["passes"] else "fails"])
     headers = ["metric", "ladder Spearman", "impostors (noise 0, real 1)", "checkpoint Spearman", "verdict"]
-    lines = [tabulate(verdict_rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
+    t = record["thresholds"]
+    return "\n".join([
+        tabulate(verdict_rows, headers=headers, tablefmt="github", disable_numparse=True), "",
+        f"{record['count']} images a set ({record['data']}, {record['resolution']} px), from held-out real "
+        f"images; ± is the std over {record['rounds']} resamplings of the set (SWD: not resampled). A metric "
+        f"passes with ladder Spearman >= {t['ladder_spearman']}, every impostor at most "
+        f"{t['impostor_relative']} on the scale noise = 0, real = 1, and checkpoint Spearman >= "
+        f"{t['checkpoint_spearman']} (mean over runs) where checkpoints are given."])
+
+
+def render(record: dict) -> str:
+    """The record as Markdown: the verdict table, then every set's scores with their spread, then
+    each run's checkpoints."""
+    from tabulate import tabulate
+
+    from analysis.tables import human
+
+    metrics = list(record["verdicts"])
+    verdicts, thresholds = render_verdicts(record).rsplit("\n\n", 1)
+    lines = [verdicts, ""]
     names = record["ladder"] + record["impostors"]
     rows = [[name, *[f"{human(record['scores'][name][m])} ± {human(record['spread'][name][m])}"
                      if m in record["spread"][name] else human(record["scores"][name][m]) for m in metrics]]
@@ -199,10 +214,5 @@ def render(record: dict) -> str:
         lines += ["", f"Checkpoints of {run}:", "",
                   tabulate([[p["step"], *[human(p[m]) for m in metrics]] for p in points],
                            headers=["step", *[QUALITY_METRICS[m].label for m in metrics]], tablefmt="github")]
-    t = record["thresholds"]
-    lines += ["", f"{record['count']} images a set ({record['data']}, {record['resolution']} px), from held-out real "
-              f"images; ± is the std over {record['rounds']} resamplings of the set (SWD: not resampled). A metric "
-              f"passes with ladder Spearman >= {t['ladder_spearman']}, every impostor at most "
-              f"{t['impostor_relative']} on the scale noise = 0, real = 1, and checkpoint Spearman >= "
-              f"{t['checkpoint_spearman']} (mean over runs) where checkpoints are given."]
+    lines += ["", thresholds]
     return "\n".join(lines)

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.metric_ladder import IMPOSTORS, LADDER, checkpoint_series, known_sets, render, spearman, validate
+from analysis.metric_ladder import (IMPOSTORS, LADDER, checkpoint_series, known_sets, render, render_verdicts, spearman,
+                                    validate)
 from analysis.quality import HEADLINE
 
 RECORD = Path(__file__).parent.parent / "results" / "reference" / "metric_validation.json"
@@ -51,6 +52,10 @@ def test_the_checked_in_validation_record_names_exactly_the_headline_metrics():
     assert passed == set(HEADLINE)
     assert len(record["checkpoints"]) >= 6  # validated on the checkpoints of the study's own runs
     assert "| shape coverage " in render(record)
+    # the Markdown records are the command's renderings of this JSON (docs/metrics.md shows the verdicts)
+    assert RECORD.with_suffix(".md").read_text().strip() == render(record).strip()
+    verdicts = RECORD.with_name("metric_validation_verdicts.md").read_text().strip()
+    assert verdicts == render_verdicts(record).strip() and render(record).startswith(verdicts.split("\n\n")[0])
 
 
 def test_a_checkpoint_series_is_read_in_step_order_at_one_count(tmp_path):

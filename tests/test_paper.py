@@ -126,3 +126,10 @@ def test_flop_conventions_from_the_command_line(capsys):
     assert "--conventions counts the paper's setting" in capsys.readouterr().err
     assert analysis_main(["flops"]) == 2
     assert "needs --model" in capsys.readouterr().err
+
+
+def test_the_conventions_record_is_the_commands_output(capsys):
+    """docs/metrics.md shows results/reference/flop_conventions.md: what `flops --conventions` prints
+    (the counts are cached from the tests above, so this costs no second count)."""
+    assert analysis_main(["flops", "--conventions"]) == 0
+    assert capsys.readouterr().out.strip() == (Path(REFERENCE) / "flop_conventions.md").read_text().strip()
