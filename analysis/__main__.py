@@ -1,5 +1,6 @@
 """``python -m analysis COMMAND``: models, flops, profile, table, plots, fid, paper, validate-metrics, and the
-benchmarks and checks bench-scan, step-profile, trainer-rate, sampler-sweep, gpu-check, doc-blocks (``--help`` on each).
+benchmarks and checks bench-scan, step-profile, trainer-rate, scales, sampler-sweep, gpu-check, doc-blocks
+(``--help`` on each).
 
     python -m analysis flops --model USM-B/1 --image-size 256 --json
     python -m analysis flops --conventions      # the paper's GFLOPs: every counting convention, rebuilt
@@ -124,6 +125,7 @@ TOOLS = {
     "bench-scan": ("analysis.bench_scan", "time the selective-scan backends against their targets"),
     "step-profile": ("analysis.step_profile", "where one CPU training step's time goes, against the machine's limit"),
     "trainer-rate": ("analysis.trainer_rate", "the real trainer's images/s on a point's data path"),
+    "scales": ("analysis.scale_table", "a grid's scales side by side: model, structure, recipe, quality"),
     "sampler-sweep": ("analysis.sampler_sweep", "a trained run's samples by solver and step count, scored and timed"),
     "gpu-check": ("analysis.gpu_check", "the CUDA paths: parity, memory and throughput (writes results/gpu/)"),
     "doc-blocks": ("analysis.doc_blocks", "refresh (or --check) the generated blocks of the README and docs"),

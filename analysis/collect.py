@@ -98,3 +98,18 @@ def learning_curves(study_dir: str | Path) -> pd.DataFrame:
         return frame
     frame["order"] = frame["order"].fillna(-1)
     return frame.sort_values(["order", "run", "step"], kind="stable").drop(columns="order").reset_index(drop=True)
+
+
+def last_launch(study_dir: str | Path) -> dict | None:
+    """The latest local launch's wall times (``launches.jsonl``, appended by the launcher), or None."""
+    import json
+
+    path = Path(study_dir) / "launches.jsonl"
+    if not path.exists():
+        return None
+    for line in reversed(path.read_text().splitlines()):
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:  # a torn line (a kill during its append): the launch before it
+            continue
+    return None

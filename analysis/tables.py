@@ -36,7 +36,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from analysis.collect import collect_study, learning_curves
+from analysis.collect import collect_study, last_launch, learning_curves
 from analysis.quality import HEADLINE, QUALITY_METRICS
 from usm.files import atomic_write
 
@@ -235,7 +235,7 @@ def curve_table(curves: pd.DataFrame, metrics: list[str], calibrations: dict[str
     return "\n\n".join(blocks)
 
 
-def caption(frame: pd.DataFrame, calibrations: dict[str, dict] | None) -> str:
+def caption(frame: pd.DataFrame, calibrations: dict[str, dict] | None, launch: dict | None = None) -> str:
     parts = ["Mean ± std over seeds (sample std). 'vs': the headline metrics whose paired difference to the first "
              f"row (the recipe, same seeds) has a {LEVEL:.0%} t-interval that excludes 0 (comparisons.md lists every "
              "difference, its interval and the seeds it would need); 'inconclusive' where every interval covers 0. "
@@ -246,6 +246,11 @@ def caption(frame: pd.DataFrame, calibrations: dict[str, dict] | None) -> str:
                      "saves for backward (pure-PyTorch scan).")
     if "num_samples" in frame.columns and frame["num_samples"].notna().any():
         parts.append(f"Quality on {int(frame['num_samples'].dropna().iloc[0])} samples per run.")
+    if launch and launch.get("points"):
+        times = sorted(launch["points"].values())
+        parts.append(f"Wall time of the last launch ({launch['date']}): {len(times)} points, {launch['parallel']} at a "
+                     f"time on {launch['cpus']} CPUs, in {launch['seconds']:.0f} s with the calibration (points of "
+                     f"{times[0]:.0f}-{times[-1]:.0f} s).")
     for dataset, calibration in (calibrations or {}).items():
         which = f" ({dataset})" if len(calibrations) > 1 else ""
         parts.append(f"'data'{which}: {calibration['floor_set']}, scored against {calibration['reference']} "
@@ -281,7 +286,7 @@ def write_tables(study_dir: str | Path, out_dir: str | Path | None = None) -> di
     markdown, latex = render(summary, shown, calib)
     paths = {"md": out_dir / "table.md", "tex": out_dir / "table.tex", "csv": out_dir / "table.csv",
              "runs": out_dir / "runs.csv", "comparisons": out_dir / "comparisons.md"}
-    atomic_write(paths["md"], markdown + "\n\n" + caption(frame, calib) + "\n")
+    atomic_write(paths["md"], markdown + "\n\n" + caption(frame, calib, last_launch(study_dir)) + "\n")
     atomic_write(paths["tex"], latex + "\n")
     atomic_write(paths["comparisons"], comparisons(summary, metrics) + "\n")
     atomic_write(paths["csv"], summary.to_csv(index=False))

@@ -93,6 +93,11 @@ class DiT(TokenStack):
 # Sizes (docs/models.md): hidden x depth (heads); patches 2, 4, 8. Defaults: a 32x32x4 latent,
 # unconditional; DiT's ImageNet setting is build_model("DiT-XL/2", num_classes=1000, learn_sigma=True).
 
+# DiT's published forward GFLOPs at 256x256 (a 32x32x4 latent, batch 1, the ImageNet setting: 1,000
+# classes, learn_sigma), from Peebles and Xie (2023); the FLOP counter and the formula are tested on them.
+PUBLISHED_GFLOPS = {"DiT-S/2": 6.06, "DiT-B/2": 23.01, "DiT-L/2": 80.71, "DiT-XL/2": 118.64,
+                    "DiT-B/4": 5.56, "DiT-XL/4": 29.05, "DiT-XL/8": 7.39}
+
 DIT_MODELS = family_table(DiT, [  # DiT's sizes (S, B, L, XL) at patches 2, 4, 8, one row each
     ("DiT-T/2", "tiny CPU variant: D=64, 4 layers, 4 heads", dict(patch_size=2, hidden_size=64, depth=4, num_heads=4)),
     ("DiT-S/2", "D=384, 12 layers, 6 heads, patch 2", dict(patch_size=2, hidden_size=384, depth=12, num_heads=6)),

@@ -13,6 +13,7 @@ done are never launched again, running ones (lock held) are left alone, failed a
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -117,6 +118,7 @@ def launch(points: list[dict], results: str, cluster: str = "local", parallel: i
     skipped = len(rows) - len(todo)
     log(f"{len(todo)} point(s) to run, {skipped} done or running elsewhere")
     if todo:
+        started = time.monotonic()
         prepare(todo, log)
         study_dir = Path(results) / points[0]["study"]
         executor = make_executor(cluster, study_dir / ".submitit", parallel, slurm or {}, list(extra_sbatch))
@@ -131,7 +133,8 @@ def launch(points: list[dict], results: str, cluster: str = "local", parallel: i
             for point in todo:
                 _wait(executor.submit(job, results, point), log)
         elif wait:
-            _run_pool(executor, job, results, todo, parallel, log)
+            seconds = _run_pool(executor, job, results, todo, parallel, log)
+            record_launch(study_dir, time.monotonic() - started, seconds, parallel)
         else:
             for point in todo:
                 executor.submit(job, results, point)
@@ -153,12 +156,22 @@ def prepare(points: list[dict], log=print) -> None:
         calibration(data, resolution, count)
 
 
-def _run_pool(executor, job, results: str, todo: list[dict], parallel: int, log) -> None:
+def record_launch(study_dir: Path, seconds: float, point_seconds: dict[str, float], parallel: int) -> None:
+    """Append what a local launch took to ``STUDY/launches.jsonl`` (its wall time, from the
+    calibration to the last point's end, and each point's), which the study table's caption reports."""
+    record = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds": round(seconds, 1),
+              "parallel": parallel, "cpus": len(cpu_share()),
+              "points": {name: round(value, 1) for name, value in point_seconds.items()}}
+    with open(study_dir / "launches.jsonl", "a") as f:  # one short line per launch: an append is enough
+        f.write(json.dumps(record) + "\n")
+
+
+def _run_pool(executor, job, results: str, todo: list[dict], parallel: int, log) -> dict[str, float]:
     """Keep ``parallel`` points running, each pinned to its own share of this process's CPUs
-    (``USM_CPUS``), starting the next point as soon as one ends."""
+    (``USM_CPUS``), starting the next point as soon as one ends. Returns each point's wall seconds."""
     shares = split_cpus(cpu_share(), parallel)
     free, running, queue = list(range(len(shares))), {}, list(todo)
-    previous, started, finished = os.environ.get("USM_CPUS"), time.monotonic(), 0
+    previous, started, finished, seconds = os.environ.get("USM_CPUS"), time.monotonic(), 0, {}
     try:
         while queue or running:
             while queue and free:
@@ -173,13 +186,15 @@ def _run_pool(executor, job, results: str, todo: list[dict], parallel: int, log)
                     del running[slot]
                     free.append(slot)
                     finished += 1
-                    log(f"[{finished}/{len(todo)}] {name} ended after {time.monotonic() - since:.0f} s "
+                    seconds[name] = time.monotonic() - since
+                    log(f"[{finished}/{len(todo)}] {name} ended after {seconds[name]:.0f} s "
                         f"(CPUs {shares[slot]}; {time.monotonic() - started:.0f} s since launch)")
     finally:
         if previous is None:
             os.environ.pop("USM_CPUS", None)
         else:
             os.environ["USM_CPUS"] = previous
+    return seconds
 
 
 def default_parallel(cluster: str) -> int:

@@ -151,3 +151,23 @@ def test_a_study_over_two_datasets_shows_each_ones_real_images_floor_and_ceiling
     assert list(calibrations) == ["digits", "shapes-gray"]
     assert calibrations["digits"]["dataset"] == "digits" and "classifier" not in calibrations["digits"]
     assert calibrations["shapes-gray"]["data"]["shape_coverage"] > 0.5
+
+
+def test_the_caption_reports_the_last_launchs_wall_time_and_survives_a_torn_log(tmp_path):
+    import pandas as pd
+
+    from analysis.collect import last_launch
+    from analysis.tables import caption
+
+    assert last_launch(tmp_path) is None
+    log = tmp_path / "launches.jsonl"
+    log.write_text('{"date": "d1", "seconds": 9, "parallel": 1, "cpus": 1, "points": {"a": 9}}\n'
+                   '{"date": "d2", "seconds": 130.4, "parallel": 2, "cpus": 2, "points": {"a": 64.2, "b": 71.0}}\n')
+    launch = last_launch(tmp_path)
+    assert launch["date"] == "d2"
+    text = caption(pd.DataFrame({"arm": ["recipe"]}), None, launch)
+    assert "Wall time of the last launch (d2): 2 points, 2 at a time on 2 CPUs, in 130 s with the calibration " \
+           "(points of 64-71 s)." in text
+    log.write_text(log.read_text() + '{"date": "d3", "sec')  # a kill during the append
+    assert last_launch(tmp_path)["date"] == "d2"
+    assert "Wall time" not in caption(pd.DataFrame({"arm": ["recipe"]}), None, None)

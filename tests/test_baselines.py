@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from baselines.dit import DiT
+from baselines.dit import PUBLISHED_GFLOPS, DiT
 from baselines.zigma import ZigMa
 from usm.guidance import guided
 from usm.models.registry import MODELS, build_model
@@ -108,9 +108,7 @@ def test_dit_learn_sigma_outputs_twice_the_channels():
     assert model(torch.randn(1, 3, 32, 32), torch.rand(1)).shape == (1, 6, 32, 32)
 
 
-# DiT's published forward GFLOPs at 256x256 (32x32x4 latent, batch 1; docs/models.md).
-DIT_GFLOPS = {"DiT-S/2": 6.06, "DiT-B/2": 23.01, "DiT-L/2": 80.71, "DiT-XL/2": 118.64,
-              "DiT-B/4": 5.56, "DiT-XL/4": 29.05, "DiT-XL/8": 7.39}
+DIT_GFLOPS = PUBLISHED_GFLOPS  # DiT's published forward GFLOPs at 256x256
 
 
 @pytest.mark.parametrize("name", sorted(DIT_GFLOPS))

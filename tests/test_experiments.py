@@ -259,6 +259,12 @@ def test_local_executor_runs_points_in_subprocesses(tmp_path):
     results = tmp_path / "results"
     assert run_main(["--grid", "scaling", "--cluster", "local", "--results", str(results)]) == 0
     assert (results / "scaling" / "table.md").exists()
+    launch = json.loads((results / "scaling" / "launches.jsonl").read_text().splitlines()[-1])
+    points = list((results / "scaling").glob("*/point.json"))
+    assert len(launch["points"]) == len(points)
+    assert launch["seconds"] >= max(launch["points"].values()) > 0
+    assert f"Wall time of the last launch ({launch['date']}): {len(points)} points" in (
+        results / "scaling" / "table.md").read_text()
     shutil.rmtree(results / "scaling" / ".submitit")
 
 

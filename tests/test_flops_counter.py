@@ -7,11 +7,10 @@ import torch
 
 from analysis.__main__ import main as analysis_main
 from analysis.flops import count_flops, count_registered
+from baselines.dit import PUBLISHED_GFLOPS
 from usm.models.registry import build_model
 
-# DiT's published forward GFLOPs at 256x256 (docs/models.md), ImageNet setting.
-DIT_GFLOPS = {"DiT-S/2": 6.06, "DiT-B/2": 23.01, "DiT-L/2": 80.71, "DiT-XL/2": 118.64,
-              "DiT-B/4": 5.56, "DiT-XL/4": 29.05, "DiT-XL/8": 7.39}
+DIT_GFLOPS = PUBLISHED_GFLOPS  # DiT's published forward GFLOPs at 256x256, ImageNet setting
 
 
 @pytest.mark.parametrize("name", sorted(DIT_GFLOPS))

@@ -6,8 +6,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.metric_ladder import (IMPOSTORS, LADDER, checkpoint_series, known_sets, render, render_verdicts, spearman,
-                                    validate)
+from analysis.metric_ladder import (
+    IMPOSTORS,
+    LADDER,
+    checkpoint_series,
+    known_sets,
+    render,
+    render_verdicts,
+    spearman,
+    validate,
+)
 from analysis.quality import HEADLINE
 
 RECORD = Path(__file__).parent.parent / "results" / "reference" / "metric_validation.json"

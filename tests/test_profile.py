@@ -98,3 +98,21 @@ def test_the_model_table_record_is_the_commands_output(capsys):
     assert analysis_main(["models"]) == 0
     record = Path(__file__).resolve().parents[1] / "results/reference/model_parameters.md"
     assert capsys.readouterr().out.strip() == record.read_text().strip()
+
+
+def test_the_scales_record_is_the_commands_output_and_reads_the_grid(capsys):
+    """docs/ablations.md's scales table (results/reference/ablations_scales.md) is what the command
+    prints now, and its cells come from the grid's Scale and the recipe model's structure."""
+    from pathlib import Path
+
+    from experiments.grids import GRIDS
+
+    assert analysis_main(["scales", "--grid", "ablations"]) == 0
+    printed = capsys.readouterr().out
+    record = Path(__file__).resolve().parents[1] / "results/reference/ablations_scales.md"
+    assert printed.strip() == record.read_text().strip()
+    smoke = next(line for line in printed.splitlines() if line.startswith("| `smoke` |"))
+    steps = GRIDS["ablations"].scales["smoke"].train["max_steps"]
+    assert f"{steps:,} steps" in smoke and "2x2x64, 1x the target" in smoke and "expand 1, 8 states" in smoke
+    paper = next(line for line in printed.splitlines() if line.startswith("| `paper` |"))
+    assert "4x4x768, 3x the target" in paper and "32x32x4" in paper

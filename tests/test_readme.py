@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from analysis.doc_blocks import ROOT, blocks, pages
+from analysis.doc_blocks import ROOT, blocks, pages, prose_numbers
 
 PAGES = pages()
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")  # Markdown links and images
@@ -48,6 +48,22 @@ def test_every_test_a_page_names_exists():
     named = {name for page in PAGES for name in TEST_NAME.findall(page.read_text())}
     assert len(named) >= 15
     assert not named - defined, f"the docs name tests that do not exist: {sorted(named - defined)}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_no_page_copies_a_measurement_into_its_prose(page):
+    """Measured numbers (decimals, percentages, times, speeds, sizes in MiB, ratios) stand in
+    generated blocks, from a record, where a rerun updates them; prose says what they show.
+    ``python -m analysis doc-blocks --numbers`` lists what this finds."""
+    assert prose_numbers(page.read_text()) == []
+
+
+def test_what_counts_as_a_copied_measurement():
+    assert prose_numbers("precision 0.81 against 0.95, 7% faster, in 62 min, 1.9x, 24 MiB") == [
+        "0.81", "0.95", "7%", "62 min", "1.9x", "24 MiB"]
+    assert prose_numbers("batch 8, 960 steps, USM-T/1 at 16x16, torch 2.14.1, (2, 1536, 1024, 16)") == []
+    assert prose_numbers("`0.5` and ```\n0.25 s\n``` and [a](results/v0.1.md)") == []
+    assert prose_numbers("<!-- generated: r.md (cmd) -->\n| 0.3 |\n<!-- generated: end -->\nthen 0.4") == ["0.4"]
 
 
 def test_the_readme_stays_a_readme():

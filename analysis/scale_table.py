@@ -1,0 +1,87 @@
+"""A grid's scales side by side: what the model sees and predicts, the structure an ablation must
+keep, the recipe, and how quality is measured.
+
+    python -m analysis scales --grid ablations      # the Markdown table docs/ablations.md shows
+
+Each row is one scale of the grid, read from its ``Scale`` (``experiments/grids/``) and from the
+recipe's model built on the meta device at the size the trainer builds it for: SD-VAE latents
+(side / 8, 4 channels) or the embedded data's own channels. For USM, ``USM.structure()`` gives the
+token grid, the blocks per stage and how many numbers the bottleneck holds against the velocity
+target; the smoke scale must keep that ratio at 1 or more (``tests/test_experiments.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+QUALITY = {"swd": "the k-NN metrics (pixels, shape features) and SWD", "fid": "FID", "profile": "no samples"}
+
+
+def model_input(scale) -> tuple[int, int] | None:
+    """(side, channels) of what the scale's model sees, or None where it depends on a dataset path."""
+    from usm.data.datasets import open_dataset
+    from usm.data.embedded import EMBEDDED
+
+    if scale.latent != "none":
+        return scale.resolution // 8, 4
+    if scale.data in EMBEDDED:
+        return scale.resolution, open_dataset(scale.data, scale.resolution).channels
+    return None
+
+
+def scale_row(name: str, scale, recipe_args: dict, grid_seeds: tuple) -> list[str]:
+    from usm.models.registry import build_model
+
+    shape = model_input(scale)
+    args = {**recipe_args, **scale.model_args}
+    structure, config = {}, {}
+    if shape is not None:
+        with torch.device("meta"):
+            model = build_model(scale.model, input_size=shape[0], in_channels=shape[1], **args)
+        structure = model.structure() if hasattr(model, "structure") else {}
+        config = model.config
+    t = scale.train
+    data = scale.data + ("" if scale.latent == "none" else f" through {scale.latent}")
+    seen = f"{shape[0]}x{shape[0]}x{shape[1]}" if shape else "-"
+    if structure:
+        grid = f"patch {structure['patch']}, {structure['tokens']:,} tokens"
+        depth = f"{structure['depth']} ({structure['blocks_per_stage']} a stage)"
+        bottleneck = f"{structure['bottleneck']}, {structure['bottleneck_over_target']:.2g}x the target"
+    else:
+        grid = depth = bottleneck = "-"
+    mixer = (f"expand {config['expand']}, {config['d_state']} states" if "expand" in config else "-")
+    recipe = f"batch {t['batch_size']}, {t['max_steps']:,} steps, lr {t['lr']:g}, EMA {t['ema_decay']:g}"
+    curve = f", a curve point every {scale.eval_every:,} steps" if scale.eval_every else ""
+    quality = f"{QUALITY[scale.metric]} on {scale.num_samples:,} samples, {scale.sample_steps} Euler steps{curve}"
+    seeds = len(scale.seeds or grid_seeds)
+    return [f"`{name}`", scale.model, f"{data} at {scale.resolution} px", seen, grid, depth, bottleneck, mixer,
+            recipe, quality, str(seeds)]
+
+
+def table(grid_name: str) -> str:
+    from analysis.markdown import table as markdown
+    from experiments.grids import GRIDS
+
+    grid = GRIDS[grid_name]
+    recipe_args = {axis.key: axis.values[grid.recipe[axis.name]] for axis in grid.axes
+                   if axis.target == "model_args" and axis.name in grid.recipe}
+    header = ["scale", "model", "data", "model sees", "tokens", "depth", "bottleneck", "mixer", "recipe",
+              "quality", "seeds"]
+    return markdown(header, [scale_row(name, scale, recipe_args, grid.seeds) for name, scale in grid.scales.items()])
+
+
+def main(argv=None) -> int:
+    from experiments.grids import GRIDS
+
+    parser = argparse.ArgumentParser(prog="python -m analysis scales", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--grid", default="ablations", choices=sorted(GRIDS))
+    args = parser.parse_args(argv)
+    print(table(args.grid))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
