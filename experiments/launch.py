@@ -159,7 +159,8 @@ def prepare(points: list[dict], log=print) -> None:
 def record_launch(study_dir: Path, seconds: float, point_seconds: dict[str, float], parallel: int) -> None:
     """Append what a local launch took to ``STUDY/launches.jsonl`` (its wall time, from the
     calibration to the last point's end, and each point's), which the study table's caption reports."""
-    record = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds": round(seconds, 1),
+    record = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(time.time() - seconds)),  # its start
+              "seconds": round(seconds, 1),
               "parallel": parallel, "cpus": len(cpu_share()),
               "points": {name: round(value, 1) for name, value in point_seconds.items()}}
     with open(study_dir / "launches.jsonl", "a") as f:  # one short line per launch: an append is enough
