@@ -16,6 +16,7 @@ import re
 
 import torch
 
+from analysis.markdown import table as markdown
 from usm.models.registry import MODELS, build_model
 
 SIZE_ORDER = ("T", "S", "B", "L", "XL")  # DiT's size names, smallest first
@@ -60,8 +61,7 @@ def table() -> str:
     for name in sorted(MODELS, key=_order):
         spec = MODELS[name]
         families.setdefault(spec.family, []).append(f"{name}{_shape(spec.defaults)}: {parameters(name):,}")
-    lines = ["| family | name (hidden, depth): parameters |", "| --- | --- |"]
-    lines += [f"| {family} | {' · '.join(entries)} |" for family, entries in sorted(families.items())]
+    rows = [[family, " · ".join(entries)] for family, entries in sorted(families.items())]
     seen = set()
     for grid, model, size, args in smoke_models():
         key = (model, tuple(size.items()), tuple(sorted(args.items())))
@@ -73,5 +73,5 @@ def table() -> str:
         if args:
             named = ", ".join(f"{k}={v}" for k, v in args.items())
             text += f"; with `{named}`: {parameters(model, **size, **args):,}"
-        lines.append(f"| the `{grid}` grid's smoke model | {text} |")
-    return "\n".join(lines)
+        rows.append([f"the `{grid}` grid's smoke model", text])
+    return markdown(["family", "name (hidden, depth): parameters"], rows)

@@ -53,14 +53,21 @@ def assert_close_grads(expected, actual, tol):
                                    msg=lambda m, name=name: f"gradient of {name}: {m}")
 
 
+# Each backend at the lengths that matter to it: the torch backend around its chunk sizes (given
+# here, 1 and 3, or its default), numba around its checkpoint interval (16: 15, 16, 17 and 33 cross
+# 0, 1 and 2 saved states). One test, the same tolerances, so the backends are held to one bar.
+PARITY = ([("torch", length, {"chunk": chunk}) for length in (1, 2, 7, 33) for chunk in (None, 1, 3)]
+          + [("numba", length, {}) for length in (1, 7, 15, 16, 17, 33)])
+
+
 @pytest.mark.parametrize("form", ["variable", "grouped", "fixed"])
-@pytest.mark.parametrize("length", [1, 2, 7, 33])
 @pytest.mark.parametrize("optional", [True, False], ids=["D-z-bias", "bare"])
-@pytest.mark.parametrize("chunk", [None, 1, 3])
-def test_torch_matches_reference(form, length, optional, chunk):
+@pytest.mark.parametrize("backend, length, options", PARITY,
+                         ids=[f"{b}-L{n}" + "".join(f"-{k}{v}" for k, v in o.items()) for b, n, o in PARITY])
+def test_cpu_backends_match_reference(backend, length, options, form, optional):
     inputs = make_inputs(2, 6, length, 4, form, with_d=optional, with_z=optional, with_bias=optional)
     y_ref, last_ref, g_ref = run_with_grads(selective_scan_reference, inputs, softplus=optional)
-    y, last, g = run_with_grads(selective_scan_torch, inputs, softplus=optional, chunk=chunk)
+    y, last, g = run_with_grads(BACKENDS[backend], inputs, softplus=optional, **options)
     torch.testing.assert_close(y, y_ref, rtol=RTOL, atol=ATOL)
     torch.testing.assert_close(last, last_ref, rtol=RTOL, atol=ATOL)
     assert_close_grads(g_ref, g, GRAD_TOL)
@@ -79,19 +86,6 @@ def test_torch_backend_chunks_are_sized_for_launches_on_cuda_and_for_caches_on_t
     assert chunk_length(shape, torch.device("cuda", 1)) == 85
     assert chunk_length(check_inputs(u[:, :, :40], u[:, :, :40], A, B[..., :40], B[..., :40], None, None, None),
                         torch.device("cuda")) == 40  # never longer than the sequence
-
-
-# Lengths around the numba kernel's checkpoint interval (16): 15, 16, 17 and 33 cross 0, 1 and 2 saved states.
-@pytest.mark.parametrize("form", ["variable", "grouped", "fixed"])
-@pytest.mark.parametrize("length", [1, 7, 15, 16, 17, 33])
-@pytest.mark.parametrize("optional", [True, False], ids=["D-z-bias", "bare"])
-def test_numba_matches_reference(form, length, optional):
-    inputs = make_inputs(2, 6, length, 4, form, with_d=optional, with_z=optional, with_bias=optional)
-    y_ref, last_ref, g_ref = run_with_grads(selective_scan_reference, inputs, softplus=optional)
-    y, last, g = run_with_grads(selective_scan_numba, inputs, softplus=optional)
-    torch.testing.assert_close(y, y_ref, rtol=RTOL, atol=ATOL)
-    torch.testing.assert_close(last, last_ref, rtol=RTOL, atol=ATOL)
-    assert_close_grads(g_ref, g, GRAD_TOL)
 
 
 # The kernels loop over the N states (one 16-lane vector of channels each): any N works.
