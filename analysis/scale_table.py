@@ -17,14 +17,17 @@ import sys
 
 import torch
 
-QUALITY = {"swd": "the k-NN metrics (pixels, shape features) and SWD", "fid": "FID", "profile": "no samples"}
+QUALITY = {"swd": "the k-NN metrics (pixels, shape features) and SWD", "fid": "FID"}
 
 
 def model_input(scale) -> tuple[int, int] | None:
-    """(side, channels) of what the scale's model sees, or None where it depends on a dataset path."""
+    """(side, channels) of what the scale's model sees, or None where it depends on a dataset path
+    or the scale only profiles models."""
     from usm.data.datasets import open_dataset
     from usm.data.embedded import EMBEDDED
 
+    if scale.metric == "profile":  # measured at its image sizes, not trained on its data
+        return None
     if scale.latent != "none":
         return scale.resolution // 8, 4
     if scale.data in EMBEDDED:
@@ -44,7 +47,8 @@ def scale_row(name: str, scale, recipe_args: dict, grid_seeds: tuple) -> list[st
         structure = model.structure() if hasattr(model, "structure") else {}
         config = model.config
     t = scale.train
-    data = scale.data + ("" if scale.latent == "none" else f" through {scale.latent}")
+    data = scale.data + ("" if scale.latent == "none" else f" through {scale.latent}") + f" at {scale.resolution} px"
+    data = "-" if scale.metric == "profile" else data
     seen = f"{shape[0]}x{shape[0]}x{shape[1]}" if shape else "-"
     if structure:
         grid = f"patch {structure['patch']}, {structure['tokens']:,} tokens"
@@ -53,11 +57,17 @@ def scale_row(name: str, scale, recipe_args: dict, grid_seeds: tuple) -> list[st
     else:
         grid = depth = bottleneck = "-"
     mixer = (f"expand {config['expand']}, {config['d_state']} states" if "expand" in config else "-")
-    recipe = f"batch {t['batch_size']}, {t['max_steps']:,} steps, lr {t['lr']:g}, EMA {t['ema_decay']:g}"
+    trained = all(key in t for key in ("batch_size", "max_steps", "lr", "ema_decay"))
+    recipe = (f"batch {t['batch_size']}, {t['max_steps']:,} steps, lr {t['lr']:g}, EMA {t['ema_decay']:g}"
+              if trained else "-")
     curve = f", a curve point every {scale.eval_every:,} steps" if scale.eval_every else ""
-    quality = f"{QUALITY[scale.metric]} on {scale.num_samples:,} samples, {scale.sample_steps} Euler steps{curve}"
+    quality = (f"{QUALITY[scale.metric]} on {scale.num_samples:,} samples, {scale.sample_steps} Euler steps{curve}"
+               if scale.metric in QUALITY else "-")
+    if scale.metric == "profile":
+        quality = "no samples: parameters, GFLOPs, memory and throughput at " + ", ".join(
+            f"{size} px" for size in scale.image_sizes)
     seeds = len(scale.seeds or grid_seeds)
-    return [f"`{name}`", scale.model, f"{data} at {scale.resolution} px", seen, grid, depth, bottleneck, mixer,
+    return [f"`{name}`", scale.model, data, seen, grid, depth, bottleneck, mixer,
             recipe, quality, str(seeds)]
 
 

@@ -116,3 +116,7 @@ def test_the_scales_record_is_the_commands_output_and_reads_the_grid(capsys):
     assert f"{steps:,} steps" in smoke and "2x2x64, 1x the target" in smoke and "expand 1, 8 states" in smoke
     paper = next(line for line in printed.splitlines() if line.startswith("| `paper` |"))
     assert "4x4x768, 3x the target" in paper and "32x32x4" in paper
+    from analysis.scale_table import table
+
+    for name, grid in GRIDS.items():  # every grid's scales render, profile-only ones included
+        assert table(name).count("\n| `") == len(grid.scales)
