@@ -173,8 +173,7 @@ def validate(data: str = "shapes-gray", resolution: int = 16, count: int = 128, 
             "scores": scores, "spread": spread, "checkpoints": series, "verdicts": verdicts}
 
 
-def render_verdicts(record: dict) -> str:
-    """The verdict table and the thresholds it applies (docs/metrics.md shows it)."""
+def _verdict_table(record: dict) -> str:
     from tabulate import tabulate
 
     verdict_rows = []
@@ -185,14 +184,21 @@ def render_verdicts(record: dict) -> str:
         verdict_rows.append([QUALITY_METRICS[m].label, f"{v['ladder_spearman']:.2f}", impostors, rhos,
                              "passes" if v["passes"] else "fails"])
     headers = ["metric", "ladder Spearman", "impostors (noise 0, real 1)", "checkpoint Spearman", "verdict"]
+    return tabulate(verdict_rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _thresholds(record: dict) -> str:
     t = record["thresholds"]
-    return "\n".join([
-        tabulate(verdict_rows, headers=headers, tablefmt="github", disable_numparse=True), "",
-        f"{record['count']} images a set ({record['data']}, {record['resolution']} px), from held-out real "
-        f"images; ± is the std over {record['rounds']} resamplings of the set (SWD: not resampled). A metric "
-        f"passes with ladder Spearman >= {t['ladder_spearman']}, every impostor at most "
-        f"{t['impostor_relative']} on the scale noise = 0, real = 1, and checkpoint Spearman >= "
-        f"{t['checkpoint_spearman']} (mean over runs) where checkpoints are given."])
+    return (f"{record['count']} images a set ({record['data']}, {record['resolution']} px), from held-out real "
+            f"images; ± is the std over {record['rounds']} resamplings of the set (SWD: not resampled). A metric "
+            f"passes with ladder Spearman >= {t['ladder_spearman']}, every impostor at most "
+            f"{t['impostor_relative']} on the scale noise = 0, real = 1, and checkpoint Spearman >= "
+            f"{t['checkpoint_spearman']} (mean over runs) where checkpoints are given.")
+
+
+def render_verdicts(record: dict) -> str:
+    """The verdict table and the thresholds it applies (docs/metrics.md shows it)."""
+    return _verdict_table(record) + "\n\n" + _thresholds(record)
 
 
 def render(record: dict) -> str:
@@ -203,8 +209,7 @@ def render(record: dict) -> str:
     from analysis.tables import human
 
     metrics = list(record["verdicts"])
-    verdicts, thresholds = render_verdicts(record).rsplit("\n\n", 1)
-    lines = [verdicts, ""]
+    lines = [_verdict_table(record), ""]
     names = record["ladder"] + record["impostors"]
     rows = [[name, *[f"{human(record['scores'][name][m])} ± {human(record['spread'][name][m])}"
                      if m in record["spread"][name] else human(record["scores"][name][m]) for m in metrics]]
@@ -214,5 +219,5 @@ def render(record: dict) -> str:
         lines += ["", f"Checkpoints of {run}:", "",
                   tabulate([[p["step"], *[human(p[m]) for m in metrics]] for p in points],
                            headers=["step", *[QUALITY_METRICS[m].label for m in metrics]], tablefmt="github")]
-    lines += ["", thresholds]
+    lines += ["", _thresholds(record)]
     return "\n".join(lines)

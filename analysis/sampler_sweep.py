@@ -29,7 +29,6 @@ from analysis.markdown import table
 from usm.cli import UsageError
 from usm.files import atomic_write
 from usm.rectified_flow import SAMPLERS, sample
-from usm.seeding import generator
 from usm.threads import use_cpu_share
 
 EVALUATIONS_PER_STEP = {"euler": 1, "heun": 2}
@@ -46,9 +45,10 @@ def parse_solver(text: str) -> tuple[str, int]:
 
 def checkpoint_files(run: Path, steps: list[int] | None) -> list[tuple[int, Path]]:
     """(step, file) of the run's checkpoints: the ones asked for, else the newest."""
+    from usm.training.checkpoint import PATTERN, list_checkpoints
     from usm.training.run_dir import RunDir
 
-    found = {int(p.stem.split("_")[-1]): p for p in sorted(RunDir(run).checkpoints.glob("step_*.pt"))}
+    found = {int(PATTERN.match(p.name).group(1)): p for p in list_checkpoints(RunDir(run).checkpoints)}
     if not found:
         raise UsageError(f"{run} holds no checkpoints (checkpoints/step_*.pt): train it first")
     missing = sorted(set(steps or []) - found.keys())
@@ -60,12 +60,11 @@ def checkpoint_files(run: Path, steps: list[int] | None) -> list[tuple[int, Path
 
 def draw(model, shape: tuple, num: int, method: str, steps: int, seed: int, batch: int) -> tuple[np.ndarray, float]:
     """(uint8 images (num, H, W, C), seconds per image) for one solver."""
-    from usm.training.sampling import to_uint8
+    from usm.training.sampling import sample_noise, to_uint8
 
     out, started = [], time.perf_counter()
     for start in range(0, num, batch):
-        noise = torch.stack([torch.randn(shape, generator=generator(seed, "sample", i))
-                             for i in range(start, min(num, start + batch))])
+        noise = sample_noise(seed, range(start, min(num, start + batch)), shape)
         out.append(to_uint8(sample(model, noise, steps, method)))
     return np.concatenate(out), (time.perf_counter() - started) / num
 

@@ -153,6 +153,12 @@ def load_run_model(target: str | Path, use_ema: bool = True, device="cpu"):
     return model.to(device).eval(), state, path
 
 
+def sample_noise(seed: int, ids, shape: tuple) -> torch.Tensor:
+    """The starting noise of images ``ids`` (B, *shape): image i's derives from (seed, i) alone, so it
+    does not depend on the batch, and every run, arm and solver drawing image i starts from it."""
+    return torch.stack([torch.randn(shape, generator=generator(seed, "sample", i)) for i in ids])
+
+
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """[-1, 1] (B, C, H, W) -> uint8 (B, H, W, C)."""
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
@@ -273,7 +279,7 @@ def generate(cfg: SampleConfig) -> SampleResult:
     shape = (derived["in_channels"], derived["input_size"], derived["input_size"])
     for start in tqdm(range(0, len(missing), cfg.batch_size), desc="sample", disable=not missing):
         ids = missing[start: start + cfg.batch_size]
-        noise = torch.stack([torch.randn(shape, generator=generator(cfg.seed, "sample", i)) for i in ids])
+        noise = sample_noise(cfg.seed, ids, shape)
         cond = None
         if derived["num_classes"]:
             cond = torch.tensor([label_of(i) for i in ids], device=cfg.device)
