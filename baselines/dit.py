@@ -99,7 +99,8 @@ PUBLISHED_GFLOPS = {"DiT-S/2": 6.06, "DiT-B/2": 23.01, "DiT-L/2": 80.71, "DiT-XL
                     "DiT-B/4": 5.56, "DiT-XL/4": 29.05, "DiT-XL/8": 7.39}
 
 DIT_MODELS = family_table(DiT, [  # DiT's sizes (S, B, L, XL) at patches 2, 4, 8, one row each
-    ("DiT-T/2", "tiny CPU variant: D=64, 4 layers, 4 heads", dict(patch_size=2, hidden_size=64, depth=4, num_heads=4)),
+    # T: USM-T's width, with the depth that gives USM-T/1's parameter count on 16x16x1 (0.49 M; within 2%)
+    ("DiT-T/2", "tiny CPU variant: D=64, 6 layers, 4 heads", dict(patch_size=2, hidden_size=64, depth=6, num_heads=4)),
     ("DiT-S/2", "D=384, 12 layers, 6 heads, patch 2", dict(patch_size=2, hidden_size=384, depth=12, num_heads=6)),
     ("DiT-S/4", "D=384, 12 layers, 6 heads, patch 4", dict(patch_size=4, hidden_size=384, depth=12, num_heads=6)),
     ("DiT-S/8", "D=384, 12 layers, 6 heads, patch 8", dict(patch_size=8, hidden_size=384, depth=12, num_heads=6)),

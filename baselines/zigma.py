@@ -17,6 +17,10 @@ SSM with z gating, out_proj (no bias). Final: RMSNorm -> LayerNorm -> Linear (no
 Not reproduced from the reference code: gradient clipping applied after the optimizer step (the
 trainer clips before it), the per-layer positional list that was never registered as parameters,
 ImportError fallbacks that fail, and ``device="cuda"`` at construction.
+
+``init="released"`` (the default) is the released code's ``m_init``: Linear biases zeroed but dt's,
+every ``out_proj`` at PyTorch's default over sqrt(depth), and a final Linear that is not zeroed
+(``usm.layers.init``); ``init="default"`` keeps PyTorch's defaults and zeroes the final Linear.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from usm.layers.backbone import TokenStack
 from usm.layers.causal_conv import causal_conv1d_silu
 from usm.layers.conditioning import Conditioner
 from usm.layers.embeddings import sincos_2d
+from usm.layers.init import check_init, mamba_residual_init
 from usm.layers.selective_ssm import SelectiveSSM
 from usm.models.spec import family_table, records_config
 from usm.scan_orders import ZIGMA_PATHS, inverse_order, permute, scan_order
@@ -84,8 +89,9 @@ class ZigMa(TokenStack):
                  depth: int = 24, num_classes: int = 0, learn_sigma: bool = False, pos_embed: str = "learned",
                  has_text: bool = False, d_context: int = 768, use_checkpoint: bool = False,
                  class_dropout_prob: float = 0.1, d_state: int = 16, expand: int = 2, d_conv: int = 4,
-                 scan_backend: str = "auto"):
+                 scan_backend: str = "auto", init: str = "released"):
         super().__init__()
+        check_init(init)
         if pos_embed not in ("learned", "sincos", "none"):
             raise ValueError(f"pos_embed must be 'learned', 'sincos' or 'none', got {pos_embed!r}")
         grid = self.embed_tokens(input_size, patch_size, in_channels, hidden_size, learn_sigma, use_checkpoint)
@@ -103,8 +109,11 @@ class ZigMa(TokenStack):
         self.norm_f = nn.RMSNorm(hidden_size, eps=1e-5)
         self.norm_final = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.linear = nn.Linear(hidden_size, patch_size * patch_size * self.out_channels)
-        nn.init.zeros_(self.linear.weight)
-        nn.init.zeros_(self.linear.bias)
+        if init == "released":  # m_init: Mamba's residual rule; the final Linear keeps its default weight
+            mamba_residual_init(self, depth, keep=[b.mixer.ssm.dt_proj for b in self.blocks])
+        else:  # zero output at the start, as DiT and USM
+            nn.init.zeros_(self.linear.weight)
+            nn.init.zeros_(self.linear.bias)
 
     def head(self, h, c):  # the final residual's RMSNorm, then LayerNorm -> Linear
         return self.linear(self.norm_final(self.norm_f(h)))
@@ -136,7 +145,9 @@ class ZigMa(TokenStack):
 # Sizes (docs/models.md): d_state 16, expand 2, d_conv 4; defaults a 32x32x4 latent, unconditional.
 
 ZIGMA_MODELS = family_table(ZigMa, [  # sizes S, B, L at patches 1, 2, 4, one row each
-    ("ZigMa-T/2", "tiny CPU variant: D=64, 4 layers", dict(patch_size=2, hidden_size=64, depth=4)),
+    # T: USM-T's width, with the depth that gives USM-T/1's parameter count on 16x16x1 (0.49 M; within 1%)
+    ("ZigMa-T/1", "tiny CPU variant: D=64, 10 layers, patch 1", dict(patch_size=1, hidden_size=64, depth=10)),
+    ("ZigMa-T/2", "tiny CPU variant: D=64, 10 layers, patch 2", dict(patch_size=2, hidden_size=64, depth=10)),
     ("ZigMa-S/1", "D=368, 24 layers, patch 1", dict(patch_size=1, hidden_size=368, depth=24)),
     ("ZigMa-S/2", "D=368, 24 layers, patch 2", dict(patch_size=2, hidden_size=368, depth=24)),
     ("ZigMa-S/4", "D=368, 24 layers, patch 4", dict(patch_size=4, hidden_size=368, depth=24)),

@@ -27,6 +27,17 @@ PAPER = Grid(
                        axis_values={"model": {"USM": "USM-T/2", "ZigMa": "ZigMa-T/2", "DiT": "DiT-T/2"},
                                     "dataset": {"shapes": "shapes",
                                                 "shapes-text": dict(data="shapes", context="captions", **TEXT)}}),
+        # cpu: the comparison at laptop scale. The T sizes share USM-T's width (64) and their depths give
+        # USM-T/1's parameter count (within 2%), at the paper's patch sizes (USM /1, ZigMa /1, DiT /2),
+        # with the released mixers and inits; the diffusers U-Net is the control written by others. One
+        # recipe for all (the control grid's): batch 8, lr 1e-3, EMA 0.995; 4,000 steps (32,000 images).
+        "cpu": Scale(model="USM-T/1", data="shapes-gray", resolution=16, num_samples=256, metric="swd",
+                     seeds=(0, 1), eval_every=800, eval_samples=64,
+                     train=dict(max_steps=4000, batch_size=8, lr=1e-3, ema_decay=0.995, ckpt_every=800,
+                                log_every=50),
+                     axis_values={"model": {"USM": "USM-T/1", "ZigMa": "ZigMa-T/1", "DiT": "DiT-T/2",
+                                            "UNet": "UNet-T"},
+                                  "dataset": {"shapes": "shapes-gray", "digits": "digits"}}),
         # mini: the S sizes on 256 px SD-VAE latents, about an hour per arm on one GPU (see grids/ablations.py)
         "mini": Scale(model="USM-S/1", data="afhq", resolution=256, latent="sd-vae-ft-ema", num_samples=5000,
                       metric="fid", train=dict(max_steps=30_000, batch_size=32, lr=2e-4, ema_decay=0.9995,

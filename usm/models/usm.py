@@ -17,6 +17,10 @@ Fixes of the reference implementation (docs/models.md): PixelShuffle upsampling 
 (``use_convtranspose=False``; the reference crashes); ``skip_gate`` applies to every block, the
 middle one included; the unused ``ln_1`` norms and the unconditional ``y_embedder`` are not built;
 XL/1 builds (see ``usm.models.registry``).
+
+``init="released"`` (the default) starts where the released code starts: xavier-uniform weights
+and zero biases on every Linear but the mixer's x/dt projections, the timestep MLP, adaLN and the
+final layer (``usm.layers.init``); ``init="default"`` keeps PyTorch's defaults for those Linears.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from usm.layers.attention import TextBranch
 from usm.layers.backbone import add_positions, run_block
 from usm.layers.conditioning import Conditioner
 from usm.layers.embeddings import PatchEmbed, sincos_2d, unpatchify
+from usm.layers.init import check_init, xavier_linears
 from usm.models.spec import family_table, records_config
 from usm.models.ss2d import SS2D
 
@@ -110,8 +115,9 @@ class USM(nn.Module):
                  skip_conn: bool = True, use_convtranspose: bool = True, skip_gate: bool = False,
                  has_text: bool = False, d_context: int = 768, use_checkpoint: bool = False,
                  class_dropout_prob: float = 0.1, d_state: int = 16, expand: int = 2, scan_backend: str = "auto",
-                 upsample_kernel: int = 3, upsample_groups: int = 1):
+                 upsample_kernel: int = 3, upsample_groups: int = 1, init: str = "released"):
         super().__init__()
+        check_init(init)
         if depth < 7 or (depth - 1) % (2 * self.STAGES):
             valid = [d for d in range(7, depth + 13, 6)][-4:]
             raise ValueError(f"USM depth must be 6k + 1 (k blocks per stage, 3 stages a side), got {depth}; "
@@ -147,6 +153,9 @@ class USM(nn.Module):
                          hidden_size, upsampler, upsample_kernel, upsample_groups)
             for s in range(self.STAGES))
         self.final_layer = FinalLayer(hidden_size, patch_size * patch_size * self.out_channels)
+        if init == "released":  # the released initialize_weights: xavier on every Linear but these
+            xavier_linears(self, keep=[self.conditioner.t_embedder, self.final_layer,
+                                       *(m for b in self.blocks for m in (b.adaLN_modulation, b.mixer.ssm))])
 
     @property
     def blocks(self) -> list[USMBlock]:
