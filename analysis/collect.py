@@ -39,7 +39,8 @@ def read_run(path: Path) -> dict:
     model = identity.get("model", {}).get("model")
     row = {"run": path.name, "order": point.get("order"), "arm": point.get("arm", model or path.name),
            "seed": point.get("seed", identity.get("train", {}).get("seed")),
-           "model": model, **{f"axis.{k}": v for k, v in point.get("axes", {}).items()},
+           "model": model, "data": point.get("settings", {}).get("data", identity.get("data", {}).get("data")),
+           **{f"axis.{k}": v for k, v in point.get("axes", {}).items()},
            "step": stats[-1]["step"] if stats else 0, "max_steps": max_steps,
            "final_loss": float(pd.Series([s["loss"] for s in stats[-5:]]).mean()) if stats else None}
     for metric_file in sorted((path / "metrics").glob("*.json")) if (path / "metrics").is_dir() else []:

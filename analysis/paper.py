@@ -12,6 +12,9 @@ the paper it comes from. Measurements come from records, except the rebuilt GFLO
   rebuilt from our models by calflops' rules (``analysis.flop_conventions``; about half a minute,
   counted live);
 - quality (FID): a finished ``paper`` study with FID (``results/paper``);
+- quality and costs at laptop scale: the ``paper`` study at its ``cpu`` scale (the T sizes on the
+  embedded 16 px data; ``results/paper``, else the checked-in ``results/reference/paper_cpu_runs.csv``),
+  each rival compared seed by seed with USM on the same dataset (``analysis.tables.summarize``);
 - ablation: the ``ablations`` study (``results/ablations``), else the checked-in per-run records of
   the smoke study (``results/reference/ablations_smoke_runs.csv``).
 
@@ -112,7 +115,31 @@ def efficiency_rows(claims: list[dict], results: Path, reference: Path) -> list[
             rows += _rebuilt_rows(claim, text=True)
         elif claim["id"] in RATIO_SOURCES:
             rows.append(_ratio_row(claim, at_256, gpu))
+            rows += _laptop_ratio_rows(claim, results, reference)
     return rows
+
+
+# claim id -> the laptop comparison's per-run column that gives it, and how it was measured
+LAPTOP_RATIOS = {"speed": ("train_images_per_s", "training images/s on one CPU core ({device}), T sizes, 16 px, "
+                                                 "batch 8, measured in each run of the laptop comparison ({source})"),
+                 "memory": ("activation_mib", "activation memory of a training step (bytes saved for backward), "
+                                              "T sizes, 16 px, batch 8, the laptop comparison ({source})")}
+
+
+def _laptop_ratio_rows(claim: dict, results: Path, reference: Path) -> list[Row]:
+    frame, source = laptop_frame(results, reference)
+    column, how = LAPTOP_RATIOS[claim["id"]]
+    if frame is None or column not in frame:
+        return []
+    done = frame[frame["status"] == "done"]
+    means = done.groupby("axis.model")[column].mean()
+    if not {"USM", "ZigMa"} <= set(means.dropna().index):
+        return []
+    value = means["USM"] / means["ZigMa"]
+    device = ", ".join(sorted(done["device"].dropna().unique())) if "device" in done else "unknown device"
+    return [Row("efficiency", f"{claim['what']}, laptop comparison (x = USM-T/1 / ZigMa-T/1)", _range(claim),
+                f"{value:.2f}", how.format(device=device, source=source),
+                _range_verdict(value, claim) + " (a CPU core and 16 px, not the paper's GPU and 256 px)")]
 
 
 def _gflops_rows(claim: dict, measured: dict, how: str) -> list[Row]:
@@ -208,10 +235,13 @@ def _ratio_row(claim: dict, at_256: dict, gpu: dict | None) -> Row:
                "not measured yet: python -m analysis profile, or python -m analysis gpu-check on a GPU")
 
 
-def quality_rows(claims: list[dict], results: Path) -> list[Row]:
+def quality_rows(claims: list[dict], results: Path, reference: Path) -> list[Row]:
     frame = _study_frame(results / "paper")
     rows = []
     for claim in (c for c in claims if c["table"] == "quality"):
+        if claim["id"] == "quality-laptop":
+            rows += laptop_rows(claim, results, reference)
+            continue
         published = " vs ".join(f"{m} {v}" for m, v in claim["models"].items())
         measured = {}
         if frame is not None and "fid" in frame and "axis.dataset" in frame:
@@ -229,6 +259,88 @@ def quality_rows(claims: list[dict], results: Path) -> list[Row]:
                         verdict(measured["USM"], claim["models"]["USM"], TOLERANCE["fid"], same_direction=gap > 0)
                         + f"; gap {gap:+.2f} (published {published_gap:+.2f})"))
     return rows
+
+
+LAPTOP_RUNS = "paper_cpu_runs.csv"  # the checked-in per-run records of the laptop-scale comparison
+LAPTOP_HOW = ("the paper grid at cpu scale: T sizes of 0.49 M parameters, 16 px embedded data, 32,000 training "
+              "images, one recipe for all ({source}); a pixel-space proxy, not FID")
+
+
+def laptop_frame(results: Path, reference: Path):
+    """(runs of the laptop-scale comparison, where they come from), or (None, None): the ``paper`` study's
+    finished runs on embedded data, else the checked-in records."""
+    import pandas as pd
+
+    from usm.data.embedded import EMBEDDED
+
+    frame, source = _study_frame(results / "paper"), f"{results / 'paper'}"
+    if frame is None or "data" not in frame or not frame["data"].isin(list(EMBEDDED)).any():
+        path = reference / LAPTOP_RUNS
+        frame, source = (pd.read_csv(path), str(path)) if path.exists() else (None, None)
+    if frame is None:
+        return None, None
+    return frame[frame["data"].isin(list(EMBEDDED))].reset_index(drop=True), source
+
+
+def _compared_metric(row) -> str | None:
+    """The first headline metric the comparison has, else pixel precision (unvalidated: marked)."""
+    from analysis.quality import HEADLINE
+
+    return next((m for m in (*HEADLINE, "precision") if not _missing(row.get(f"{m}_diff"))), None)
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def laptop_rows(claim: dict, results: Path, reference: Path) -> list[Row]:
+    """Per dataset and rival: USM against the rival trained alike, on a validated pixel-space metric."""
+    from analysis.quality import QUALITY_METRICS
+    from analysis.tables import summarize
+
+    frame, source = laptop_frame(results, reference)
+    done = frame[frame["status"] == "done"] if frame is not None else None
+    if done is None or done.empty:
+        return [Row("quality", claim["what"], "USM better", "-", "-",
+                    "not measured yet: python experiments/run.py --grid paper --scale cpu")]
+    summary = summarize(frame).set_index("arm")
+    arms = frame.drop_duplicates("arm").set_index(["data", "axis.model"])["arm"]
+    rows = []
+    for dataset in dict.fromkeys(frame["data"]):
+        for rival, published in claim["rivals"].items():
+            if (dataset, rival) not in arms.index or (dataset, claim["better"]) not in arms.index:
+                continue
+            r = summary.loc[arms[(dataset, rival)]]
+            metric = _compared_metric(r)
+            what = f"{claim['what']}, {dataset}: USM vs {rival}"
+            if metric is None:
+                rows.append(Row("quality", what, published, "-", LAPTOP_HOW.format(source=source),
+                                "not measured yet: the runs of both are not finished"))
+                continue
+            rows.append(_laptop_row(what, published, rival, metric, r, summary.loc[r["reference"]], source,
+                                    QUALITY_METRICS[metric]))
+    return rows
+
+
+def _laptop_row(what, published, rival, metric, r, usm, source, spec) -> Row:
+    from analysis.quality import HEADLINE
+
+    label = spec.label + ("" if metric in HEADLINE else " (unvalidated)")
+    measured = (f"{label}: USM {_fmt(usm[f'{metric}_mean'])} vs {rival} {_fmt(r[f'{metric}_mean'])}; "
+                f"{rival} - USM {_fmt(r[f'{metric}_diff'])}")
+    if not _missing(r[f"{metric}_low"]):
+        measured += f", paired 95% interval [{_fmt(r[f'{metric}_low'])}, {_fmt(r[f'{metric}_high'])}]"
+    measured += f", {int(r['seeds'])} seeds"
+    outcome = r[f"{metric}_outcome"]  # the rival's: better / worse than USM, or inconclusive
+    if outcome not in ("better", "worse"):
+        needed = r[f"{metric}_seeds_needed"]
+        seeds = "" if _missing(needed) or math.isinf(needed) else f"; about {int(needed)} seeds would resolve it"
+        word = f"inconclusive ({outcome}{seeds})"
+    else:
+        usm_better = outcome == "worse"
+        word = ("USM better" if usm_better else f"{rival} better") + (
+            "" if rival != "ZigMa" else ": agrees in direction" if usm_better else ": differs in direction")
+    return Row("quality", what, published, measured, LAPTOP_HOW.format(source=source), word)
 
 
 def _study_frame(folder: Path):
@@ -298,11 +410,12 @@ def paper_rows(results: str | Path = "results", reference: str | Path | None = N
     results = Path(results)
     reference = Path(reference) if reference else results / "reference"
     claims = load_claims()["claims"]
-    return (efficiency_rows(claims, results, reference) + quality_rows(claims, results)
+    return (efficiency_rows(claims, results, reference) + quality_rows(claims, results, reference)
             + ablation_rows(claims, results, reference))
 
 
-TITLES = {"efficiency": "Efficiency (USM-B/1 vs ZigMa-B/1, 256 px)", "quality": "Image quality (FID)",
+TITLES = {"efficiency": "Efficiency (USM-B/1 vs ZigMa-B/1, 256 px; the T sizes at 16 px where a row says so)",
+          "quality": "Image quality (FID; at laptop scale, a pixel-space proxy)",
           "ablation": "Ablation"}
 COLUMNS = ["claim", "published", "measured", "how", "verdict"]
 

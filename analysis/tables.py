@@ -42,7 +42,7 @@ from usm.files import atomic_write
 
 CURVE_METRICS = (*HEADLINE, "precision")  # precision: unvalidated (†), but it exists for every dataset up to 64 px
 
-NON_METRICS = {"run", "order", "arm", "seed", "model", "status", "why", "step", "max_steps", "num_samples",
+NON_METRICS = {"run", "order", "arm", "seed", "model", "data", "status", "why", "step", "max_steps", "num_samples",
                "images_seen"}
 SHOWN_BESIDE_HEADLINE = ("precision", "recall")  # always in the table, validated or not (marked)
 LEVEL, POWER = 0.95, 0.80
@@ -117,24 +117,36 @@ def paired_difference(arm: pd.Series, recipe: pd.Series, lower_is_better: bool,
     return out
 
 
+def references(frame: pd.DataFrame) -> dict[str, str]:
+    """Each arm's reference: the first arm (in the grid's order: the recipe first) trained on the same
+    dataset. Scores on different datasets measure different things, so no arm is compared across them."""
+    data = frame["data"] if "data" in frame.columns else pd.Series([None] * len(frame), index=frame.index)
+    first = {}
+    for arm, dataset in zip(frame["arm"], data.fillna("")):
+        first.setdefault(dataset, arm)
+    return {arm: first[dataset] for arm, dataset in zip(frame["arm"], data.fillna(""))}
+
+
 def summarize(frame: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
-    """One row per arm: mean and std of each metric over done runs, seeds done, runs incomplete, and
-    for quality metrics the paired difference to the first arm (the recipe): ``{m}_diff``,
-    ``{m}_low``, ``{m}_high``, ``{m}_outcome``, ``{m}_seeds_needed``."""
+    """One row per arm: mean and std of each metric over done runs, seeds done, runs incomplete, its
+    ``reference`` (``references``: the recipe, or the first arm of its dataset), and for quality
+    metrics the paired difference to the reference: ``{m}_diff``, ``{m}_low``, ``{m}_high``,
+    ``{m}_outcome``, ``{m}_seeds_needed``."""
     metrics = metrics or metric_columns(frame)
     done = frame[frame["status"] == "done"]
     arms = list(dict.fromkeys(frame["arm"]))  # first-seen order: the recipe first
-    recipe = done[done["arm"] == arms[0]].set_index("seed")
+    reference_of = references(frame)
     rows = []
     for arm in arms:
         runs = done[done["arm"] == arm]
+        recipe = done[done["arm"] == reference_of[arm]].set_index("seed")
         incomplete = int(((frame["arm"] == arm) & (frame["status"] != "done")).sum())
-        row = {"arm": arm, "seeds": len(runs), "incomplete": incomplete}
+        row = {"arm": arm, "reference": reference_of[arm], "seeds": len(runs), "incomplete": incomplete}
         for metric in metrics:
             values = runs[metric].dropna()
             row[f"{metric}_mean"] = values.mean() if len(values) else None
             row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else None
-            if metric in QUALITY_METRICS and arm != arms[0]:
+            if metric in QUALITY_METRICS and arm != reference_of[arm]:
                 spread = f"{metric}_sampling_std"
                 sampling_var = (runs.set_index("seed")[spread] ** 2 + recipe[spread] ** 2
                                 if spread in frame.columns else None)
@@ -189,11 +201,14 @@ def render(summary: pd.DataFrame, metrics: list[str], calibrations: dict[str, di
            ) -> tuple[str, str]:
     """(markdown, latex) of a summary, with each dataset's data and noise rows (``{dataset: calibration}``)."""
     first = summary["arm"].iloc[0] if len(summary) else "first arm"
-    header = ["arm", "seeds", *[_label(m) for m in metrics], f"vs {first}", "incomplete"]
+    several = len(summary) and summary["reference"].nunique() > 1
+    header = ["arm", "seeds", *[_label(m) for m in metrics], "vs its dataset's first arm" if several else f"vs {first}",
+              "incomplete"]
     body = []
-    for i, r in summary.iterrows():
+    for _, r in summary.iterrows():
         cells = [r["arm"], str(r["seeds"]), *[_cell(r[f"{m}_mean"], r[f"{m}_std"], m) for m in metrics]]
-        body.append(cells + ["(reference)" if i == summary.index[0] else outcomes(r, metrics), str(r["incomplete"])])
+        body.append(cells + ["(reference)" if r["arm"] == r["reference"] else outcomes(r, metrics),
+                             str(r["incomplete"])])
     for name, values in calibration_rows(calibrations):
         body.append([name, "", *[human(values[m]) if m in values else "" for m in metrics], "", ""])
     markdown = tabulate(body, headers=header, tablefmt="github", disable_numparse=True)
@@ -201,16 +216,22 @@ def render(summary: pd.DataFrame, metrics: list[str], calibrations: dict[str, di
 
 
 def comparisons(summary: pd.DataFrame, metrics: list[str]) -> str:
-    """Markdown: per arm and headline metric, the paired difference to the recipe and its interval."""
+    """Markdown: per arm and quality metric, the paired difference to its reference and its interval
+    (headline metrics; pixel precision and recall too, marked †, where a dataset has no headline metric)."""
     rows = []
-    for _, r in summary.iloc[1:].iterrows():
-        for m in (m for m in metrics if m in HEADLINE and f"{m}_diff" in r):
+    several = summary["reference"].nunique() > 1
+    for _, r in summary[summary["arm"] != summary["reference"]].iterrows():
+        compared = [m for m in metrics if f"{m}_diff" in r and not pd.isna(r[f"{m}_diff"])]
+        shown = [m for m in compared if m in HEADLINE] or [m for m in compared if m in SHOWN_BESIDE_HEADLINE]
+        for m in shown:
             interval = "-" if pd.isna(r[f"{m}_low"]) else f"[{human(r[f'{m}_low'])}, {human(r[f'{m}_high'])}]"
             needed = r[f"{m}_seeds_needed"]
-            rows.append([r["arm"], LABELS[m], human(r[f"{m}_diff"]), interval, r[f"{m}_outcome"],
+            rows.append([r["arm"], *([r["reference"]] if several else []), _label(m), human(r[f"{m}_diff"]), interval,
+                         r[f"{m}_outcome"],
                          "-" if pd.isna(needed) else "> 100,000" if math.isinf(needed) else f"{int(needed):,}"])
-    return tabulate(rows, headers=["arm", "metric", "difference to recipe", f"{LEVEL:.0%} interval", "outcome",
-                                   "seeds to resolve it"], tablefmt="github", disable_numparse=True)
+    return tabulate(rows, headers=["arm", *(["compared with"] if several else []), "metric",
+                                   "difference to " + ("it" if several else "recipe"), f"{LEVEL:.0%} interval",
+                                   "outcome", "seeds to resolve it"], tablefmt="github", disable_numparse=True)
 
 
 def curve_table(curves: pd.DataFrame, metrics: list[str], calibrations: dict[str, dict] | None = None) -> str:
@@ -236,8 +257,11 @@ def curve_table(curves: pd.DataFrame, metrics: list[str], calibrations: dict[str
 
 
 def caption(frame: pd.DataFrame, calibrations: dict[str, dict] | None, launch: dict | None = None) -> str:
-    parts = ["Mean ± std over seeds (sample std). 'vs': the headline metrics whose paired difference to the first "
-             f"row (the recipe, same seeds) has a {LEVEL:.0%} t-interval that excludes 0 (comparisons.md lists every "
+    several = "data" in frame.columns and frame["data"].nunique() > 1
+    first = "the first row of its dataset (same seeds; no arm is compared across datasets)" if several \
+        else "the first row (the recipe, same seeds)"
+    parts = [f"Mean ± std over seeds (sample std). 'vs': the headline metrics whose paired difference to {first} "
+             f"has a {LEVEL:.0%} t-interval that excludes 0 (comparisons.md lists every "
              "difference, its interval and the seeds it would need); 'inconclusive' where every interval covers 0. "
              "† : not a headline metric: it failed the metric validation (docs/metrics.md)."]
     if "device" in frame.columns and frame["device"].notna().any():

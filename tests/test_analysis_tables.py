@@ -1,5 +1,6 @@
 """Collecting a study, its tables (Markdown, LaTeX, CSV), paired comparisons, learning curves and plots."""
 
+import json
 import math
 
 import pandas as pd
@@ -80,7 +81,8 @@ def test_paired_interval_is_honest_about_few_seeds():
 
 
 def test_calibration_rows():
-    summary = pd.DataFrame([{"arm": "recipe", "seeds": 2, "incomplete": 0, "swd_mean": 60.0, "swd_std": 1.0}])
+    summary = pd.DataFrame([{"arm": "recipe", "reference": "recipe", "seeds": 2, "incomplete": 0, "swd_mean": 60.0,
+                             "swd_std": 1.0}])
     calibration = {"data": {"swd": 30.0}, "noise": {"swd": 900.0}}
     rows = cells(render(summary, ["swd"], {"shapes": calibration})[0])
     assert rows[0] == ["arm", "seeds", "SWD (x1e3) †", "vs recipe", "incomplete"]
@@ -171,3 +173,42 @@ def test_the_caption_reports_the_last_launchs_wall_time_and_survives_a_torn_log(
     log.write_text(log.read_text() + '{"date": "d3", "sec')  # a kill during the append
     assert last_launch(tmp_path)["date"] == "d2"
     assert "Wall time" not in caption(pd.DataFrame({"arm": ["recipe"]}), None, None)
+
+
+def two_dataset_study(root):
+    """A factorial study: models A (first) and B on datasets d1 and d2, two seeds; B is better on d1."""
+    scores = {("A", "d1"): [0.40, 0.42], ("B", "d1"): [0.60, 0.63],
+              ("A", "d2"): [0.10, 0.12], ("B", "d2"): [0.11, 0.12]}
+    for order, ((model, data), values) in enumerate(scores.items()):
+        for seed, value in enumerate(values):
+            run = root / f"model={model},dataset={data}-s{seed}"
+            (run / "metrics").mkdir(parents=True)
+            (run / "config.json").write_text(json.dumps({"identity": {"model": {"model": model}},
+                                                         "runtime": {"max_steps": 10}}))
+            (run / "point.json").write_text(json.dumps({
+                "arm": f"model={model},dataset={data}", "axes": {"model": model, "dataset": data}, "seed": seed,
+                "order": order, "settings": {"data": data}}))
+            (run / "stats.jsonl").write_text(json.dumps({"step": 10, "loss": 0.1}) + "\n")
+            (run / "metrics" / "quality.json").write_text(json.dumps({"shape_coverage": value, "precision": value}))
+            (run / "done").touch()
+    return root
+
+
+def test_arms_are_compared_only_with_the_first_arm_of_their_own_dataset(tmp_path):
+    study = two_dataset_study(tmp_path / "paper")
+    summary = summarize(collect_study(study)).set_index("arm")
+    assert summary["reference"].to_dict() == {
+        "model=A,dataset=d1": "model=A,dataset=d1", "model=B,dataset=d1": "model=A,dataset=d1",
+        "model=A,dataset=d2": "model=A,dataset=d2", "model=B,dataset=d2": "model=A,dataset=d2"}
+    assert pd.isna(summary.loc["model=A,dataset=d2", "shape_coverage_diff"])  # a reference, not compared with d1
+    assert summary.loc["model=B,dataset=d2", "shape_coverage_diff"] == pytest.approx(0.005)
+    assert summary.loc["model=B,dataset=d1", "shape_coverage_outcome"] == "better"
+    paths = write_tables(study)
+    table = cells(paths["md"].read_text())
+    assert table[0][-2] == "vs its dataset's first arm"
+    assert [r[-2] for r in table[2:6]] == ["(reference)", "shape coverage better", "(reference)", "inconclusive"]
+    assert "no arm is compared across datasets" in paths["md"].read_text()
+    rows = cells(paths["comparisons"].read_text())
+    assert rows[0][:3] == ["arm", "compared with", "metric"]
+    assert [r[:2] for r in rows[2:] if r[2] == "shape coverage"] == [
+        ["model=B,dataset=d1", "model=A,dataset=d1"], ["model=B,dataset=d2", "model=A,dataset=d2"]]

@@ -47,10 +47,16 @@ def test_tiny_models_train_in_every_conditioning_mode(name, mode):
     assert not [n for n in frozen if "embedding_table" not in n], frozen
 
 
-@pytest.mark.parametrize("name", TINY_NAMES)
-def test_zero_initialised_output_layers_give_zero_output(name):
-    model = build_model(name, in_channels=3, num_classes=3)
+@pytest.mark.parametrize("name, args", [("USM-T/2", {}), ("DiT-T/2", {}), ("ZigMa-T/2", {"init": "default"})])
+def test_zero_initialised_output_layers_give_zero_output(name, args):
+    model = build_model(name, in_channels=3, num_classes=3, **args)
     assert torch.count_nonzero(model(torch.randn(2, 3, 32, 32), torch.rand(2), torch.tensor([0, 2]))) == 0
+
+
+def test_released_zigma_starts_from_a_small_nonzero_output():
+    """ZigMa's m_init does not zero its final Linear (tests/test_init.py pins its weights)."""
+    out = build_model("ZigMa-T/2", in_channels=3)(torch.randn(2, 3, 32, 32), torch.rand(2))
+    assert torch.count_nonzero(out) == out.numel() and out.abs().mean() < 1
 
 
 @pytest.mark.parametrize("name", TINY_NAMES)

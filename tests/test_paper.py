@@ -63,6 +63,47 @@ def test_quality_not_measured_then_from_a_finished_fid_study(tmp_path):
     assert afhq.measured == "USM 18.00 vs ZigMa 30.00" and afhq.verdict.startswith("agrees; gap +12.00")
 
 
+def laptop_study(results: Path, scores: dict) -> None:
+    """The paper grid at cpu scale as the launcher leaves it: (model, dataset) -> per-seed metrics."""
+    for order, ((model, data), per_seed) in enumerate(scores.items()):
+        for seed, metrics in enumerate(per_seed):
+            arm = f"model={model},dataset={data}"
+            run = results / "paper" / f"{arm}-s{seed}"
+            (run / "metrics").mkdir(parents=True)
+            (run / "config.json").write_text(json.dumps({"identity": {}, "runtime": {"max_steps": 10}}))
+            (run / "point.json").write_text(json.dumps({"arm": arm, "axes": {"model": model, "dataset": data},
+                                                        "seed": seed, "order": order, "settings": {"data": data}}))
+            (run / "stats.jsonl").write_text(json.dumps({"step": 10, "loss": 0.1}) + "\n")
+            (run / "metrics" / "quality.json").write_text(json.dumps(metrics))
+            (run / "done").touch()
+
+
+def test_laptop_scale_quality_compares_each_rival_with_usm_on_its_dataset(tmp_path):
+    rows = paper_rows(tmp_path, tmp_path / "nothing")
+    assert row(rows, "laptop scale").verdict.startswith("not measured yet")
+    cost = {"train_images_per_s": 90.0, "activation_mib": 20.0, "device": "cpu X"}
+    laptop_study(tmp_path, {
+        ("USM", "shapes-gray"): [{"shape_coverage": 0.60, **cost}, {"shape_coverage": 0.62, **cost}],
+        ("ZigMa", "shapes-gray"): [{"shape_coverage": 0.30, "train_images_per_s": 30.0, "activation_mib": 40.0,
+                                    "device": "cpu X"}] * 2,
+        ("DiT", "shapes-gray"): [{"shape_coverage": 0.58, **cost}, {"shape_coverage": 0.66, **cost}],
+        ("USM", "digits"): [{"precision": 0.30, **cost}, {"precision": 0.40, **cost}],
+        ("ZigMa", "digits"): [{"precision": 0.50, **cost}, {"precision": 0.60, **cost}]})
+    rows = paper_rows(tmp_path, tmp_path / "nothing")
+    zigma = row(rows, "shapes-gray: USM vs ZigMa")
+    assert zigma.measured.startswith("shape coverage: USM 0.61 vs ZigMa 0.3; ZigMa - USM -0.31, paired 95% interval [")
+    assert zigma.measured.endswith(", 2 seeds") and zigma.verdict == "USM better: agrees in direction"
+    assert "not FID" in zigma.how and str(tmp_path / "paper") in zigma.how
+    assert row(rows, "shapes-gray: USM vs DiT").verdict.startswith("inconclusive")
+    digits = row(rows, "digits: USM vs ZigMa")  # no validated metric on digits: pixel precision, marked
+    assert digits.measured.startswith("precision (unvalidated): USM 0.35 vs ZigMa 0.55; ZigMa - USM 0.2")
+    assert digits.verdict == "ZigMa better: differs in direction"
+    assert not [r for r in rows if "digits: USM vs DiT" in r.claim]  # no DiT runs on digits
+    speed = row(rows, "speed, USM relative to ZigMa, laptop comparison")
+    assert speed.measured == f"{(90 * 4 / (30 * 2 + 90 * 2)):.2f}" and "one CPU core (cpu X)" in speed.how
+    assert row(rows, "memory, USM relative to ZigMa, laptop comparison").measured == f"{20 / 30:.2f}"
+
+
 def test_ablation_from_a_smoke_study_is_a_direction_not_a_fid(tmp_path):
     """The smoke study's proxy is its first validated headline metric (higher is better), not SWD."""
     study = tmp_path / "ablations"
