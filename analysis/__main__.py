@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     flops.add_argument("--image-size", type=int, default=None,
                        help="image side in pixels (latent side = size / 8); default: the model's input")
     flops.add_argument("--pixels", action="store_true", help="the model sees pixels, not SD-VAE latents")
-    flops.add_argument("--model-arg", nargs="*", metavar="KEY=VALUE",
+    flops.add_argument("--model-arg", action="extend", nargs="*", metavar="KEY=VALUE",
                        help="constructor overrides, e.g. num_classes=1000 learn_sigma=true (DiT's ImageNet setting)")
     flops.add_argument("--json", action="store_true", help="print one JSON object")
     flops.add_argument("--conventions", action="store_true",

@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per backend")
     parser.add_argument("--rows", type=int, default=12)
     parser.add_argument("--backends", nargs="+", default=["torch", "numba"])
-    parser.add_argument("--model-arg", nargs="*", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--model-arg", action="extend", nargs="*", default=[], metavar="KEY=VALUE",
                         help="constructor overrides, e.g. expand=1 d_state=8 (the smoke study's lean mixer)")
     args = parser.parse_args(argv)
     overrides = parse_assignments(args.model_arg, "--model-arg")

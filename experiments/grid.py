@@ -118,6 +118,10 @@ def sample_config(settings: dict, directory: str | Path) -> SampleConfig:
                         context=settings["train"].get("context"), device=default_device()).validate()
 
 
+# Trainer fields a --set must not change: they decide what a point is, which its name, label and
+# scoring would not follow (the field -> what decides it instead).
+POINT_IDENTITY = {"data": "the dataset: the grid's axis or scale", "resolution": "the scale's image size",
+                  "latent": "the scale's VAE", "context": "the dataset's text tokens", "cond": "the dataset"}
 SETTINGS = ("num_samples", "sample_steps", "eval_every", "eval_samples", "log_with")  # what settings.NAME=V may set
 
 
@@ -173,6 +177,12 @@ class Grid:
                             f"or settings.NAME=VALUE with NAME one of {', '.join(SETTINGS)}")
         if "seed" in train_overrides:
             raise GridError("--set train.seed: a study's seeds are its points; use --seeds 0 1 2")
+        identity = sorted(set(train_overrides) & set(POINT_IDENTITY))
+        if identity:
+            raise GridError(f"--set train.{identity[0]}: it changes what a point is ({POINT_IDENTITY[identity[0]]}) "
+                            "while its name and scoring stay; pick the scale or the arm instead, or give a dataset's "
+                            "folder with data.NAME=PATH")
+        self._check_dataset_names(base, datasets, {k.removeprefix("data.") for k in overrides if k.startswith("data.")})
         for axis in self.axes:  # an axis sets its key in every point: a --set of it would be dropped
             given = {"model_args": model_overrides, "train": train_overrides}.get(axis.target, {})
             if axis.key in given:
@@ -200,6 +210,25 @@ class Grid:
                 seeded = {**settings, "train": {**settings["train"], "seed": int(seed)}}
                 points.append(Point(self.name, arm, combo, int(seed), seeded))
         return points
+
+    def dataset_names(self, scale: Scale) -> set[str]:
+        """Every dataset (and text-token) name the points of ``scale`` read: what data.NAME=PATH may set."""
+        names = {scale.data, *scale.datasets}
+        for axis in (a for a in self.scaled_axes(scale) if a.target == "data"):
+            for value in axis.values.values():
+                names |= {value["data"], value.get("context")} if isinstance(value, dict) else {value}
+        return {n for n in names if n}
+
+    def _check_dataset_names(self, scale: Scale, datasets: dict, given: set[str]) -> None:
+        names = self.dataset_names(scale)
+        by_path = ", ".join(sorted(names - set(EMBEDDED))) or "none (embedded data only)"
+        for name in sorted(given):
+            if name in EMBEDDED:
+                raise GridError(f"--set data.{name}: {name} is embedded (it ships with the code) and has no path to "
+                                f"set; datasets given by path here: {by_path}")
+            if name not in names:
+                raise GridError(f"--set data.{name}: the {self.name} grid's points at this scale read no dataset "
+                                f"of that name; valid: {by_path}")
 
     def _validate(self, settings: dict, datasets: dict) -> None:
         if settings["model"] not in MODELS:

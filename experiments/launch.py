@@ -22,7 +22,7 @@ import submitit
 
 from experiments.grid import GridError
 from experiments.grids import GRIDS
-from experiments.point import PointJob, PointMismatch, holds_other, point_dir, point_status
+from experiments.point import PointJob, PointMismatch, comparable, holds_other, point_dir, point_status
 from usm.files import WriteError, read_json, remove_dead_temps
 from usm.threads import cpu_share, split_cpus
 
@@ -99,20 +99,58 @@ def check_writable(folder: Path) -> None:
                          "or choose another --results")
 
 
-def check_existing(results: str, points: list[dict]) -> None:
-    """Refuse, before launching anything, a point whose directory holds another config."""
+def check_existing(results: str, points: list[dict], study: list[dict] | None = None) -> None:
+    """Refuse, before launching anything, a point whose directory holds another config, and a study
+    folder holding any point (selected or not) whose settings differ from this launch's for its arm:
+    one study is one set of settings, so its table never sets arms trained differently side by side.
+    ``study``: every point of the launch before ``--only`` picked some (default: ``points``)."""
     for point in points:
         directory = point_dir(results, point)
         if holds_other(directory, point):
             raise PointMismatch(f"{directory} holds a different point (settings differ): results are never "
                                 "overwritten; use another --results, study settings, or remove the folder")
+    by_arm = {p["arm"]: p for p in study or points}
+    study_dir = Path(results) / points[0]["study"]
+    for spec in sorted(study_dir.glob("*/point.json")) if study_dir.is_dir() else []:
+        try:
+            other = json.loads(spec.read_text())
+        except (OSError, ValueError):
+            continue  # a damaged point.json: its own point's check names it when that point runs
+        mine = by_arm.get(other.get("arm"))
+        if mine is None:
+            raise PointMismatch(f"{study_dir} holds {spec.parent.name}, an arm this launch does not have (another "
+                                "scale, grid or --factorial): one study folder holds one launch's settings; use "
+                                "another --results")
+        differing = setting_differences(comparable(other).get("settings", {}), comparable(mine)["settings"])
+        if differing:
+            raise PointMismatch(f"{study_dir} holds {spec.parent.name}, trained with other settings ("
+                                + "; ".join(differing[:4]) + (" ..." if len(differing) > 4 else "")
+                                + "): its table would compare unlike arms; use another --results, or the "
+                                "same settings")
+
+
+def setting_differences(theirs: dict, ours: dict, prefix: str = "") -> list[str]:
+    """'key: theirs -> ours' for every setting (nested keys dotted) that differs, the seed aside."""
+    out = []
+    for key in sorted(set(theirs) | set(ours)):
+        name = f"{prefix}{key}"
+        if name == "train.seed":
+            continue
+        a, b = theirs.get(key), ours.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += setting_differences(a, b, f"{name}.")
+        elif a != b:
+            out.append(f"{name}: {a!r} there, {b!r} now")
+    return out
 
 
 def launch(points: list[dict], results: str, cluster: str = "local", parallel: int = 1, slurm: dict | None = None,
-           extra_sbatch=(), wait: bool = True, log=print, partial: bool = False) -> list[tuple[dict, str, Path]]:
-    """Run the points that are not done. ``partial``: they are a selection (``--only``) of the study."""
+           extra_sbatch=(), wait: bool = True, log=print, partial: bool = False,
+           study: list[dict] | None = None) -> list[tuple[dict, str, Path]]:
+    """Run the points that are not done. ``partial``: they are a selection (``--only``) of the study,
+    whose every point is ``study``."""
     check_writable(Path(results) / points[0]["study"])
-    check_existing(results, points)
+    check_existing(results, points, study)
     rows = statuses(results, points)
     todo = [p for p, status, _ in rows if status in ("pending", "failed")]
     skipped = len(rows) - len(todo)

@@ -37,12 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "a GPU-hour per arm; paper: the paper's settings")
     parser.add_argument("--cluster", default="local", choices=["local", "debug", "slurm"],
                         help="submitit executor: local subprocesses, debug (in this process) or slurm")
-    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: the grid's)")
+    parser.add_argument("--seeds", action="extend", nargs="+", type=int, default=None,
+                        help="seeds, whole numbers >= 0 (default: the grid's)")
     parser.add_argument("--factorial", action="store_true", help="every combination of the axes, not one change")
-    parser.add_argument("--only", nargs="+", default=None, metavar="NAME",
+    parser.add_argument("--only", action="extend", nargs="+", default=None, metavar="NAME",
                         help="only these points: a point's name (recipe-s1), an arm's (recipe: every seed), or a "
                              "glob of either ('*pixelshuffle*'); --dry-run lists the names")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", action="extend", nargs="*", default=[], metavar="KEY=VALUE",
                         help="data.NAME=PATH (dataset folders), train.FIELD=VALUE (e.g. train.max_steps=50), "
                              "model.ARG=VALUE (e.g. model.d_state=8), settings.num_samples=N, "
                              "settings.sample_steps=N, settings.eval_every=N, settings.eval_samples=N; "
@@ -69,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "and requeues (submitit's default: 90)")
     slurm.add_argument("--max-requeues", type=int, help="requeues after timeouts/preemptions before a job gives up "
                                                           "(default 20)")
-    slurm.add_argument("--sbatch", nargs="*", default=[], metavar="KEY=VALUE", help="extra sbatch options")
+    slurm.add_argument("--sbatch", action="extend", nargs="*", default=[], metavar="KEY=VALUE",
+                       help="extra sbatch options")
     return parser
 
 
@@ -81,11 +83,19 @@ def selected(point: dict, patterns: list[str]) -> bool:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    seeds = args.seeds or []
+    bad = sorted({s for s in seeds if s < 0} | {s for s in seeds if seeds.count(s) > 1})
+    if bad:
+        print(f"error: --seeds {' '.join(map(str, seeds))}: seed {bad[0]} is "
+              f"{'negative' if bad[0] < 0 else 'given twice'}; seeds are distinct whole numbers >= 0",
+              file=sys.stderr)
+        return 2
     try:
         points = study_points(args.grid, args.scale, args.seeds, args.factorial, parse_assignments(args.set, "--set"))
     except GridError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    study = points
     if args.only:
         points = [p for p in points if selected(p, args.only)]
         if not points:
@@ -105,7 +115,7 @@ def main(argv=None) -> int:
     try:
         parallel = args.parallel if args.parallel is not None else default_parallel(args.cluster)
         rows = launch(points, args.results, args.cluster, parallel, slurm, args.sbatch, wait=not args.no_wait,
-                      partial=bool(args.only))
+                      partial=bool(args.only), study=study)
     except (PointMismatch, WriteError, DamagedFile) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -46,12 +46,17 @@ def parse_value(text: str):
 
 
 def parse_assignments(pairs, flag: str) -> dict:
-    """KEY=VALUE strings -> dict; a malformed pair exits (code 2, like argparse) naming the flag."""
+    """KEY=VALUE strings -> dict; a malformed pair, or a key given twice with two values, exits
+    (code 2, like argparse) naming the flag. Flags that take them collect every occurrence
+    (``action="extend"``), so ``--set a=1 --set b=2`` is both, never only the last."""
     out = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             print(f"error: {flag} {pair!r}: expected KEY=VALUE", file=sys.stderr)
+            raise SystemExit(2)
+        if key in out and out[key] != parse_value(value):
+            print(f"error: {flag} {key} is given twice ({key}={out[key]} and {pair}): keep one", file=sys.stderr)
             raise SystemExit(2)
         out[key] = parse_value(value)
     return out

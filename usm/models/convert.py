@@ -194,7 +194,7 @@ def main(argv=None) -> None:
     parser.add_argument("--key", default=None,
                         help="entry of a checkpoint dict holding the weights (e.g. 'ema' or 'model'); "
                              "default: 'ema' if present, else 'model', else the file itself")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", action="extend", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override an inferred USM argument, e.g. learn_pos_emb=false")
     args = parser.parse_args(argv)
 

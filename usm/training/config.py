@@ -40,6 +40,15 @@ class ConfigError(ValueError):
     """A setting that cannot run; the message names the flag, the value and the fix."""
 
 
+# Constructor arguments a run takes from its data, never from --model-arg (a 32 px model on 16 px
+# data would die at its first step): the argument -> the setting that decides it.
+DERIVED_FROM_DATA = {"input_size": "--resolution, or the latent's size with --latent",
+                     "in_channels": "the images' channels, or the latent's with --latent",
+                     "num_classes": "--cond class: the data's class folders", "has_text": "--cond text",
+                     "d_context": "--cond text: the --context tokens' width",
+                     "class_dropout_prob": "--class-dropout-prob"}
+
+
 def _opt(default, help, **kw):
     return field(default=default, metadata={"help": help, **kw})
 
@@ -48,7 +57,7 @@ def _opt(default, help, **kw):
 class ModelConfig:
     model: str = _opt("USM-T/2", "registered model name", choices=sorted(MODELS), metavar="NAME")
     model_args: dict = _opt(None, "constructor overrides KEY=VALUE, e.g. skip_conn=false (ablation arms)",
-                            nargs="*", metavar="KEY=VALUE", flag="--model-arg")
+                            action="extend", nargs="*", metavar="KEY=VALUE", flag="--model-arg")
     class_dropout_prob: float = _opt(0.1, "label/caption dropout for classifier-free guidance (DiT's 0.1)")
 
 
@@ -201,6 +210,11 @@ class Config:
             raise ConfigError(f"--model {self.model.model}: unknown; valid: {', '.join(sorted(MODELS))}")
         if not 0 <= self.model.class_dropout_prob < 1:
             raise ConfigError(f"--class-dropout-prob {self.model.class_dropout_prob}: must lie in [0, 1)")
+        derived = sorted(set(self.model.model_args or {}) & set(DERIVED_FROM_DATA))
+        if derived:
+            key = derived[0]
+            raise ConfigError(f"--model-arg {key}={self.model.model_args[key]}: the trainer sets {key} from the "
+                              f"data ({DERIVED_FROM_DATA[key]}); change that instead")
         try:
             self.model.model_args = MODELS[self.model.model].check_overrides(self.model.model_args)
         except ModelArgError as exc:

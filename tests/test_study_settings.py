@@ -1,0 +1,82 @@
+"""A study compares like with like: every flag reaches its points or is refused, and a study folder
+holds one launch's settings, whichever points a launch selects."""
+
+import json
+
+import pytest
+
+from experiments.launch import check_existing, study_points
+from experiments.point import PointMismatch, point_dir
+from experiments.run import main as run_main
+from tests.test_bad_inputs import one_error_line, train_args
+from usm.train import main as train_main
+
+
+def write_point_json(results, point):
+    directory = point_dir(results, point)
+    directory.mkdir(parents=True)
+    (directory / "point.json").write_text(json.dumps({k: v for k, v in point.items() if k != "name"}))
+
+
+def test_an_unselected_point_of_other_settings_refuses_the_launch(tmp_path):
+    """--only recipe, then --only skip_conn=False with another lr into the same folder: refused, though
+    the two launches select disjoint points."""
+    first = study_points("ablations", "smoke")
+    write_point_json(tmp_path, next(p for p in first if p["name"] == "recipe-s0"))
+    second = study_points("ablations", "smoke", overrides={"train.lr": 0.05, "settings.num_samples": 96})
+    chosen = [p for p in second if p["arm"] == "skip_conn=False"]
+    with pytest.raises(PointMismatch, match=r"recipe-s0, trained with other settings \(num_samples: 128 there, 96 "
+                                            r"now; train.lr: 0.001 there, 0.05 now\)"):
+        check_existing(str(tmp_path), chosen, second)
+    check_existing(str(tmp_path), [p for p in first if p["arm"] == "skip_conn=False"], first)  # same settings
+
+
+def test_more_seeds_of_the_same_settings_are_the_same_study(tmp_path):
+    write_point_json(tmp_path, study_points("ablations", "smoke", seeds=[5])[0])
+    points = study_points("ablations", "smoke", seeds=[0, 1])
+    check_existing(str(tmp_path), points, points)
+
+
+def test_a_point_of_another_scale_in_the_folder_refuses_the_launch(tmp_path):
+    write_point_json(tmp_path, next(p for p in study_points("paper", "smoke") if "shapes-text" in p["arm"]))
+    points = study_points("paper", "cpu")
+    with pytest.raises(PointMismatch, match="an arm this launch does not have"):
+        check_existing(str(tmp_path), points, points)
+
+
+def test_repeated_set_flags_all_reach_the_points(capsys):
+    assert run_main(["--grid", "ablations", "--set", "train.lr=0.5", "--set", "train.max_steps=3", "--dry-run"]) == 0
+    points = study_points("ablations", "smoke", overrides={"train.lr": 0.5, "train.max_steps": 3})
+    assert {(p["settings"]["train"]["lr"], p["settings"]["train"]["max_steps"]) for p in points} == {(0.5, 3)}
+    with pytest.raises(SystemExit) as stop:
+        run_main(["--grid", "ablations", "--set", "train.lr=0.5", "--set", "train.lr=0.1", "--dry-run"])
+    assert stop.value.code == 2
+    one_error_line(capsys, "train.lr is given twice")
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--grid", "paper", "--set", "train.data=/tmp"], "--set train.data: it changes what a point is"),
+    (["--grid", "paper", "--set", "train.resolution=32"], "--set train.resolution"),
+    (["--grid", "paper", "--set", "data.shapes_gray=/tmp"], "read no dataset of that name"),
+    (["--grid", "paper", "--scale", "paper", "--set", "data.nosuch=/tmp"], "valid: afhq, celebahq, coco, coco-tokens"),
+    (["--grid", "paper", "--scale", "cpu", "--set", "data.shapes-gray=/tmp"], "shapes-gray is embedded"),
+    (["--grid", "ablations", "--seeds", "0", "0"], "seed 0 is given twice"),
+    (["--grid", "ablations", "--seeds", "-1"], "seed -1 is negative"),
+    (["--grid", "ablations", "--set", "model.input_size=32"], "the trainer sets input_size from the data"),
+])
+def test_a_setting_that_would_not_reach_its_point_is_one_line(argv, needle, capsys):
+    assert run_main([*argv, "--dry-run"]) == 2
+    one_error_line(capsys, needle)
+
+
+def test_repeated_model_args_merge_and_data_sizes_are_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train_main(train_args(run, "--model-arg", "skip_conn=false", "--model-arg", "skip_gate=true",
+                                 model="USM-T/2", steps=1, data="shapes")) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["identity"]["model"]["model_args"] == {"skip_conn": False, "skip_gate": True}
+    other = tmp_path / "other"
+    assert train_main(train_args(other, "--model-arg", "input_size=32", "--resolution", "16", model="USM-T/1",
+                                 data="shapes-gray")) == 2
+    one_error_line(capsys, "--model-arg input_size=32: the trainer sets input_size from the data (--resolution")
+    assert not other.exists() or not (other / "config.json").exists()
