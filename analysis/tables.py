@@ -143,9 +143,11 @@ def summarize(frame: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataF
         incomplete = int(((frame["arm"] == arm) & (frame["status"] != "done")).sum())
         row = {"arm": arm, "reference": reference_of[arm], "seeds": len(runs), "incomplete": incomplete}
         for metric in metrics:
-            values = runs[metric].dropna()
-            row[f"{metric}_mean"] = values.mean() if len(values) else None
-            row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else None
+            # a run without the metric, or with a non-finite one, makes the cell '-': never averaged away
+            values = runs[metric].replace([math.inf, -math.inf], math.nan)
+            whole = values.notna().all()
+            row[f"{metric}_mean"] = values.mean() if len(values) and whole else None
+            row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 and whole else None
             if metric in QUALITY_METRICS and arm != reference_of[arm]:
                 spread = f"{metric}_sampling_std"
                 sampling_var = (runs.set_index("seed")[spread] ** 2 + recipe[spread] ** 2

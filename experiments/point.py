@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import json
+import math
 import time
 import traceback
 from pathlib import Path
@@ -244,6 +245,10 @@ def run_point(results: str, point: dict, rank: int = 0) -> str:
             seconds = time.monotonic() - started
             sampling_record(directory, seconds, drawn.new, device_name(torch.device(sampling.device)))
         metrics = measure(directory, s)
+        broken = sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
+        if broken:  # a table would average it away or show it as a number
+            raise ValueError(f"the point's {', '.join(broken[:3])} came out non-finite: it is failed, not done; "
+                             "look at its samples and log")
         (directory / "metrics").mkdir(exist_ok=True)
         atomic_write(directory / "metrics" / "quality.json", json.dumps(metrics, indent=2))
         atomic_write(directory / "done", "")

@@ -3,13 +3,17 @@ holds one launch's settings, whichever points a launch selects."""
 
 import json
 
+import pandas as pd
 import pytest
+import torch
 
 from experiments.launch import check_existing, study_points
 from experiments.point import PointMismatch, point_dir
 from experiments.run import main as run_main
 from tests.test_bad_inputs import one_error_line, train_args
+from usm.sample import main as sample_main
 from usm.train import main as train_main
+from usm.training.checkpoint import list_checkpoints, save_checkpoint
 
 
 def write_point_json(results, point):
@@ -80,3 +84,40 @@ def test_repeated_model_args_merge_and_data_sizes_are_refused(tmp_path, capsys):
                                  data="shapes-gray")) == 2
     one_error_line(capsys, "--model-arg input_size=32: the trainer sets input_size from the data (--resolution")
     assert not other.exists() or not (other / "config.json").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Finite or refused
+
+def test_a_last_update_that_diverges_is_caught_before_it_is_saved(tmp_path, capsys):
+    """The loss is checked before each update; the last update's result is checked too (exit 3)."""
+    run = tmp_path / "run"
+    assert train_main(train_args(run, "--lr", "1e30", steps=1)) == 3
+    assert "non-finite loss or weights" in capsys.readouterr().err
+    assert not list_checkpoints(run / "checkpoints")
+
+
+def test_a_checkpoint_with_non_finite_weights_draws_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train_main(train_args(run, steps=2)) == 0
+    path = list_checkpoints(run / "checkpoints")[-1]
+    state = torch.load(path, weights_only=False)
+    for weights in (state["model"], state["ema"]):
+        next(iter(weights.values())).fill_(float("nan"))
+    save_checkpoint(run / "checkpoints", 4, state)
+    out = tmp_path / "samples"
+    assert sample_main([str(run), "--num", "2", "--steps", "2", "--out", str(out)]) == 2
+    one_error_line(capsys, "holds non-finite weights", "the run diverged")
+    assert not out.exists()  # nothing written, so the next command is not refused by a half-made folder
+
+
+def test_a_non_finite_metric_is_never_averaged_into_a_row(tmp_path):
+    from analysis.collect import collect_study
+    from analysis.tables import summarize
+    from tests.test_analysis_tables import two_dataset_study
+
+    study = two_dataset_study(tmp_path / "paper")
+    quality = study / "model=B,dataset=d1-s1" / "metrics" / "quality.json"
+    quality.write_text(json.dumps({"shape_coverage": float("nan"), "precision": 0.6}))
+    row = summarize(collect_study(study)).set_index("arm").loc["model=B,dataset=d1"]
+    assert row["seeds"] == 2 and pd.isna(row["shape_coverage_mean"]) and row["precision_mean"] == pytest.approx(0.6)

@@ -18,7 +18,8 @@ SIGKILL).
 An invocation ends at ``max_steps``, or early and cleanly (with a checkpoint) at ``time_budget``
 seconds, after ``max_steps_per_invocation`` steps or at the next multiple of ``pause_every`` (status
 ``paused``), so a SLURM job can requeue and a study can evaluate the run as it trains. A
-non-finite loss stops the run (status ``diverged``) without saving the broken state: the last good
+non-finite loss, or non-finite weights after an update (the last one included), stops the run
+(status ``diverged``) without saving the broken state: the last good
 checkpoint stays the newest. Every rank takes both decisions together (``StopChecks``: one
 all-reduce every ``log_every`` steps and before every checkpoint), so no rank is left in a
 collective the others have left. A trainer holds the
@@ -278,6 +279,16 @@ def loss_of(s: Session, model, batch: dict, step: int) -> torch.Tensor:
     return training_loss(model, x, cond, cfg.train.timesteps, noise_gen)
 
 
+def loss_after(s: Session, model, batch: dict, step: int) -> torch.Tensor:
+    """The loss of ``batch`` under the weights as they are (no gradient), leaving every generator as it
+    was: a loss checked before each update cannot see what the last update did."""
+    saved = rng_state()
+    with torch.no_grad():
+        loss = loss_of(s, model, batch, step)
+    restore_rng(saved)
+    return loss
+
+
 def update(s: Session, model, trainable: list, loss: torch.Tensor, ema, optimizer, scheduler) -> torch.Tensor:
     """Backward, gradient clipping (before the step), AdamW, scheduler and EMA; the gradient norm."""
     s.accelerator.backward(loss)
@@ -309,6 +320,12 @@ class StopChecks:
     def add(self, loss: torch.Tensor, step: int) -> None:
         bad = ~torch.isfinite(loss.detach().float())
         self.first_bad = torch.where(bad & (self.first_bad < 0), step, self.first_bad)
+
+    def add_weights(self, params, step: int) -> None:
+        """The weights after the update of ``step``: a loss checked before each update cannot see
+        the last update's overflow, which a checkpoint would then save."""
+        bad = ~torch.stack([torch.isfinite(p.detach()).all() for p in params]).all()
+        self.first_bad = torch.where(bad & (self.first_bad < 0), step - 1, self.first_bad)
 
     def due(self, step: int, saving: bool) -> bool:
         return saving or step % self.every == 0
@@ -374,14 +391,18 @@ def run_steps(s: Session, step: int, ema, optimizer, scheduler) -> Outcome:
             checks.add(loss, step)
             step += 1
             bar.update(1)
+            if step == end:  # the last update's result, before a checkpoint keeps it
+                checks.add(loss_after(s, model, batch, step), step)
             if not checks.due(step, saving=step % cfg.run.ckpt_every == 0 or step == end):
                 continue
+            checks.add_weights(trainable, step)
             first_bad, out_of_time = checks.agree(cfg.run.time_budget is not None
                                                   and time.monotonic() - started > cfg.run.time_budget)
             if first_bad is not None:  # the weights since are not saved: the newest checkpoint is the last good state
-                log.error("non-finite loss at step %d (on at least one rank): stopping without saving; the newest "
-                          "checkpoint (step %d) is the last good state. Every draw is seeded, so resuming this run "
-                          "unchanged diverges again: start a new --run-dir with a lower --lr or a --grad-clip.",
+                log.error("non-finite loss or weights at step %d (on at least one rank): stopping without saving; "
+                          "the newest checkpoint (step %d) is the last good state. Every draw is seeded, so "
+                          "resuming this run unchanged diverges again: start a new --run-dir with a lower --lr or "
+                          "a --grad-clip.",
                           first_bad, last_saved)
                 status = "diverged"
                 break

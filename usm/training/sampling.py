@@ -69,6 +69,8 @@ class SampleConfig:
         for name in ("num", "steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise SampleError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
+        if self.seed < 0:
+            raise SampleError(f"--seed {self.seed}: must be a whole number >= 0")
         if self.method not in SAMPLERS:
             raise SampleError(f"--method {self.method}: valid: {', '.join(sorted(SAMPLERS))}")
         if not math.isfinite(self.cfg_scale):
@@ -248,12 +250,27 @@ def default_out(cfg: SampleConfig, checkpoint: Path) -> Path:
     return checkpoint.parent.parent / "samples" / name
 
 
+def check_finite(what, ckpt: Path, ids=None) -> None:
+    """SampleError for a model with non-finite weights (before anything is written: a diverged
+    checkpoint draws nothing) or a batch of samples ``ids`` holding NaN or inf (never written)."""
+    if isinstance(what, torch.Tensor):
+        if not torch.isfinite(what).all():
+            raise SampleError(f"the samples of {ckpt} hold NaN or inf (images {ids[0]}-{ids[-1]}): the model's "
+                              "output overflows; nothing of them is written")
+        return
+    broken = [name for name, p in what.named_parameters() if not torch.isfinite(p).all()]
+    if broken:
+        raise SampleError(f"{ckpt} holds non-finite weights ({broken[0]}{' ...' if len(broken) > 1 else ''}): the "
+                          "run diverged; sample an earlier checkpoint (give its file) or retrain with a lower --lr")
+
+
 def generate(cfg: SampleConfig) -> SampleResult:
     cfg.validate()
     model, state, ckpt = load_run_model(cfg.target, cfg.use_ema, cfg.device)
     resolved = state["config"]
     derived, data = resolved["derived"], resolved["identity"]["data"]
     cfg.check_against(resolved)
+    check_finite(model, ckpt)
     contexts = None
     if cfg.context is not None:  # a text run's tokens: row i conditions image i
         contexts = load_tokens(cfg.context, data["data"], data["resolution"])
@@ -290,6 +307,7 @@ def generate(cfg: SampleConfig) -> SampleResult:
             from usm.data.latents import decode
 
             x = decode(vae, x)
+        check_finite(x, ckpt, ids)
         for i, image in zip(ids, to_uint8(x)):
             images[i] = image[..., 0] if mode == "L" else image  # PNG is lossless: what the file holds
             atomic_save(out / f"{i:06d}.png", Image.fromarray(images[i]).save, format="PNG")
