@@ -15,13 +15,16 @@ runs without ``done`` are kept with ``status`` = ``incomplete`` (and why), never
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 import pandas as pd
 
-from usm.files import read_json
+from usm.files import point_name, read_json
 from usm.training.run_dir import RunDir
 
+log = logging.getLogger(__name__)
 REMEASURE = "delete it and rerun the study's command: the point is measured again from its checkpoint"
 
 
@@ -57,13 +60,29 @@ def read_run(path: Path) -> dict:
     return row
 
 
+def stray(path: Path) -> bool:
+    """Whether a folder inside a study holds a point that is not its own (a copy such as
+    'recipe-s0 (copy)', or a renamed folder): warned about and left out, since it would count its point
+    twice. Folders without point.json (runs trained by hand) are kept as they are."""
+    try:
+        point = json.loads((path / "point.json").read_text())
+        expected = point_name(point["arm"], point["seed"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # no point.json, or a damaged one: read_run names it
+    if path.name == expected:
+        return False
+    log.warning("%s holds point %s (a copy or a renamed folder?): left out of the study's tables and launches",
+                path, expected)
+    return True
+
+
 def collect_study(study_dir: str | Path) -> pd.DataFrame:
     study_dir = Path(study_dir)
     if not study_dir.is_dir():
         raise FileNotFoundError(f"study folder {study_dir} does not exist: run the study first "
                                 "(python experiments/run.py --grid NAME) or pass --results")
     runs = sorted(p for p in study_dir.iterdir()
-                  if p.is_dir() and ((p / "config.json").exists() or (p / "point.json").exists()))
+                  if p.is_dir() and ((p / "config.json").exists() or (p / "point.json").exists()) and not stray(p))
     if not runs:
         raise FileNotFoundError(f"{study_dir} holds no run directories (folders with config.json or point.json)")
     rows = [read_run(p) for p in runs]  # in the grid's order when the launcher recorded it
@@ -75,7 +94,7 @@ def loss_curves(study_dir: str | Path) -> pd.DataFrame:
     """Long table (run, arm, seed, step, loss) of every run's stats.jsonl."""
     rows = []
     for path in sorted(Path(study_dir).iterdir()):
-        if not (path / "stats.jsonl").exists():
+        if not (path / "stats.jsonl").exists() or stray(path):
             continue
         info = read_run(path)
         rows += [{"run": info["run"], "arm": info["arm"], "seed": info["seed"], "step": s["step"], "loss": s["loss"]}
@@ -88,7 +107,7 @@ def learning_curves(study_dir: str | Path) -> pd.DataFrame:
     learning-curve evaluations; empty when the study evaluated only at the end."""
     rows = []
     for path in sorted(Path(study_dir).iterdir()):
-        files = sorted((path / "metrics" / "curve").glob("step-*.json")) if path.is_dir() else []
+        files = sorted((path / "metrics" / "curve").glob("step-*.json")) if path.is_dir() and not stray(path) else []
         if not files:
             continue
         info = read_run(path)
@@ -103,8 +122,6 @@ def learning_curves(study_dir: str | Path) -> pd.DataFrame:
 
 def last_launch(study_dir: str | Path) -> dict | None:
     """The latest local launch's wall times (``launches.jsonl``, appended by the launcher), or None."""
-    import json
-
     path = Path(study_dir) / "launches.jsonl"
     if not path.exists():
         return None

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from usm.data.datasets import missing_context
 from usm.data.embedded import EMBEDDED
+from usm.files import point_name, safe_name
 from usm.models.registry import MODELS
 from usm.training.config import Config, ConfigError
 from usm.training.sampling import SampleConfig, SampleError, default_device
@@ -84,7 +84,7 @@ class Point:
 
     @property
     def name(self) -> str:
-        return f"{safe(self.arm)}-s{self.seed}"
+        return point_name(self.arm, self.seed)
 
     def to_dict(self) -> dict:
         return {"study": self.study, "arm": self.arm, "axes": self.axes, "seed": self.seed, "settings": self.settings}
@@ -105,7 +105,7 @@ def trainer_config(settings: dict, directory: str | Path) -> Config:
 
 def latent_cache_path(settings: dict, directory: str | Path) -> Path:
     """``<study>/latents/<dataset>-<resolution>px-<vae>.npy``, shared by the study's points."""
-    name = f"{safe(str(settings['data']))}-{settings['resolution']}px-{safe(str(settings['latent']))}.npy"
+    name = f"{safe_name(str(settings['data']))}-{settings['resolution']}px-{safe_name(str(settings['latent']))}.npy"
     return Path(directory).parent / "latents" / name
 
 
@@ -123,10 +123,6 @@ def sample_config(settings: dict, directory: str | Path) -> SampleConfig:
 POINT_IDENTITY = {"data": "the dataset: the grid's axis or scale", "resolution": "the scale's image size",
                   "latent": "the scale's VAE", "context": "the dataset's text tokens", "cond": "the dataset"}
 SETTINGS = ("num_samples", "sample_steps", "eval_every", "eval_samples", "log_with")  # what settings.NAME=V may set
-
-
-def safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9=.,_+-]", "_", text)
 
 
 @dataclass(frozen=True)

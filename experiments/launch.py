@@ -20,6 +20,7 @@ from pathlib import Path
 
 import submitit
 
+from analysis.collect import stray
 from experiments.grid import GridError
 from experiments.grids import GRIDS
 from experiments.point import PointJob, PointMismatch, comparable, holds_other, point_dir, point_status
@@ -112,6 +113,8 @@ def check_existing(results: str, points: list[dict], study: list[dict] | None = 
     by_arm = {p["arm"]: p for p in study or points}
     study_dir = Path(results) / points[0]["study"]
     for spec in sorted(study_dir.glob("*/point.json")) if study_dir.is_dir() else []:
+        if stray(spec.parent):
+            continue
         try:
             other = json.loads(spec.read_text())
         except (OSError, ValueError):

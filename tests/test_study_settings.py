@@ -121,3 +121,24 @@ def test_a_non_finite_metric_is_never_averaged_into_a_row(tmp_path):
     quality.write_text(json.dumps({"shape_coverage": float("nan"), "precision": 0.6}))
     row = summarize(collect_study(study)).set_index("arm").loc["model=B,dataset=d1"]
     assert row["seeds"] == 2 and pd.isna(row["shape_coverage_mean"]) and row["precision_mean"] == pytest.approx(0.6)
+
+
+def test_a_copy_of_a_point_folder_is_left_out_with_a_warning(tmp_path, caplog):
+    import shutil
+
+    from analysis.collect import collect_study, learning_curves
+    from analysis.tables import write_tables
+    from tests.test_analysis_tables import two_dataset_study
+
+    study = two_dataset_study(tmp_path / "paper")
+    shutil.copytree(study / "model=B,dataset=d1-s0", study / "model=B,dataset=d1-s0 (copy)")
+    frame = collect_study(study)
+    assert len(frame) == 8 and "model=B,dataset=d1-s0 (copy)" not in set(frame["run"])
+    assert "a copy or a renamed folder" in caplog.text
+    assert write_tables(study)["md"].exists() and learning_curves(study).empty
+    results = tmp_path / "results"
+    old = study_points("paper", "cpu")[0]  # a point of other settings, kept under another name
+    write_point_json(results, old)
+    point_dir(results, old).rename(point_dir(results, old).with_name("old run"))
+    points = study_points("paper", "cpu", overrides={"train.lr": 0.01})
+    check_existing(str(results), points[:1], points)  # a stray folder neither counts nor blocks a launch

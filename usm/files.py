@@ -30,6 +30,16 @@ HOST = socket.gethostname().replace("/", "_")
 TEMP = re.compile(r"^\..+\.tmp\.(?P<host>.+)\.(?P<pid>\d+)$")
 
 
+def safe_name(text: str) -> str:
+    """``text`` as a file name: every character outside [A-Za-z0-9=.,_+-] becomes '_'."""
+    return re.sub(r"[^A-Za-z0-9=.,_+-]", "_", text)
+
+
+def point_name(arm: str, seed: int) -> str:
+    """The folder of a study point (``results/<study>/<name>``): its arm and seed."""
+    return f"{safe_name(arm)}-s{seed}"
+
+
 class WriteError(OSError):
     """A file could not be written; the message names it and says what was kept."""
 
