@@ -3,6 +3,7 @@ holds one launch's settings, whichever points a launch selects."""
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -142,3 +143,32 @@ def test_a_copy_of_a_point_folder_is_left_out_with_a_warning(tmp_path, caplog):
     point_dir(results, old).rename(point_dir(results, old).with_name("old run"))
     points = study_points("paper", "cpu", overrides={"train.lr": 0.01})
     check_existing(str(results), points[:1], points)  # a stray folder neither counts nor blocks a launch
+
+
+# --------------------------------------------------------------------------------------------------
+# Inputs are what the run says it trained on
+
+def image_folder(path, count, start=0):
+    from PIL import Image
+
+    path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(start)
+    for i in range(start, start + count):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(path / f"{i:03d}.png")
+    return path
+
+
+def test_a_run_resumed_on_changed_data_is_refused(tmp_path, capsys):
+    data, run = image_folder(tmp_path / "data", 8), tmp_path / "run"
+    assert train_main(train_args(run, "--resolution", "16", data=data, steps=2)) == 0
+    image_folder(data, 8, start=8)  # eight images added between two invocations
+    assert train_main(train_args(run, "--resolution", "16", data=data, steps=4)) == 2
+    one_error_line(capsys, "changed since its first steps (8 -> 16 images", "another --run-dir")
+    assert json.loads((run / "config.json").read_text())["derived"]["dataset_size"] == 8  # not rewritten
+
+
+def test_a_run_dir_inside_its_data_folder_is_refused(tmp_path, capsys):
+    data = image_folder(tmp_path / "data", 8)
+    assert train_main(train_args(data / "run", "--resolution", "16", data=data)) == 2
+    one_error_line(capsys, "lies inside --data")
+    assert not (data / "run").exists()

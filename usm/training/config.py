@@ -204,6 +204,10 @@ class Config:
                               "nor a folder holding a saved VAE")
         if d.latent_cache is not None and d.latent == "none":
             raise ConfigError("--latent-cache needs --latent (pixel-space runs read the images directly)")
+        if self.run.run_dir and Path(d.data).is_dir() \
+                and Path(self.run.run_dir).resolve().is_relative_to(Path(d.data).resolve()):
+            raise ConfigError(f"--run-dir {self.run.run_dir} lies inside --data {d.data}: after a resume the run "
+                              "would train on its own samples; put it elsewhere")
 
     def _check_model(self) -> None:
         if self.model.model not in MODELS:

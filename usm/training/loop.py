@@ -143,7 +143,8 @@ def resolve(cfg: Config, dataset: ImageDataset, vae=None) -> dict:
     derived = dict(in_channels=channels, input_size=side,
                    num_classes=dataset.num_classes if data.cond == "class" else 0,
                    d_context=int(dataset.context.shape[2]) if data.cond == "text" else 0,
-                   dataset_size=len(dataset), class_names=dataset.class_names if data.cond == "class" else [])
+                   dataset_size=len(dataset), class_names=dataset.class_names if data.cond == "class" else [],
+                   data_fingerprint=dataset.fingerprint)
     return {"identity": cfg.identity(), "runtime": cfg.to_dict()["run"] | {"max_steps": cfg.train.max_steps},
             "derived": derived}
 

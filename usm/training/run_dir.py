@@ -110,8 +110,24 @@ class RunDir:
         if diffs:
             raise ConfigMismatch(f"{self.path} already holds a different run:\n  " + "\n  ".join(diffs)
                                  + "\nUse another --run-dir, or rerun with the original settings to resume.")
+        self.check_same_data(existing, resolved)
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write(self.config_path, json.dumps(resolved, indent=2))
+
+    def check_same_data(self, existing: dict | None, resolved: dict) -> None:
+        """A run with checkpoints resumes on the data it started on: a folder whose images changed
+        (added, removed, rewritten) would silently train its later steps on other data."""
+        from usm.training.checkpoint import list_checkpoints
+
+        then = (existing or {}).get("derived", {})
+        now = resolved["derived"]
+        if "data_fingerprint" not in then or then["data_fingerprint"] == now["data_fingerprint"]:
+            return  # a new run, one of an earlier version (no fingerprint), or the same data
+        if list_checkpoints(self.checkpoints):
+            raise ConfigMismatch(f"the data of {self.path} changed since its first steps ({then['dataset_size']} -> "
+                                 f"{now['dataset_size']} images, content {then['data_fingerprint']} -> "
+                                 f"{now['data_fingerprint']}): restore it to resume, or train on the new data in "
+                                 "another --run-dir")
 
     def append_stats(self, record: dict) -> None:
         append_line(self.stats_path, json.dumps(record))
