@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -61,15 +62,21 @@ def synthetic_images(folder: Path, count: int, resolution: int) -> Path:
 
 def measure(settings: dict, workdir: Path, steps: int, warmup: int, data: str | None = None,
             vae: str | None = None, images: int | None = None, **train_overrides) -> dict:
-    """Train a point with ``settings`` in ``workdir`` for ``warmup + steps`` steps; its steps/s.
+    """Train a point with ``settings`` in ``workdir`` for about ``warmup + steps`` steps; its steps/s.
+    The trainer logs (a host sync and a stats line) at the study's ``log_every``, or every ``steps``
+    steps when that is fewer, so the timing pays what a study pays, not a sync every step: the first
+    log window holds the warm-up (at least ``warmup`` steps), the rate is the median of the others.
     ``images``: how many synthetic images to draw (default: two batches' worth, at least 64)."""
     from experiments.grid import trainer_config
     from usm.data.embedded import EMBEDDED
     from usm.training import train
 
+    window = max(1, min(settings["train"].get("log_every", steps), steps))
+    warmup = window * math.ceil(warmup / window)
+    total = warmup + window * math.ceil(steps / window)
     settings = {**settings, "eval_every": None,
-                "train": {**settings["train"], "max_steps": warmup + steps, "log_every": 1,
-                          "ckpt_every": warmup + steps, **train_overrides}}
+                "train": {**settings["train"], "max_steps": total, "log_every": window,
+                          "ckpt_every": total, **train_overrides}}
     synthetic_data = data is None and settings["data"] not in EMBEDDED
     images = images or max(64, 2 * settings["train"]["batch_size"])
     if data is not None or synthetic_data:
@@ -96,7 +103,8 @@ def measure(settings: dict, workdir: Path, steps: int, warmup: int, data: str | 
     return {"model": settings["model"], "batch": config.train.batch_size, "resolution": settings["resolution"],
             "latent": "SD-VAE architecture, random weights" if synthetic_vae else settings["latent"],
             "data": f"{images} synthetic images" if synthetic_data else settings["data"],
-            "mixed_precision": config.train.mixed_precision, "steps_timed": len(rates), "warmup_steps": warmup,
+            "mixed_precision": config.train.mixed_precision, "steps_timed": window * len(rates), "warmup_steps": warmup,
+            "log_every": window,
             "trainer_steps_per_s": rate, "latent_cache_seconds": round(cache_seconds, 2), "status": outcome.status}
 
 

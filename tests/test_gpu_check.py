@@ -8,7 +8,67 @@ from analysis.gpu_check import main, markdown
 def test_without_cuda_it_says_so(capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert main(["--out", "unused"]) == 2
-    assert "needs a CUDA GPU" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "needs a CUDA GPU" in err and "--quick runs the stages that can run on the CPU" in err
+
+
+def test_every_stage_writes_its_record_and_a_failing_one_does_not_stop_the_rest(tmp_path, monkeypatch, capsys):
+    """--quick on the CPU: each stage appends its line to gpu_check.jsonl and refreshes the JSON and
+    Markdown as it ends; a stage that raises is recorded with its error and the next ones run; the
+    thread count a stage changes is restored."""
+    import json
+
+    import analysis.gpu_check as gpu_check
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(gpu_check, "cuda_tests", lambda timeout: {"summary": "stand-in", "returncode": 0})
+    threads = torch.get_num_threads()
+
+    def broken(*args, **kwargs):
+        torch.set_num_threads(1)
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(gpu_check, "scan_benchmarks", broken)
+    monkeypatch.setattr(gpu_check, "training_profile", lambda *a, **k: [{"model": "USM-T/2", "batch": 2,
+                                                                         "scan_backend": "numba",
+                                                                         "train_steps_per_s": 3.0,
+                                                                         "images_per_s": 6.0,
+                                                                         "peak_memory_gib": None, "params_m": 0.5}])
+    assert main(["--quick", "--out", str(tmp_path)]) == 0
+    lines = [json.loads(line) for line in (tmp_path / "gpu_check.jsonl").read_text().splitlines()]
+    assert [line["stage"] for line in lines] == [name for name, _, _ in gpu_check.STAGES]
+    assert lines[2]["record"] == {"error": "RuntimeError: CUDA error: an illegal memory access was encountered"}
+    assert torch.get_num_threads() == threads
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["mini"] == {"skipped": "the mini scale's cost needs a GPU"}
+    assert report["mini_trainer"]["status"] == "done"  # the smoke point through the real trainer
+    text = (tmp_path / "gpu_check.md").read_text()
+    assert "illegal memory access" in text and "| USM-T/2 | 2 | numba | 3.00 | 6.0 | - | 0.5 |" in text
+    out = capsys.readouterr().out
+    assert out.index("stages in order:") < out.index("[versions]") < out.index("[scan]")
+
+
+def test_a_killed_check_leaves_the_records_of_its_finished_stages(tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-m", "analysis", "gpu-check", "--quick", "--out", str(tmp_path)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={
+                                 "CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",
+                                 "HOME": str(tmp_path)})
+    records = tmp_path / "gpu_check.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (records.exists() and records.read_text().count("\n") >= 1):
+        time.sleep(0.2)
+    child.send_signal(signal.SIGKILL)  # mid-way: the cuda_tests stage runs pytest for several seconds
+    child.wait()
+    stages = [json.loads(line)["stage"] for line in records.read_text().splitlines()]
+    assert stages and stages[0] == "versions" and len(stages) < 6
+    assert json.loads((tmp_path / "gpu_check.json").read_text())["versions"]["torch"] == torch.__version__
+    assert "Stages finished (seconds): versions" in (tmp_path / "gpu_check.md").read_text()
 
 
 def test_report_names_the_device_and_every_measurement():
@@ -26,7 +86,8 @@ def test_report_names_the_device_and_every_measurement():
                                "mixed_precision": "bf16", "trainer_steps_per_s": 8.0, "steps_timed": 20,
                                "hours_per_arm": 1.0417, "latent_cache_seconds": 3.2}}
     text = markdown(report)
-    assert "NVIDIA H100" in text and "| (8, 1536, 1024, 16) | bfloat16 | fwd+bwd | 0.5000 | 0.0100 | - | 50.0x" in text
+    assert "NVIDIA H100" in text
+    assert "| (8, 1536, 1024, 16) | bfloat16 | fwd+bwd | 0.5000 | 0.0100 | - | - | 50.0x" in text
     assert "time budget used" in text and "| USM-B/1 | 8 | triton | 2.00 | 16.0 | 20.5 | 169.9 |" in text
     assert "out of memory" in text and "30,000 steps take 0.83 h per arm" in text
     assert "Through the trainer (64 synthetic images" in text
