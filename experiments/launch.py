@@ -211,14 +211,17 @@ def record_launch(study_dir: Path, seconds: float, point_seconds: dict[str, floa
 def _run_pool(executor, job, results: str, todo: list[dict], parallel: int, log) -> dict[str, float]:
     """Keep ``parallel`` points running, each pinned to its own share of this process's CPUs
     (``USM_CPUS``), starting the next point as soon as one ends. Returns each point's wall seconds."""
-    shares = split_cpus(cpu_share(), parallel)
+    shares, gpus = split_cpus(cpu_share(), parallel), visible_gpus()
     free, running, queue = list(range(len(shares))), {}, list(todo)
-    previous, started, finished, seconds = os.environ.get("USM_CPUS"), time.monotonic(), 0, {}
+    saved = {key: os.environ.get(key) for key in ("USM_CPUS", "CUDA_VISIBLE_DEVICES")}
+    started, finished, seconds = time.monotonic(), 0, {}
     try:
         while queue or running:
             while queue and free:
                 slot = free.pop(0)
                 os.environ["USM_CPUS"] = shares[slot]  # the local executor copies the environment
+                if gpus:  # one GPU a point (round-robin when --parallel asks for more points than GPUs)
+                    os.environ["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
                 point = queue.pop(0)
                 running[slot] = (executor.submit(job, results, point), point["name"], time.monotonic())
             time.sleep(0.5)
@@ -232,16 +235,30 @@ def _run_pool(executor, job, results: str, todo: list[dict], parallel: int, log)
                     log(f"[{finished}/{len(todo)}] {name} ended after {seconds[name]:.0f} s "
                         f"(CPUs {shares[slot]}; {time.monotonic() - started:.0f} s since launch)")
     finally:
-        if previous is None:
-            os.environ.pop("USM_CPUS", None)
-        else:
-            os.environ["USM_CPUS"] = previous
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return seconds
 
 
+def visible_gpus() -> list[str]:
+    """The CUDA devices this process may give its points, by the names CUDA_VISIBLE_DEVICES takes."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    named = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return named[:torch.cuda.device_count()] if named else [str(i) for i in range(torch.cuda.device_count())]
+
+
 def default_parallel(cluster: str) -> int:
-    """Points at once when --parallel is not given: one per CPU locally (one thread each), 1 otherwise."""
-    return len(cpu_share()) if cluster == "local" else 1
+    """Points at once when --parallel is not given: locally one per GPU on a GPU node (each point
+    pinned to its own, its img/s not shared), else one per CPU (one thread each); 1 otherwise."""
+    if cluster != "local":
+        return 1
+    return len(visible_gpus()) or len(cpu_share())
 
 
 # SLURM states in which a job may still run (again). submitit's own list lacks the requeue states, and

@@ -2,6 +2,7 @@
 holds one launch's settings, whichever points a launch selects."""
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -172,3 +173,39 @@ def test_a_run_dir_inside_its_data_folder_is_refused(tmp_path, capsys):
     assert train_main(train_args(data / "run", "--resolution", "16", data=data)) == 2
     one_error_line(capsys, "lies inside --data")
     assert not (data / "run").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# A GPU node
+
+def test_a_local_launch_on_a_gpu_node_runs_one_point_per_gpu_each_pinned(monkeypatch):
+    """Not one per CPU core (16 points sharing one GPU, each timing its img/s while sharing it)."""
+    import experiments.launch as launch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("USM_CPUS", "0-15")
+    assert launch.default_parallel("local") == 2 and launch.default_parallel("slurm") == 1
+    seen = []
+
+    class Done:
+        def done(self):
+            return True
+
+        def result(self):
+            return "done"
+
+    class Executor:
+        def submit(self, job, results, point):
+            seen.append((point["name"], os.environ["CUDA_VISIBLE_DEVICES"], os.environ["USM_CPUS"]))
+            return Done()
+
+    monkeypatch.setattr(launch, "_wait", lambda *a, **k: None)
+    todo = [{"name": f"p{i}"} for i in range(3)]
+    launch._run_pool(Executor(), None, "results", todo, 2, log=lambda *a: None)
+    low, high = ",".join(map(str, range(8))), ",".join(map(str, range(8, 16)))
+    assert seen == [("p0", "0", low), ("p1", "1", high), ("p2", "0", low)]
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ  # the launcher's own environment as it was
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert launch.default_parallel("local") == 16
