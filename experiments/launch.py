@@ -187,9 +187,16 @@ def launch(points: list[dict], results: str, cluster: str = "local", parallel: i
 
 def prepare(points: list[dict], log=print) -> None:
     """Work every point would otherwise repeat, done once before they start: the quality metric's
-    calibration (real-vs-real floor, noise ceiling) and, on the embedded data, the shape classifier."""
+    calibration (real-vs-real floor, noise ceiling) and, on the embedded data, the shape classifier;
+    and the weights the points will need (the VAE, Inception for FID), checked before any trains."""
+    from analysis.fid import inception_weights
     from analysis.quality import calibration
+    from usm.data.latents import check_vae
 
+    for latent in sorted({p["settings"]["latent"] for p in points} - {"none"}):
+        check_vae(latent)  # an hour of training must not end at a missing file
+    if any(p["settings"]["metric"] == "fid" for p in points):
+        inception_weights()
     needed = {(p["settings"]["data"], p["settings"]["resolution"], p["settings"]["num_samples"])
               for p in points if p["settings"]["metric"] == "swd"}
     for data, resolution, count in sorted(needed):

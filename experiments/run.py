@@ -20,11 +20,13 @@ import json
 import sys
 from pathlib import Path
 
+from analysis.fid import FIDWeightsMissing
 from experiments.grid import GridError
 from experiments.grids import GRIDS
 from experiments.launch import SLURM_FLAGS, default_parallel, format_status, launch, statuses, study_points
 from experiments.point import PointMismatch
 from usm.cli import parse_assignments
+from usm.data.latents import VAEUnavailable
 from usm.files import DamagedFile, WriteError
 
 
@@ -116,7 +118,7 @@ def main(argv=None) -> int:
         parallel = args.parallel if args.parallel is not None else default_parallel(args.cluster)
         rows = launch(points, args.results, args.cluster, parallel, slurm, args.sbatch, wait=not args.no_wait,
                       partial=bool(args.only), study=study)
-    except (PointMismatch, WriteError, DamagedFile) as exc:
+    except (PointMismatch, WriteError, DamagedFile, FIDWeightsMissing, VAEUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_status(rows))

@@ -209,3 +209,25 @@ def test_a_local_launch_on_a_gpu_node_runs_one_point_per_gpu_each_pinned(monkeyp
     assert "CUDA_VISIBLE_DEVICES" not in os.environ  # the launcher's own environment as it was
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert launch.default_parallel("local") == 16
+
+
+def test_missing_weights_are_one_line_before_any_point_trains(tmp_path, monkeypatch, capsys):
+    """The mini scale needs SD-VAE and, to score, Inception: both are checked before anything launches
+    (the Inception weights were found missing only at scoring time, an hour into an arm)."""
+    import analysis.fid as fid
+    import usm.data.latents as latents
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    data = {f"data.{name}": str(tmp_path) for name in ("afhq", "celebahq", "coco")}
+    argv = ["--grid", "paper", "--scale", "mini", "--only", "model=USM,dataset=afhq-s0", "--results",
+            str(tmp_path / "results"), "--set", *[f"{k}={v}" for k, v in data.items()],
+            f"data.coco-tokens={tmp_path / 'tokens.npy'}"]
+    np.save(tmp_path / "tokens.npy", np.zeros((1, 2, 4), dtype=np.float32))
+    assert run_main(argv) == 2
+    one_error_line(capsys, "cannot load the VAE 'sd-vae-ft-ema'")
+    monkeypatch.setattr(latents, "check_vae", lambda name: None)
+    monkeypatch.setattr(fid, "inception_weights", lambda path=None: (_ for _ in ()).throw(
+        fid.FIDWeightsMissing("FID needs the Inception-v3 weights")))
+    assert run_main(argv) == 2
+    one_error_line(capsys, "FID needs the Inception-v3 weights")
+    assert not list((tmp_path / "results" / "paper").glob("*/config.json"))  # nothing trained

@@ -36,14 +36,22 @@ def _missing_weights(source: str) -> str:
             f"pass --latent DIR")
 
 
+def check_vae(name: str) -> None:
+    """VAEUnavailable, in milliseconds, when ``name`` is neither a local folder nor in the hub's cache
+    (``load_vae`` would fail; a launcher asks this before any point trains)."""
+    if Path(name).is_dir():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    source = VAE_MODELS.get(name, name)
+    if not isinstance(try_to_load_from_cache(source, "config.json"), str):
+        raise VAEUnavailable(f"cannot load the VAE {name!r}: {_missing_weights(source)}")
+
+
 def load_vae(name: str, device="cpu"):
     source = VAE_MODELS.get(name, name)
     local = Path(name).is_dir()
-    if not local:  # answer "not here" before importing diffusers (seconds): the check takes milliseconds
-        from huggingface_hub import try_to_load_from_cache
-
-        if not isinstance(try_to_load_from_cache(source, "config.json"), str):
-            raise VAEUnavailable(f"cannot load the VAE {name!r}: {_missing_weights(source)}")
+    check_vae(name)  # answer "not here" before importing diffusers (seconds)
     from diffusers import AutoencoderKL
 
     try:
