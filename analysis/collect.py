@@ -102,17 +102,39 @@ def loss_curves(study_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run", "arm", "seed", "step", "loss"])
 
 
+def training_clock(stats: list[dict]):
+    """step -> seconds the run spent training up to it, from its stats lines (each logs the rate of the
+    steps since the line before): evaluations, sampling and pauses between invocations are not in it."""
+    steps, seconds, total, last = [0], [0.0], 0.0, 0
+    for record in stats:
+        if record["step"] > last and record.get("steps_per_s"):
+            total += (record["step"] - last) / record["steps_per_s"]
+            last = record["step"]
+            steps.append(last)
+            seconds.append(total)
+
+    def at(step: int) -> float | None:
+        if step > steps[-1]:
+            return None  # not logged yet
+        return seconds[max(i for i, s in enumerate(steps) if s <= step)]
+    return at
+
+
 def learning_curves(study_dir: str | Path) -> pd.DataFrame:
-    """Long table (run, arm, seed, step, images_seen, num_samples, metrics...) of every run's
-    learning-curve evaluations; empty when the study evaluated only at the end."""
+    """Long table (run, arm, seed, step, images_seen, num_samples, metrics..., train_seconds) of every
+    run's learning-curve evaluations; empty when the study evaluated only at the end.
+    ``train_seconds``: the training time up to that step (``training_clock``)."""
     rows = []
     for path in sorted(Path(study_dir).iterdir()):
         files = sorted((path / "metrics" / "curve").glob("step-*.json")) if path.is_dir() and not stray(path) else []
         if not files:
             continue
         info = read_run(path)
-        rows += [{"run": info["run"], "arm": info["arm"], "seed": info["seed"], "order": info["order"],
-                  **_numbers(read_json(f, REMEASURE))} for f in files]
+        clock = training_clock(RunDir(path).read_stats())
+        for f in files:
+            record = _numbers(read_json(f, REMEASURE))
+            rows.append({"run": info["run"], "arm": info["arm"], "seed": info["seed"], "order": info["order"],
+                         **record, "train_seconds": clock(record.get("step", 0))})
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame

@@ -62,10 +62,16 @@ def loss_curves_plot(study_dir, out_dir) -> list[Path]:
     return _save(fig, out_dir, "loss_curves")
 
 
-def learning_curves_plot(study_dir, out_dir) -> list[Path]:
+X_AXES = {"images_seen": ("training images seen", "learning_curves"),
+          "train_seconds": ("training seconds (evaluations left out)",
+                            "learning_curves_by_time")}
+
+
+def learning_curves_plot(study_dir, out_dir, by: str = "images_seen") -> list[Path]:
     """One panel per curve metric (``analysis.tables.CURVE_METRICS``: the headline, then pixel
-    precision): each arm's mean over seeds against images seen, its seeds' range as a band, and each
-    dataset's floor (held-out real) and ceiling (noise) at the curve's sample count as dashed lines."""
+    precision): each arm's mean over seeds against images seen (or training seconds, ``by``), its
+    seeds' range as a band, and each dataset's floor (held-out real) and ceiling (noise) at the
+    curve's sample count as dashed lines."""
     from analysis.quality import HEADLINE, QUALITY_METRICS
     from analysis.tables import CURVE_METRICS, calibration_rows, study_calibrations
 
@@ -78,7 +84,8 @@ def learning_curves_plot(study_dir, out_dir) -> list[Path]:
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for arm, rows in curves.groupby("arm", sort=False):
-            stats = rows.groupby("images_seen")[metric].agg(["mean", "min", "max"])
+            stats = rows.groupby("step").agg(x=(by, "mean"), mean=(metric, "mean"), min=(metric, "min"),
+                                             max=(metric, "max")).set_index("x")
             if stats["mean"].isna().all():  # a metric this arm's dataset does not have
                 continue
             ax.plot(stats.index, stats["mean"], marker="o", markersize=3, label=arm, color=colours[arm])
@@ -91,11 +98,11 @@ def learning_curves_plot(study_dir, out_dir) -> list[Path]:
         label = QUALITY_METRICS[metric]
         mark = "" if metric in HEADLINE else " †"
         ax.set_title(f"{label.label}{mark} ({'lower' if label.lower_is_better else 'higher'} is better)", fontsize=9)
-        ax.set_xlabel("training images seen")
+        ax.set_xlabel(X_AXES[by][0])
         ax.grid(alpha=0.3)
     max(axes[0], key=lambda ax: len(ax.get_lines())).legend(fontsize=6)  # the panel that shows every arm
     fig.tight_layout()
-    return _save(fig, out_dir, "learning_curves")
+    return _save(fig, out_dir, X_AXES[by][1])
 
 
 def efficiency_bars(frame, out_dir) -> list[Path]:
@@ -188,5 +195,6 @@ def write_plots(study_dir, results_dir="results") -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = collect_study(study_dir)
     return (quality_vs_gflops(frame, out_dir) + loss_curves_plot(study_dir, out_dir)
-            + learning_curves_plot(study_dir, out_dir) + efficiency_bars(frame, out_dir)
+            + learning_curves_plot(study_dir, out_dir) + learning_curves_plot(study_dir, out_dir, "train_seconds")
+            + efficiency_bars(frame, out_dir)
             + sample_grid(study_dir, frame, out_dir) + scaling_lines(Path(results_dir) / "profile", out_dir))

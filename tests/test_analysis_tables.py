@@ -212,3 +212,25 @@ def test_arms_are_compared_only_with_the_first_arm_of_their_own_dataset(tmp_path
     assert rows[0][:3] == ["arm", "compared with", "metric"]
     assert [r[:2] for r in rows[2:] if r[2] == "shape coverage"] == [
         ["model=B,dataset=d1", "model=A,dataset=d1"], ["model=B,dataset=d2", "model=A,dataset=d2"]]
+
+
+def test_learning_curves_carry_the_training_time_up_to_each_evaluation(study):
+    """stats.jsonl logs every 10 steps at a rate; an evaluation at step 50 has the seconds of steps
+    1-50 behind it, whatever the evaluations themselves took."""
+    import json
+
+    from analysis.collect import training_clock
+
+    clock = training_clock([{"step": 10, "steps_per_s": 5.0}, {"step": 20, "steps_per_s": 2.0},
+                            {"step": 20, "steps_per_s": 9.0}, {"step": 40, "steps_per_s": 4.0}])
+    assert (clock(0), clock(10), clock(20), clock(30), clock(40), clock(41)) == (0.0, 2.0, 7.0, 7.0, 12.0, None)
+    run = study / "recipe-s0"
+    (run / "stats.jsonl").write_text("".join(json.dumps({"step": s, "loss": 0.1, "steps_per_s": 10.0}) + "\n"
+                                             for s in range(10, 101, 10)))
+    curves = learning_curves(study).set_index(["run", "step"])
+    assert curves.loc[("recipe-s0", 50), "train_seconds"] == pytest.approx(5.0)
+    assert curves.loc[("recipe-s0", 100), "train_seconds"] == pytest.approx(10.0)
+    from analysis.plots import learning_curves_plot
+
+    names = [p.name for p in learning_curves_plot(study, study, "train_seconds")]
+    assert names == ["learning_curves_by_time.png", "learning_curves_by_time.pdf"]
