@@ -28,6 +28,34 @@ class FIDWeightsMissing(FileNotFoundError):
     pass
 
 
+def check_weights_file(path: Path) -> None:
+    """FIDWeightsMissing for a file that cannot be the weights: under the official name, one whose
+    SHA-256 does not start with the digest the name carries (torch hub's convention,
+    ``...-6726825d.pth``); under another name, one that does not load as a state dict. A file cut
+    short never reaches torch-fidelity (whose unpickling traceback was the only message)."""
+    import hashlib
+
+    import torch
+
+    if path.name == INCEPTION_FILE:
+        expected, digest = INCEPTION_FILE.rsplit("-", 1)[1].split(".")[0], hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                digest.update(block)
+        if digest.hexdigest().startswith(expected):
+            return
+        problem = f"its SHA-256 does not start with {expected}"
+    else:
+        try:
+            if isinstance(torch.load(path, map_location="cpu", weights_only=True), dict):
+                return
+            problem = "it holds no state dict"
+        except Exception as exc:  # noqa: BLE001 - unpickling raises many kinds for a damaged file
+            problem = f"it does not load ({type(exc).__name__})"
+    raise FIDWeightsMissing(f"{path} is not usable as the Inception-v3 weights {INCEPTION_FILE} ({problem}: cut "
+                            f"short, or another file): fetch {INCEPTION_URL} again")
+
+
 def inception_weights(path: str | None = None) -> Path:
     """The Inception weights file: ``path``, $USM_FID_WEIGHTS, or torch's hub cache; else an error."""
     import torch
@@ -36,6 +64,7 @@ def inception_weights(path: str | None = None) -> Path:
     hub = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
     for candidate in candidates + [hub]:
         if candidate.is_file():
+            check_weights_file(candidate)
             return candidate
     where = f"{candidates[0]} does not exist. " if candidates else ""
     raise FIDWeightsMissing(

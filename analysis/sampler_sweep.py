@@ -30,6 +30,7 @@ from usm.cli import UsageError
 from usm.files import atomic_write
 from usm.rectified_flow import SAMPLERS, sample
 from usm.threads import use_cpu_share
+from usm.training.sampling import SampleError
 
 EVALUATIONS_PER_STEP = {"euler": 1, "heun": 2}
 COLUMNS = ("shape_coverage", "shape_density", "precision")  # the headline, then pixel precision (†)
@@ -44,13 +45,19 @@ def parse_solver(text: str) -> tuple[str, int]:
 
 
 def checkpoint_files(run: Path, steps: list[int] | None) -> list[tuple[int, Path]]:
-    """(step, file) of the run's checkpoints: the ones asked for, else the newest."""
-    from usm.training.checkpoint import PATTERN, list_checkpoints
+    """(step, file) of the run's checkpoints: the ones asked for, else the newest that verifies (a
+    damaged newer one is skipped with a warning, as the sampler does)."""
+    from usm.training.checkpoint import PATTERN, list_checkpoints, newest_verified
     from usm.training.run_dir import RunDir
 
     found = {int(PATTERN.match(p.name).group(1)): p for p in list_checkpoints(RunDir(run).checkpoints)}
     if not found:
         raise UsageError(f"{run} holds no checkpoints (checkpoints/step_*.pt): train it first")
+    if not steps:
+        newest, _ = newest_verified(RunDir(run).checkpoints)
+        if newest is None:
+            raise UsageError(f"none of the checkpoints of {run} verifies (each is damaged or cut short)")
+        return [(newest[0], newest[2])]
     missing = sorted(set(steps or []) - found.keys())
     if missing:
         raise UsageError(f"--checkpoints {' '.join(map(str, missing))}: {run} holds steps "
@@ -133,7 +140,7 @@ def main(argv=None) -> int:
         solvers = [parse_solver(text) for text in args.solvers]
         use_cpu_share()
         record, images = sweep(args.run, args.checkpoints, solvers, args.num, args.seed)
-    except UsageError as exc:
+    except (UsageError, SampleError) as exc:  # SampleError: a checkpoint asked for that does not verify
         print(f"error: {exc}", file=sys.stderr)
         return 2
     text = render(record)

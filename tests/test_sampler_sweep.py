@@ -64,3 +64,19 @@ def test_a_bad_request_is_one_line_naming_it(run, capsys, argv, message):
 def test_a_folder_without_checkpoints_says_to_train_it(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
     assert "holds no checkpoints" in capsys.readouterr().err
+
+
+def test_a_damaged_newest_checkpoint_is_skipped_as_the_sampler_skips_it(run, tmp_path, capsys):
+    import shutil
+
+    from usm.training.checkpoint import list_checkpoints
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    newest = list_checkpoints(copy / "checkpoints")[-1]
+    newest.write_bytes(newest.read_bytes()[:100])
+    assert main([str(copy), "--num", "4", "--solvers", "euler:2"]) == 0
+    assert "| 2 | euler | 2 |" in capsys.readouterr().out  # the step-2 checkpoint, the newest that verifies
+    assert main([str(copy), "--num", "4", "--solvers", "euler:2", "--checkpoints", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("error:") and "does not match its checksum" in err

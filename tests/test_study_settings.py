@@ -231,3 +231,62 @@ def test_missing_weights_are_one_line_before_any_point_trains(tmp_path, monkeypa
     assert run_main(argv) == 2
     one_error_line(capsys, "FID needs the Inception-v3 weights")
     assert not list((tmp_path / "results" / "paper").glob("*/config.json"))  # nothing trained
+
+
+# --------------------------------------------------------------------------------------------------
+# One line where a traceback was
+
+def test_bad_context_files_and_seeds_are_one_line(tmp_path, capsys):
+    (tmp_path / "garbage.npy").write_text("not an array")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}] * 4, dtype=object))
+    for extra, needle in ((["--seed", "-1"], "--seed -1: must not be negative"),
+                          (["--cond", "text", "--context", str(tmp_path / "garbage.npy")], "not a numeric .npy"),
+                          (["--cond", "text", "--context", str(tmp_path / "objects.npy")], "not a numeric .npy")):
+        assert train_main(train_args(tmp_path / "run", *extra)) == 2
+        one_error_line(capsys, needle)
+        assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_usm_cpus_naming_a_cpu_that_is_not_ours_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("USM_CPUS", "4096")
+    assert train_main(train_args(tmp_path / "run")) == 2
+    one_error_line(capsys, "USM_CPUS=4096 names CPUs this process may not use (4096)")
+    monkeypatch.setenv("USM_CPUS", "a-b")
+    assert train_main(train_args(tmp_path / "run")) == 2
+    one_error_line(capsys, "expected a list such as")
+
+
+def test_a_decompression_bomb_is_listed_like_any_unreadable_image(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    data = image_folder(tmp_path / "data", 8)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4000)  # a bomb at PIL's real limit takes seconds to write
+    Image.new("L", (100, 100)).save(data / "bomb.png")  # over twice the limit: PIL refuses to open it
+    assert train_main(train_args(tmp_path / "run", "--resolution", "16", data=data)) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "1 of 9 files" in err and "bomb.png: unreadable (DecompressionBombError)" in err
+    assert train_main(train_args(tmp_path / "run", "--resolution", "16", "--skip-bad-images", data=data,
+                                 steps=1)) == 0
+
+
+def test_an_image_broken_mid_run_in_a_loader_worker_is_one_line(tmp_path, capsys):
+    data = image_folder(tmp_path / "data", 8)
+    whole = (data / "000.png").read_bytes()
+    (data / "000.png").write_bytes(whole[: len(whole) // 2])  # its header reads, its pixels do not
+    assert train_main(train_args(tmp_path / "run", "--resolution", "16", "--num-workers", "1", data=data)) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "000.png cannot be read" in errors[0] and "Original Traceback" not in err
+
+
+def test_a_damaged_fid_weights_file_is_one_line(tmp_path, capsys):
+    from analysis.__main__ import main as analysis_main
+
+    images = image_folder(tmp_path / "images", 4)
+    (tmp_path / "weights.pth").write_bytes(b"cut short")
+    assert analysis_main(["fid", str(images), str(images), "--fid-weights", str(tmp_path / "weights.pth")]) == 2
+    one_error_line(capsys, "is not usable as the Inception-v3 weights", "it does not load")
+    official = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
+    official.write_bytes(b"another file")
+    assert analysis_main(["fid", str(images), str(images), "--fid-weights", str(official)]) == 2
+    one_error_line(capsys, "its SHA-256 does not start with 6726825d")

@@ -20,6 +20,10 @@ import os
 import torch
 
 
+class CPUShareError(ValueError):
+    """USM_CPUS names CPUs that do not exist or are not this process's; the message lists its own."""
+
+
 def parse_cpus(text: str) -> list[int]:
     """``"0,2-3"`` -> [0, 2, 3]."""
     cpus: list[int] = []
@@ -27,9 +31,11 @@ def parse_cpus(text: str) -> list[int]:
         if not part:
             continue
         first, _, last = part.partition("-")
+        if not (first.isdigit() and (last.isdigit() or not last)):
+            raise CPUShareError(f"USM_CPUS={text!r}: expected a list such as '0' or '0,2-3'")
         cpus += list(range(int(first), int(last or first) + 1))
     if not cpus:
-        raise ValueError(f"USM_CPUS={text!r} names no CPU; expected a list such as '0' or '0,2-3'")
+        raise CPUShareError(f"USM_CPUS={text!r} names no CPU; expected a list such as '0' or '0,2-3'")
     return sorted(set(cpus))
 
 
@@ -46,6 +52,11 @@ def use_cpu_share() -> int:
     """Pin this process to its share and size torch's thread pool to it; returns the thread count."""
     cpus = cpu_share()
     if os.environ.get("USM_CPUS") and hasattr(os, "sched_setaffinity"):
+        allowed = sorted(os.sched_getaffinity(0))
+        if not set(cpus) <= set(allowed):
+            raise CPUShareError(f"USM_CPUS={os.environ['USM_CPUS']} names CPUs this process may not use "
+                                f"({', '.join(map(str, sorted(set(cpus) - set(allowed))))}); its CPUs: "
+                                f"{', '.join(map(str, allowed))}")
         os.sched_setaffinity(0, cpus)
     threads = len(cpus)
     for limit in ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"):  # never more than the user or SLURM allows

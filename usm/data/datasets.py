@@ -136,7 +136,13 @@ def load_tokens(context: str, data: str, resolution: int) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"context file {path} does not exist: text conditioning reads precomputed tokens "
                         "from one .npy array (num_images, tokens, d_context), rows in sorted file order")
-    tokens = np.load(path, mmap_mode="r")
+    try:
+        tokens = np.load(path, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as exc:  # not an .npy, cut short, or Python objects (pickles)
+        raise DataError(f"context file {path} is not a numeric .npy array ({exc}); expected float tokens "
+                        "(num_images, tokens, d_context) saved with numpy.save") from None
+    if not np.issubdtype(tokens.dtype, np.number):
+        raise DataError(f"context file {path} holds {tokens.dtype} values; expected float tokens")
     if tokens.ndim != 3:
         raise DataError(f"context file {path} has shape {tokens.shape}; expected (num_images, tokens, d_context)")
     return tokens
@@ -196,7 +202,8 @@ class FolderImages:
             index = (i + attempt) % len(self.files)
             try:
                 return self.read(index)
-            except (OSError, SyntaxError, ValueError) as exc:  # PIL raises all three for broken files
+            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:  # PIL raises these
+                # for broken files (and a bomb's pixel count)
                 if not self.skip_bad:
                     raise DataError(f"{self.files[index]} cannot be read ({type(exc).__name__}: {exc}): fix or "
                                     "remove it, or rerun with --skip-bad-images to train without it") from None

@@ -79,7 +79,7 @@ def scan_folder(root: str | Path, resolution: int, skip_bad: bool = False):
         try:
             with Image.open(path) as image:
                 (width, height), mode = image.size, image.mode
-        except (UnidentifiedImageError, OSError) as exc:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:  # a bomb: too many pixels
             bad.append((path, f"unreadable ({type(exc).__name__})"))
             continue
         if mode in UNSUPPORTED_MODES:

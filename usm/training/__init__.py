@@ -18,6 +18,7 @@
 from usm.data.folder import DataError
 from usm.data.latents import VAEUnavailable
 from usm.files import DamagedFile, WriteError
+from usm.threads import CPUShareError
 from usm.training.config import Config, ConfigError
 from usm.training.loop import NoVerifiedCheckpoint, Outcome, train
 from usm.training.run_dir import ConfigMismatch, RunBusy, RunDirError
@@ -25,7 +26,7 @@ from usm.training.sampling import SampleConfig, SampleError, SampleResult, gener
 
 # What a user can fix: the command lines print these as one line and exit with code 2.
 USER_ERRORS = (ConfigError, DataError, ConfigMismatch, RunBusy, RunDirError, NoVerifiedCheckpoint,
-               VAEUnavailable, SampleError, WriteError, DamagedFile)
+               VAEUnavailable, SampleError, WriteError, DamagedFile, CPUShareError)
 
 __all__ = ["Config", "ConfigError", "Outcome", "SampleConfig", "SampleError", "SampleResult", "USER_ERRORS",
            "generate", "train"]

@@ -161,7 +161,7 @@ class Config:
             if value < 1:
                 raise ConfigError(f"{flag(name)} {value}: must be at least 1")
         for value, name in [(t.max_steps, "max_steps"), (t.warmup_steps, "warmup_steps"),
-                            (r.num_workers, "num_workers")]:
+                            (r.num_workers, "num_workers"), (t.seed, "seed")]:
             if value < 0:
                 raise ConfigError(f"{flag(name)} {value}: must not be negative")
         for value, name in [(r.max_steps_per_invocation, "max_steps_per_invocation"), (r.pause_every, "pause_every")]:

@@ -280,6 +280,16 @@ def loss_of(s: Session, model, batch: dict, step: int) -> torch.Tensor:
     return training_loss(model, x, cond, cfg.train.timesteps, noise_gen)
 
 
+def own_message(exc: Exception) -> str:
+    """An error's own message: a DataLoader worker's comes wrapped in the worker's traceback
+    ("Caught DataError in DataLoader worker process 0. Original Traceback ..."), whose last line is it."""
+    text = str(exc)
+    if "Original Traceback" not in text:
+        return text
+    last = text.strip().splitlines()[-1]
+    return last.split(": ", 1)[1] if last.startswith(f"{type(exc).__module__}.{type(exc).__name__}: ") else last
+
+
 def loss_after(s: Session, model, batch: dict, step: int) -> torch.Tensor:
     """The loss of ``batch`` under the weights as they are (no gradient), leaving every generator as it
     was: a loss checked before each update cannot see what the last update did."""
@@ -383,10 +393,10 @@ def run_steps(s: Session, step: int, ema, optimizer, scheduler) -> Outcome:
         while step < end:
             try:
                 batch = next(batches)
-            except DataError:  # an image that broke mid-run: keep the steps trained so far, then stop
+            except DataError as exc:  # an image that broke mid-run: keep the steps trained so far, then stop
                 if step > last_saved and s.world == 1:  # a lone rank cannot gather the others' states
                     checkpoint(step)
-                raise
+                raise DataError(own_message(exc)) from None
             loss = loss_of(s, model, batch, step)
             grad_norm = update(s, model, trainable, loss, ema, optimizer, scheduler)
             checks.add(loss, step)
