@@ -15,10 +15,10 @@ registers itself the same way, from any installed package. In a checkout that is
 
 from __future__ import annotations
 
+import tomllib
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
-import tomllib
 import torch.nn as nn
 
 from usm.models.spec import ModelSpec
