@@ -139,6 +139,7 @@ def learning_curves(study_dir: str | Path) -> pd.DataFrame:
     if frame.empty:
         return frame
     frame["order"] = frame["order"].fillna(-1)
+    frame["train_seconds"] = pd.to_numeric(frame["train_seconds"])  # None (no rates logged) -> NaN
     return frame.sort_values(["order", "run", "step"], kind="stable").drop(columns="order").reset_index(drop=True)
 
 

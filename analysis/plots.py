@@ -77,7 +77,7 @@ def learning_curves_plot(study_dir, out_dir, by: str = "images_seen") -> list[Pa
 
     curves = learning_curves(study_dir)
     metrics = [m for m in CURVE_METRICS if not curves.empty and m in curves.columns and curves[m].notna().any()]
-    if not metrics:
+    if not metrics or curves[by].isna().all():  # no curve, or runs that logged no rates to time them by
         return []
     calibrations = study_calibrations(Path(study_dir), int(curves["num_samples"].max()))  # at the curve's count
     colours = {arm: f"C{i % 10}" for i, arm in enumerate(dict.fromkeys(curves["arm"]))}  # one per arm in every panel
@@ -86,7 +86,8 @@ def learning_curves_plot(study_dir, out_dir, by: str = "images_seen") -> list[Pa
         for arm, rows in curves.groupby("arm", sort=False):
             stats = rows.groupby("step").agg(x=(by, "mean"), mean=(metric, "mean"), min=(metric, "min"),
                                              max=(metric, "max")).set_index("x")
-            if stats["mean"].isna().all():  # a metric this arm's dataset does not have
+            stats = stats[stats.index.notna()]
+            if stats["mean"].isna().all():  # a metric this arm's dataset does not have (or no times)
                 continue
             ax.plot(stats.index, stats["mean"], marker="o", markersize=3, label=arm, color=colours[arm])
             ax.fill_between(stats.index, stats["min"], stats["max"], color=colours[arm], alpha=0.15)

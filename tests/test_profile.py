@@ -107,10 +107,11 @@ def test_the_scales_record_is_the_commands_output_and_reads_the_grid(capsys):
 
     from experiments.grids import GRIDS
 
-    assert analysis_main(["scales", "--grid", "ablations"]) == 0
-    printed = capsys.readouterr().out
-    record = Path(__file__).resolve().parents[1] / "results/reference/ablations_scales.md"
-    assert printed.strip() == record.read_text().strip()
+    for grid in ("paper", "ablations"):  # docs/comparison.md shows the paper grid's
+        assert analysis_main(["scales", "--grid", grid]) == 0
+        printed = capsys.readouterr().out
+        record = Path(__file__).resolve().parents[1] / f"results/reference/{grid}_scales.md"
+        assert printed.strip() == record.read_text().strip()
     smoke = next(line for line in printed.splitlines() if line.startswith("| `smoke` |"))
     steps = GRIDS["ablations"].scales["smoke"].train["max_steps"]
     assert f"{steps:,} steps" in smoke and "2x2x64, 1x the target" in smoke and "expand 1, 8 states" in smoke
