@@ -262,8 +262,8 @@ def quality_rows(claims: list[dict], results: Path, reference: Path) -> list[Row
 
 
 LAPTOP_RUNS = "paper_cpu_runs.csv"  # the checked-in per-run records of the laptop-scale comparison
-LAPTOP_HOW = ("the paper grid at cpu scale: T sizes of 0.49 M parameters, 16 px embedded data, 32,000 training "
-              "images, one recipe for all ({source}); a pixel-space proxy, not FID")
+LAPTOP_HOW = ("the paper grid at cpu scale: the T sizes at equal parameter counts, 16 px embedded data, one recipe "
+              "for all, the final samples of each run ({source}); a pixel-space proxy, not FID")
 
 
 def laptop_frame(results: Path, reference: Path):

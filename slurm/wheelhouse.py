@@ -150,13 +150,15 @@ def build(out: Path, python: str, platform: str, have: list[str], torch: str = "
 def install(folder: Path, log=print) -> int:
     manifest = json.loads((folder / "manifest.json").read_text())
     wheels = [str(folder / name) for name in manifest["wheels"]]
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", *wheels], check=True)
+    # --force-reinstall: the manifest's versions even where an older copy is visible (a venv over the
+    # system's packages); --no-deps: nothing beyond them, so the node's torch, triton, numpy stay as they are
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--force-reinstall",
+                    *wheels], check=True)
     purelib = Path(sysconfig.get_paths()["purelib"])
-    stray = purelib / "tests"
-    if any(name.startswith("torch_fidelity") for name in manifest["wheels"]) and stray.is_dir() \
-            and not (stray / "__init__.py").read_text().strip().startswith("# usm-bench"):
-        shutil.rmtree(stray)  # torch-fidelity's own test package, installed at the top level
-        log(f"removed {stray} (torch-fidelity's tests, installed at the top level)")
+    for record in purelib.glob("torch_fidelity-*.dist-info/RECORD"):  # its own test package, at the top level
+        if any(line.startswith("tests/") for line in record.read_text().splitlines()):
+            shutil.rmtree(purelib / "tests", ignore_errors=True)
+            log(f"removed {purelib / 'tests'} (torch-fidelity's tests, installed at the top level)")
     failed = 0
     for module in CHECKED_IMPORTS:
         try:
