@@ -132,10 +132,10 @@ def test_missing_vae_fails_fast_with_instructions(monkeypatch, tmp_path):
     assert time.perf_counter() - start < 1.0
 
 
-def tiny_vae_dir(path):
+def tiny_vae_dir(path, seed=0):
     from diffusers import AutoencoderKL
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     vae = AutoencoderKL(block_out_channels=(8, 8), down_block_types=("DownEncoderBlock2D",) * 2,
                         up_block_types=("UpDecoderBlock2D",) * 2, layers_per_block=1, latent_channels=4,
                         norm_num_groups=4, sample_size=32)
@@ -266,3 +266,31 @@ def test_images_of_every_mode_convert_as_a_viewer_shows_them(tmp_path):
     Image.new("RGB", (40, 40)).save(tmp_path / "fine.png")
     with pytest.raises(DataError, match="float.tif: 32-bit float"):
         open_dataset(str(tmp_path), 32)
+
+
+def test_caches_are_keyed_by_content_not_by_names_or_times(tmp_path):
+    """An image rewritten with the same size and modification time, and another VAE saved under the
+    same folder: both make the latent cache stale (the path and mtime stayed, the content did not)."""
+    import os
+
+    from usm.data.latents import build_latent_cache, encode, load_vae
+
+    (tmp_path / "img").mkdir()  # BMP: no compression, so another picture of the same shape has the same size
+    Image.new("RGB", (40, 36), (200, 10, 10)).save(tmp_path / "img" / "1.bmp")
+    target = tmp_path / "img" / "0.bmp"
+    Image.new("RGB", (40, 36), (20, 100, 10)).save(target)
+    before = open_dataset(str(tmp_path / "img"), 32).fingerprint
+    info = target.stat()
+    Image.new("RGB", (40, 36), (20, 100, 11)).save(target)  # rewritten: the same size...
+    assert target.stat().st_size == info.st_size
+    os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))  # ...and the same modification time
+    assert open_dataset(str(tmp_path / "img"), 32).fingerprint != before
+    dataset = open_dataset(str(tmp_path / "img"), 32)
+    first = load_vae(str(tiny_vae_dir(tmp_path / "vae")))
+    build_latent_cache(dataset, first, tmp_path / "latents.npy")
+    stamp = (tmp_path / "latents.npy").stat().st_mtime_ns
+    second = load_vae(str(tiny_vae_dir(tmp_path / "vae", seed=1)))  # other weights, saved where the first was
+    cache = build_latent_cache(dataset, second, tmp_path / "latents.npy")
+    assert (tmp_path / "latents.npy").stat().st_mtime_ns != stamp
+    torch.testing.assert_close(torch.from_numpy(np.array(cache[0, 0])),
+                               encode(second, dataset[(0, False)]["x"][None])[0], rtol=1e-4, atol=1e-4)

@@ -175,12 +175,16 @@ def array_fingerprint(*arrays: np.ndarray) -> str:
 
 
 def folder_fingerprint(root: str | Path, files: list[Path], resolution: int) -> str:
-    """A digest of the files a folder dataset uses: each one's relative name, size and modification
-    time (reading every byte of a large folder would take minutes), and the resolution."""
+    """A digest of the files a folder dataset uses: each one's relative name, size and sampled
+    content (its first and last bytes, ``usm.digests.sampled_file_digest``), and the resolution.
+    Not the modification time: a copy of the same images is the same data, and an image rewritten
+    with the same size and time is not."""
+    from usm.digests import sampled_file_digest
+
     digest = hashlib.sha256(f"{resolution}\n".encode())
     for path in files:
-        info = path.stat()
-        digest.update(f"{path.relative_to(root)}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+        size = path.stat().st_size
+        digest.update(f"{path.relative_to(root)}\0{size}\0".encode() + sampled_file_digest(path, size) + b"\n")
     return digest.hexdigest()[:16]
 
 

@@ -93,12 +93,14 @@ def build_latent_cache(dataset, vae, path: str | Path, batch_size: int = 32, pro
     atomically: a cache whose builder was killed is built again, never read half-written."""
     import fcntl
 
+    from usm.digests import weights_sha256
     from usm.files import atomic_write, read_cache, remove_dead_temps, temp_path
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"dataset": dataset.name, "content": dataset.fingerprint, "count": len(dataset),
-            "image_shape": list(dataset[(0, False)]["x"].shape), "vae": str(vae.config._name_or_path), "scale": SCALE}
+            "image_shape": list(dataset[(0, False)]["x"].shape), "vae": str(vae.config._name_or_path),
+            "vae_weights": weights_sha256(vae), "scale": SCALE}  # another VAE saved under the same name differs
     meta_path = path.with_name(path.name + ".json")
     with open(path.with_name(path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or its process dies

@@ -35,6 +35,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from usm.data.datasets import CAPTIONS, load_tokens, missing_context
+from usm.digests import weights_sha256
 from usm.files import TEMP, atomic_save, atomic_write, read_json, remove_dead_temps
 from usm.rectified_flow import SAMPLERS, sample
 from usm.seeding import generator
@@ -171,15 +172,6 @@ def _sha256(path: Path) -> str:
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
-
-
-def weights_sha256(model: torch.nn.Module) -> str:
-    """A digest of the weights sampled from (names, dtypes, shapes and bytes, in name order)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
