@@ -85,6 +85,10 @@ def selected(point: dict, patterns: list[str]) -> bool:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.no_wait and args.cluster != "slurm":
+        print(f"error: --no-wait is for --cluster slurm (SLURM runs the points); a {args.cluster} launch runs them "
+              "itself, --parallel at a time, each pinned to its CPUs, so it has to wait", file=sys.stderr)
+        return 2
     seeds = args.seeds or []
     bad = sorted({s for s in seeds if s < 0} | {s for s in seeds if seeds.count(s) > 1})
     if bad:
