@@ -103,6 +103,22 @@ def trainer_config(settings: dict, directory: str | Path) -> Config:
                              **latent, **settings["train"]})
 
 
+def buildable(settings: dict) -> None:
+    """ConfigError unless the point's model builds with its constructor arguments at its input size
+    (on the meta device: no weights, milliseconds), so that a value its constructor refuses (an init
+    rule, a depth, a patch the image does not divide) is refused before anything launches."""
+    import torch
+
+    side = settings["resolution"] // (8 if settings["latent"] != "none" else 1)  # SD-VAE's factor
+    channels = 4 if settings["latent"] != "none" else 3
+    try:
+        with torch.device("meta"):
+            MODELS[settings["model"]].build(input_size=side, in_channels=channels, **settings["model_args"])
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{settings['model']} cannot be built with {settings['model_args'] or 'its defaults'} "
+                          f"at {side}x{side}: {exc}") from None
+
+
 def latent_cache_path(settings: dict, directory: str | Path) -> Path:
     """``<study>/latents/<dataset>-<resolution>px-<vae>.npy``, shared by the study's points."""
     name = f"{safe_name(str(settings['data']))}-{settings['resolution']}px-{safe_name(str(settings['latent']))}.npy"
@@ -252,6 +268,7 @@ class Grid:
         try:
             trainer_config(settings, "results/<study>/<point>")
             sample_config(settings, "results/<study>/<point>")
+            buildable(settings)
         except (ConfigError, SampleError) as exc:
             raise GridError(f"{self.name}: {exc} (from the grid's scale, or --set train.FIELD=VALUE or "
                             "model.ARG=VALUE)") from None

@@ -70,6 +70,8 @@ def test_repeated_set_flags_all_reach_the_points(capsys):
     (["--grid", "ablations", "--seeds", "-1"], "seed -1 is negative"),
     (["--grid", "ablations", "--set", "model.input_size=32"], "the trainer sets input_size from the data"),
     (["--grid", "ablations", "--no-wait"], "--no-wait is for --cluster slurm"),
+    (["--grid", "ablations", "--set", "model.init=xavier"], "init must be one of"),
+    (["--grid", "paper", "--scale", "cpu", "--set", "model.depth=8"], "USM depth must be 6k + 1"),
 ])
 def test_a_setting_that_would_not_reach_its_point_is_one_line(argv, needle, capsys):
     assert run_main([*argv, "--dry-run"]) == 2
