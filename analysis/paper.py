@@ -332,10 +332,12 @@ def _laptop_row(what, published, rival, metric, r, usm, source, spec) -> Row:
         measured += f", paired 95% interval [{_fmt(r[f'{metric}_low'])}, {_fmt(r[f'{metric}_high'])}]"
     measured += f", {int(r['seeds'])} seeds"
     outcome = r[f"{metric}_outcome"]  # the rival's: better / worse than USM, or inconclusive
-    if outcome not in ("better", "worse"):
+    if outcome == "inconclusive":
         needed = r[f"{metric}_seeds_needed"]
-        seeds = "" if _missing(needed) or math.isinf(needed) else f"; about {int(needed)} seeds would resolve it"
-        word = f"inconclusive ({outcome}{seeds})"
+        word = "inconclusive" + ("" if _missing(needed) or math.isinf(needed)
+                                 else f": about {int(needed)} seeds would resolve it")
+    elif outcome not in ("better", "worse"):
+        word = f"not compared yet ({outcome})"
     else:
         usm_better = outcome == "worse"
         word = ("USM better" if usm_better else f"{rival} better") + (
