@@ -110,7 +110,7 @@ def test_fid_runs_torch_fidelity_on_the_device_asked_for(tmp_path, monkeypatch, 
     monkeypatch.setattr(torch_fidelity, "calculate_metrics",
                         lambda **kw: seen.update(cuda=kw["cuda"]) or {"frechet_inception_distance": 1.0})
     weights = tmp_path / "w.pth"
-    weights.write_bytes(b"")
+    torch.save({}, weights)  # loads as a state dict: the file check passes, torch-fidelity is faked
     write_images(tmp_path / "a", render_shapes(2, seed=0)[0])
     compute_metrics(tmp_path / "a", tmp_path / "a", weights=str(weights), device=device)
     assert seen == ({"cuda": cuda, "current": current} if cuda else {"cuda": False})
