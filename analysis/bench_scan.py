@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from usm.provenance import UNRECORDED, stamp, stamp_line
 from usm.ssm import BACKENDS, mamba_ssm_status
 
 
@@ -207,7 +208,7 @@ def targets_table() -> str:
         return shape + ("" if t.mode is None else f", {t.mode} only")
 
     return table(["target", "time of", "over time of", "applies at"],
-                 [[f"`{t.name}`", t.slower, t.faster, where(t)] for t in TARGETS])
+                 [[f"`{t.name}`", t.slower, t.faster, where(t)] for t in TARGETS]) + "\n\n" + stamp_line(stamp("scan"))
 
 
 def targets_for(seconds: dict, shape: tuple, mode: str) -> dict[str, bool]:
@@ -266,7 +267,7 @@ def records_table(records: list[dict]) -> str:
                  *(f"{r['seconds']['torch'] / r['seconds']['numba']:.1f}x" if {"torch", "numba"} <= r["seconds"].keys()
                    else "-" for r in records),
                  *(f"{r['peak_extra_bytes']['torch'] / r['peak_extra_bytes']['numba']:.1f}x less" for r in memory)])
-    return table(headers, rows)
+    return table(headers, rows) + "\n\n" + stamp_line([r.get("code", f"scan@{UNRECORDED}") for r in records])
 
 
 def main(argv=None) -> dict:
@@ -307,7 +308,8 @@ def main(argv=None) -> dict:
               and "torch" in seconds}
     result = dict(shape=dict(zip("BDLN", args.shape)), device=str(device), device_name=device_name(device),
                   threads=args.threads, torch=torch.__version__, dtype=args.dtype, mode=mode, seconds=seconds,
-                  speedup_of_torch_over=ratios, targets=targets_for(seconds, tuple(args.shape), mode))
+                  speedup_of_torch_over=ratios, targets=targets_for(seconds, tuple(args.shape), mode),
+                  code=stamp("scan"))
     for slower, faster, key in (("torch", "numba", "speedup_of_numba_over_torch"),
                                 ("torch", "triton", "speedup_of_triton_over_torch"),
                                 ("triton", "mamba_ssm", "triton_over_mamba_ssm_time")):

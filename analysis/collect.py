@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from usm.files import point_name, read_json
+from usm.provenance import UNRECORDED
 from usm.training.run_dir import RunDir
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ def read_run(path: Path) -> dict:
            "model": model, "data": point.get("settings", {}).get("data", identity.get("data", {}).get("data")),
            **{f"axis.{k}": v for k, v in point.get("axes", {}).items()},
            "step": stats[-1]["step"] if stats else 0, "max_steps": max_steps,
-           "final_loss": float(pd.Series([s["loss"] for s in stats[-5:]]).mean()) if stats else None}
+           "final_loss": float(pd.Series([s["loss"] for s in stats[-5:]]).mean()) if stats else None,
+           "code": " ".join(code_stamps(path, point.get("study")))}
     for metric_file in sorted((path / "metrics").glob("*.json")) if (path / "metrics").is_dir() else []:
         record = read_json(metric_file, REMEASURE)
         row.update(_numbers(record))
@@ -58,6 +60,14 @@ def read_run(path: Path) -> dict:
         row["why"] = ("not started" if not stats else f"training ({row['step']}/{max_steps} steps)"
                       if max_steps and row["step"] < max_steps else "metrics missing")
     return row
+
+
+def code_stamps(path: Path, study: str | None) -> list[str]:
+    """The code stamps a point ran under (its ``code.txt``); a point from before points recorded them
+    says ``study:NAME@unrecorded``."""
+    if (path / "code.txt").exists():
+        return (path / "code.txt").read_text().split()
+    return [f"study:{study or path.parent.name}@{UNRECORDED}"]
 
 
 def stray(path: Path) -> bool:

@@ -18,11 +18,13 @@ import sys
 from pathlib import Path
 
 from usm.files import atomic_write
+from usm.provenance import is_current, parse_stamps
 
 ROOT = Path(__file__).resolve().parents[1]
 # A block's text never holds a marker: an empty block (header, then end) must not reach on to the
 # next block's end and swallow the prose between them.
-BLOCK = re.compile(r"(<!-- generated: (\S+)[^\n]*-->\n)((?:(?!<!-- generated:).)*?)\n?(<!-- generated: end -->)", re.S)
+BLOCK = re.compile(r"(<!-- generated: (\S+)([^\n]*)-->\n)((?:(?!<!-- generated:).)*?)\n?(<!-- generated: end -->)",
+                   re.S)
 
 
 # A number a reader would take for a measurement: a decimal, a percentage, or a count of time,
@@ -43,14 +45,30 @@ def pages(root: Path = ROOT) -> list[Path]:
     return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
 
 
-def blocks(text: str) -> list[tuple[str, str]]:
-    """(record path, block text) of every generated block of a page."""
-    return [(m.group(2), m.group(3)) for m in BLOCK.finditer(text)]
+def blocks(text: str) -> list[tuple[str, str, str]]:
+    """(record path, the marker's command, block text) of every generated block of a page."""
+    return [(m.group(2), _command(m.group(3)), m.group(4)) for m in BLOCK.finditer(text)]
+
+
+def _command(marker_rest: str) -> str:
+    return marker_rest.strip().removeprefix("(").removesuffix(")").strip()
+
+
+def shown(path: str, command: str = "", root: Path = ROOT) -> str:
+    """What a block of the record at ``path`` holds: the record, then, when the code it names has
+    changed since it was measured (or it names none), a line saying so with the command that remakes it."""
+    text = (root / path).read_text().strip()
+    stamps = parse_stamps(text)
+    old = sorted({s.rpartition("@")[0] for s in stamps if not is_current(s)})
+    if stamps and not old:
+        return text
+    what = f"`{'`, `'.join(old)}` changed since" if stamps else "the record names no code"
+    return text + f"\n\n**Measured on older code** ({what}): refresh with {command or 'the command that wrote it'}."
 
 
 def refreshed(text: str, root: Path = ROOT) -> str:
     """The page with every block replaced by its record's current text."""
-    return BLOCK.sub(lambda m: m.group(1) + (root / m.group(2)).read_text().strip() + "\n" + m.group(4), text)
+    return BLOCK.sub(lambda m: m.group(1) + shown(m.group(2), _command(m.group(3)), root) + "\n" + m.group(5), text)
 
 
 def main(argv=None) -> int:

@@ -31,6 +31,7 @@ import re
 from dataclasses import dataclass
 
 from analysis.markdown import table as markdown_table
+from usm.provenance import stamp, stamp_line
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,7 @@ def report(models=("USM-B/1", "ZigMa-B/1")) -> str:
     for name in dict.fromkeys(family(m) for m in models):
         if name in RULES:
             lines.append(f"\nrule for {name}: {RULES[name].words}.")
-    return "\n".join(lines)
+    return "\n".join([*lines, "", stamp_line(stamp("flops"))])
 
 
 def _ratio(a: float | None, b: float | None) -> str:

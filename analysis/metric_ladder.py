@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.quality import QUALITY_METRICS, bootstrap, held_out_images, noise_images, quality, reference_images
+from usm.provenance import UNRECORDED, stamp, stamp_line
 
 NOISE_LEVELS = (0.05, 0.1, 0.2, 0.4)
 LADDER = ("real", *(f"real+noise{s:g}" for s in NOISE_LEVELS), "noise")
@@ -170,7 +171,7 @@ def validate(data: str = "shapes-gray", resolution: int = 16, count: int = 128, 
             "ladder": list(LADDER), "impostors": list(IMPOSTORS),
             "thresholds": {"ladder_spearman": PASS_LADDER, "impostor_relative": PASS_IMPOSTOR,
                            "checkpoint_spearman": PASS_CHECKPOINTS},
-            "scores": scores, "spread": spread, "checkpoints": series, "verdicts": verdicts}
+            "scores": scores, "spread": spread, "checkpoints": series, "verdicts": verdicts, "code": stamp("metrics")}
 
 
 def _verdict_table(record: dict) -> str:
@@ -198,7 +199,7 @@ def _thresholds(record: dict) -> str:
 
 def render_verdicts(record: dict) -> str:
     """The verdict table and the thresholds it applies (docs/metrics.md shows it)."""
-    return _verdict_table(record) + "\n\n" + _thresholds(record)
+    return _verdict_table(record) + "\n\n" + _thresholds(record) + "\n\n" + _stamp(record)
 
 
 def render(record: dict) -> str:
@@ -219,5 +220,9 @@ def render(record: dict) -> str:
         lines += ["", f"Checkpoints of {run}:", "",
                   tabulate([[p["step"], *[human(p[m]) for m in metrics]] for p in points],
                            headers=["step", *[QUALITY_METRICS[m].label for m in metrics]], tablefmt="github")]
-    lines += ["", _thresholds(record)]
+    lines += ["", _thresholds(record), "", _stamp(record)]
     return "\n".join(lines)
+
+
+def _stamp(record: dict) -> str:
+    return stamp_line(record.get("code", f"metrics@{UNRECORDED}"))

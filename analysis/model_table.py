@@ -18,6 +18,7 @@ import torch
 
 from analysis.markdown import table as markdown
 from usm.models.registry import MODELS, build_model
+from usm.provenance import stamp, stamp_line
 
 SIZE_ORDER = ("T", "S", "B", "L", "XL")  # DiT's size names, smallest first
 
@@ -74,4 +75,4 @@ def table() -> str:
             named = ", ".join(f"{k}={v}" for k, v in args.items())
             text += f"; with `{named}`: {parameters(model, **size, **args):,}"
         rows.append([f"the `{grid}` grid's smoke model", text])
-    return markdown(["family", "name (hidden, depth): parameters"], rows)
+    return markdown(["family", "name (hidden, depth): parameters"], rows) + "\n\n" + stamp_line(stamp("models"))

@@ -32,6 +32,7 @@ from analysis.throughput import sample_images_per_second, train_steps_per_second
 from usm.files import atomic_save, atomic_write
 from usm.models.registry import MODELS, build_model
 from usm.precision import use_tf32
+from usm.provenance import UNRECORDED, stamp, stamp_line
 from usm.rectified_flow import training_loss
 from usm.ssm import resolve_backend
 
@@ -113,7 +114,8 @@ def table(records: list[dict]) -> str:
                 ("sample time/image", ratio(zigma.get("sample_images_per_s"), usm.get("sample_images_per_s"))),
             ) if value is not None]
             ratios.append(f"- USM / ZigMa at {size}px: " + ", ".join(parts))
-    return "\n".join(lines + ([""] + ratios if ratios else []))
+    stamps = [r.get("code", f"profile@{UNRECORDED}") for r in records]
+    return "\n".join(lines + ([""] + ratios if ratios else []) + ["", stamp_line(stamps)])
 
 
 def scaling_plot(records: list[dict], out: Path) -> list[Path]:
@@ -155,7 +157,7 @@ def run_profile(models, sizes, batch=1, device="cpu", out="results/profile", thr
     for name in models:
         for size in sizes:
             log(f"profiling {name} at {size}px ...")
-            record = profile_one(name, size, batch, device, throughput=size <= limit)
+            record = profile_one(name, size, batch, device, throughput=size <= limit) | {"code": stamp("profile")}
             path = out / f"{name.replace('/', '_')}_{size}.json"
             atomic_write(path, json.dumps(record, indent=2))
     records = load_records(out)  # every record in the folder: a partial re-profile updates the table

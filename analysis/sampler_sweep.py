@@ -28,6 +28,7 @@ import torch
 from analysis.markdown import table
 from usm.cli import UsageError
 from usm.files import atomic_write
+from usm.provenance import UNRECORDED, stamp, stamp_line
 from usm.rectified_flow import SAMPLERS, sample
 from usm.threads import use_cpu_share
 from usm.training.sampling import SampleError
@@ -106,7 +107,7 @@ def sweep(run: Path, checkpoints: list[int] | None, solvers: list[tuple[str, int
                          **{f"{m}_sampling_std": spread[m] for m in COLUMNS if m in spread}})
     name = f"{run.resolve().parent.name}/{run.resolve().name}"
     return {"run": name, "data": data["data"], "resolution": data["resolution"], "num": num, "seed": seed,
-            "threads": torch.get_num_threads(), "rows": rows}, images_of
+            "threads": torch.get_num_threads(), "rows": rows, "code": stamp("sampler")}, images_of
 
 
 def render(record: dict) -> str:
@@ -120,7 +121,7 @@ def render(record: dict) -> str:
     return (table(header, body) + f"\n\n{record['num']} samples per row from the same noise (seed {record['seed']}), "
             f"EMA weights of the run {record['run']}, on {record['data']} at {record['resolution']} px; ± : the spread "
             f"over resamplings of the samples; seconds on {record['threads']} thread(s). † : not a headline metric "
-            "(docs/metrics.md).")
+            "(docs/metrics.md).\n\n" + stamp_line(record.get("code", f"sampler@{UNRECORDED}")))
 
 
 def main(argv=None) -> int:

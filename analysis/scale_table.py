@@ -17,6 +17,8 @@ import sys
 
 import torch
 
+from usm.provenance import stamp, stamp_line
+
 QUALITY = {"swd": "the k-NN metrics (pixels, shape features) and SWD", "fid": "FID"}
 
 
@@ -81,7 +83,8 @@ def table(grid_name: str) -> str:
                    if axis.target == "model_args" and axis.name in grid.recipe}
     header = ["scale", "model", "data", "model sees", "tokens", "depth", "bottleneck", "mixer", "recipe",
               "quality", "seeds"]
-    return markdown(header, [scale_row(name, scale, recipe_args, grid.seeds) for name, scale in grid.scales.items()])
+    rows = [scale_row(name, scale, recipe_args, grid.seeds) for name, scale in grid.scales.items()]
+    return markdown(header, rows) + "\n\n" + stamp_line(stamp(f"grid:{grid_name}"))
 
 
 def main(argv=None) -> int:

@@ -24,6 +24,7 @@ import torch
 from analysis.bench_scan import take_turns
 from usm.cli import parse_assignments
 from usm.models.registry import build_model
+from usm.provenance import stamp, stamp_line
 from usm.rectified_flow import training_loss
 from usm.training.ema import make_ema, update_ema
 
@@ -137,6 +138,7 @@ def main(argv=None) -> int:
         base = args.backends[0]
         for backend in args.backends[1:]:
             print(f"steps/s with {backend} over {base}: {rates[backend] / rates[base]:.2f}x")
+    print("\n" + stamp_line(stamp("step")))
     return 0
 
 

@@ -39,11 +39,12 @@ from tabulate import tabulate
 from analysis.collect import collect_study, last_launch, learning_curves
 from analysis.quality import HEADLINE, QUALITY_METRICS
 from usm.files import atomic_write
+from usm.provenance import stamp_line
 
 CURVE_METRICS = (*HEADLINE, "precision")  # precision: unvalidated (†), but it exists for every dataset up to 64 px
 
-NON_METRICS = {"run", "order", "arm", "seed", "model", "data", "status", "why", "step", "max_steps", "num_samples",
-               "images_seen"}
+NON_METRICS = {"run", "code", "order", "arm", "seed", "model", "data", "status", "why", "step", "max_steps",
+               "num_samples", "images_seen"}
 SHOWN_BESIDE_HEADLINE = ("precision", "recall")  # always in the table, validated or not (marked)
 LEVEL, POWER = 0.95, 0.80
 COSTS = {"train_images_per_s": "train img/s", "activation_mib": "act. MiB", "peak_rss_mib": "peak RSS MiB",
@@ -312,9 +313,10 @@ def write_tables(study_dir: str | Path, out_dir: str | Path | None = None) -> di
     markdown, latex = render(summary, shown, calib)
     paths = {"md": out_dir / "table.md", "tex": out_dir / "table.tex", "csv": out_dir / "table.csv",
              "runs": out_dir / "runs.csv", "comparisons": out_dir / "comparisons.md"}
-    atomic_write(paths["md"], markdown + "\n\n" + caption(frame, calib, last_launch(study_dir)) + "\n")
+    code = stamp_line(s for stamps in frame["code"] for s in stamps.split())
+    atomic_write(paths["md"], markdown + "\n\n" + caption(frame, calib, last_launch(study_dir)) + "\n\n" + code + "\n")
     atomic_write(paths["tex"], latex + "\n")
-    atomic_write(paths["comparisons"], comparisons(summary, metrics) + "\n")
+    atomic_write(paths["comparisons"], comparisons(summary, metrics) + "\n\n" + code + "\n")
     atomic_write(paths["csv"], summary.to_csv(index=False))
     atomic_write(paths["runs"], frame.to_csv(index=False))
     curves = learning_curves(study_dir)
@@ -323,7 +325,7 @@ def write_tables(study_dir: str | Path, out_dir: str | Path | None = None) -> di
         count = int(curves["num_samples"].max())
         atomic_write(paths["curve"], curve_table(curves, metrics, study_calibrations(study_dir, count)) + "\n\n"
                      f"Mean ± std over seeds, each evaluation on {count} samples; 'data' and 'noise': "
-                     f"held-out real images and noise at {count} samples.\n")
+                     f"held-out real images and noise at {count} samples.\n\n" + code + "\n")
         atomic_write(out_dir / "curve.csv", curves.to_csv(index=False))
     if calib:  # {dataset: calibration}
         atomic_write(out_dir / "calibration.json", json.dumps(calib, indent=2))

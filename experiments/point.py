@@ -32,6 +32,7 @@ from analysis.bench_scan import device_name
 from analysis.run_cost import point_cost, sampling_record
 from experiments.grid import sample_config, trainer_config
 from usm.files import atomic_write, read_json, remove_dead_temps
+from usm.provenance import stamp
 from usm.threads import use_cpu_share
 from usm.training.sampling import default_device
 
@@ -234,6 +235,7 @@ def run_point(results: str, point: dict, rank: int = 0) -> str:
     handle = claim(directory, comparable(point))
     try:
         (directory / "failed.json").unlink(missing_ok=True)
+        record_code(directory, point["study"])
         for folder in (directory, directory / "samples", directory / "metrics", directory / "metrics" / "curve"):
             remove_dead_temps(folder)  # of this point's writers that were killed (the trainer's and sampler's
             # own folders are cleaned by them)
@@ -260,6 +262,16 @@ def run_point(results: str, point: dict, rank: int = 0) -> str:
         raise
     finally:
         handle.close()
+
+
+def record_code(directory: Path, study: str) -> None:
+    """Add the code this invocation runs to the point's ``code.txt`` (one stamp a line, each once): a
+    point resumed on changed code names every version that trained or scored it."""
+    path = directory / "code.txt"
+    seen = path.read_text().split() if path.exists() else []
+    now = stamp(f"study:{study}")
+    if now not in seen:
+        atomic_write(path, "\n".join([*seen, now]) + "\n")
 
 
 def job_log() -> str:

@@ -10,7 +10,8 @@ import re
 
 import pytest
 
-from analysis.doc_blocks import ROOT, blocks, pages, prose_numbers
+from analysis.doc_blocks import ROOT, blocks, pages, prose_numbers, shown
+from usm.provenance import stamp, stamp_line
 
 PAGES = pages()
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")  # Markdown links and images
@@ -23,8 +24,8 @@ def test_generated_blocks_equal_their_records():
     assert found_on["README.md"], "the README shows the main command's table"
     assert sum(map(len, found_on.values())) >= 5  # smoke and cpu tables and comparisons, the control table
     for page, found in found_on.items():
-        for path, block in found:
-            assert block.strip() == (ROOT / path).read_text().strip(), f"{page}: the block of {path} differs"
+        for path, command, block in found:
+            assert block.strip() == shown(path, command), f"{page}: the block of {path} differs"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
@@ -78,11 +79,12 @@ def test_the_readme_stays_a_readme():
 def test_an_empty_block_is_filled_without_touching_the_prose_after_it(tmp_path):
     from analysis.doc_blocks import refreshed
 
-    (tmp_path / "a.md").write_text("| a |\n")
-    (tmp_path / "b.md").write_text("| b |\n")
+    code = stamp_line(stamp("scan"))
+    (tmp_path / "a.md").write_text(f"| a |\n\n{code}\n")
+    (tmp_path / "b.md").write_text(f"| b |\n\n{code}\n")
     page = ("<!-- generated: a.md (cmd) -->\n<!-- generated: end -->\n\nprose between\n\n"
             "<!-- generated: b.md (cmd) -->\nold\n<!-- generated: end -->\n")
-    assert refreshed(page, tmp_path) == ("<!-- generated: a.md (cmd) -->\n| a |\n<!-- generated: end -->\n\n"
-                                         "prose between\n\n<!-- generated: b.md (cmd) -->\n| b |\n"
+    assert refreshed(page, tmp_path) == (f"<!-- generated: a.md (cmd) -->\n| a |\n\n{code}\n<!-- generated: end -->\n\n"
+                                         f"prose between\n\n<!-- generated: b.md (cmd) -->\n| b |\n\n{code}\n"
                                          "<!-- generated: end -->\n")
-    assert [path for path, _ in blocks(refreshed(page, tmp_path))] == ["a.md", "b.md"]
+    assert [path for path, _, _ in blocks(refreshed(page, tmp_path))] == ["a.md", "b.md"]
