@@ -88,17 +88,18 @@ def fid_command(args) -> int:
 
 
 def paper_command(args) -> int:
-    from analysis.paper import paper_rows, render
+    from analysis.paper import read_records, render, render_summary, rows_of
 
-    rows = paper_rows(args.results, args.reference)
-    text = render(rows, args.format)
-    print(text)
+    records = read_records(args.results, args.reference)
+    rows, stamps = rows_of(records), records.stamps()
+    print(render_summary(rows, stamps) if args.summary else render(rows, args.format, stamps))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        for fmt, suffix in (("md", "md"), ("tex", "tex"), ("csv", "csv")):
-            atomic_write(out / f"paper.{suffix}", render(rows, fmt))
-        print(f"wrote paper.md, paper.tex and paper.csv in {out}")
+        for fmt in ("md", "tex", "csv"):
+            atomic_write(out / f"paper.{fmt}", render(rows, fmt, stamps))
+        atomic_write(out / "paper_summary.md", render_summary(rows, stamps) + "\n")
+        print(f"wrote paper.md, paper.tex, paper.csv and paper_summary.md in {out}")
     return 0
 
 
@@ -178,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument("--results", default="results", help="results root (default: results)")
     paper.add_argument("--reference", default=None, help="checked-in records (default: RESULTS/reference)")
     paper.add_argument("--format", choices=["md", "tex", "csv"], default="md")
+    paper.add_argument("--summary", action="store_true", help="print the README's short table instead")
     paper.add_argument("--out", default=None, help="also write paper.md, .tex and .csv into this folder")
     paper.set_defaults(run=paper_command)
 

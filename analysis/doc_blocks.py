@@ -31,7 +31,7 @@ BLOCK = re.compile(r"(<!-- generated: (\S+)([^\n]*)-->\n)((?:(?!<!-- generated:)
 # speed, memory or a ratio. Version strings (two dots) and numbers inside identifiers are not.
 NUMBER = re.compile(r"(?<![\w/.\-#])(\d+(?:,\d{3})*(?:\.\d+)?)(?![\w.]*\.\d)(?!\d)(x\b|\s?(?:%|s\b|min\b|ms\b|MiB\b|"
                     r"GiB\b|steps/s|images/s|GFLOP/s))?")
-NOT_PROSE = re.compile(r"<!-- (generated|paper-claims):.*?<!-- \1: end -->|```.*?```|`[^`\n]*`|\]\([^)]*\)", re.S)
+NOT_PROSE = re.compile(r"<!-- generated:.*?<!-- generated: end -->|```.*?```|`[^`\n]*`|\]\([^)]*\)", re.S)
 
 
 def prose_numbers(text: str) -> list[str]:
@@ -63,7 +63,7 @@ def shown(path: str, command: str = "", root: Path = ROOT) -> str:
     if stamps and not old:
         return text
     what = f"`{'`, `'.join(old)}` changed since" if stamps else "the record names no code"
-    return text + f"\n\n**Measured on older code** ({what}): refresh with {command or 'the command that wrote it'}."
+    return text + f"\n\n**Measured on older code** ({what});\nmade by: {command or 'a command the marker does not name'}."
 
 
 def refreshed(text: str, root: Path = ROOT) -> str:

@@ -16,7 +16,7 @@ the paper it comes from. Measurements come from records, except the rebuilt GFLO
   embedded 16 px data; ``results/paper``, else the checked-in ``results/reference/paper_cpu_runs.csv``),
   each rival compared seed by seed with USM on the same dataset (``analysis.tables.summarize``);
 - ablation: the ``ablations`` study (``results/ablations``), else the checked-in per-run records of
-  the smoke study (``results/reference/ablations_smoke_runs.csv``).
+  its ``cpu`` scale (``results/reference/ablations_cpu_runs.csv``).
 
 A verdict is ``agrees`` (within the tolerance), ``same direction`` (USM better in both, by another
 amount), ``differs``, or ``not measured yet`` with what it needs. Each row says how and on what
@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from analysis.markdown import table as markdown_table
+from usm.provenance import UNRECORDED, stamp, stamp_line
 
 CLAIMS_FILE = Path(__file__).with_name("paper_claims.json")
 TOLERANCE = {"gflops": 0.10, "ratio": 0.15, "fid": 0.15}
@@ -98,10 +99,43 @@ def text_gflops(name: str) -> float:
 # --------------------------------------------------------------------------------------------------
 # Tables
 
-def efficiency_rows(claims: list[dict], results: Path, reference: Path) -> list[Row]:
-    records, folder = profile_records(results, reference)
-    at_256 = {r["model"]: r for r in records if r["image_size"] == 256}
-    gpu = gpu_report(results)
+@dataclass
+class Records:
+    """Everything the report reads, read once: profile records, the GPU check, the ``paper`` study (FID),
+    the laptop comparison's runs and the ablation study's runs, each with where it came from."""
+    profile: list[dict]
+    profile_folder: Path | None
+    gpu: dict | None
+    study: object  # DataFrame | None: the paper study in RESULTS/paper
+    study_folder: Path
+    laptop: object  # DataFrame | None
+    laptop_source: str | None
+    ablation: object  # DataFrame | None
+    ablation_source: str
+
+    @classmethod
+    def read(cls, results: Path, reference: Path) -> Records:
+        profile, folder = profile_records(results, reference)
+        study = _study_frame(results / "paper")
+        laptop, laptop_source = laptop_frame(study, results, reference)
+        ablation, ablation_source = ablation_frame(results, reference)
+        return cls(profile, folder, gpu_report(results), study, results / "paper", laptop, laptop_source,
+                   ablation, ablation_source)
+
+    def stamps(self) -> list[str]:
+        """The code every number was measured on: each record's stamp (``study:NAME@unrecorded`` for
+        runs from before runs named their code), and the FLOP counter's, which counts live."""
+        found = [r.get("code", f"profile@{UNRECORDED}") for r in self.profile] + [stamp("flops")]
+        for frame, study in ((self.laptop, "paper"), (self.ablation, "ablations")):
+            if frame is not None:
+                codes = frame["code"].dropna() if "code" in frame else []
+                found += [s for text in codes for s in str(text).split()] or [f"study:{study}@{UNRECORDED}"]
+        return list(dict.fromkeys(found))
+
+
+def efficiency_rows(claims: list[dict], records: Records) -> list[Row]:
+    at_256 = {r["model"]: r for r in records.profile if r["image_size"] == 256}
+    folder, gpu = records.profile_folder, records.gpu
     rows = []
     for claim in (c for c in claims if c["table"] == "efficiency"):
         if claim["id"] == "gflops-uncond":
@@ -115,7 +149,7 @@ def efficiency_rows(claims: list[dict], results: Path, reference: Path) -> list[
             rows += _rebuilt_rows(claim, text=True)
         elif claim["id"] in RATIO_SOURCES:
             rows.append(_ratio_row(claim, at_256, gpu))
-            rows += _laptop_ratio_rows(claim, results, reference)
+            rows += _laptop_ratio_rows(claim, records)
     return rows
 
 
@@ -126,8 +160,8 @@ LAPTOP_RATIOS = {"speed": ("train_images_per_s", "training images/s on one CPU c
                                               "T sizes, 16 px, batch 8, the laptop comparison ({source})")}
 
 
-def _laptop_ratio_rows(claim: dict, results: Path, reference: Path) -> list[Row]:
-    frame, source = laptop_frame(results, reference)
+def _laptop_ratio_rows(claim: dict, records: Records) -> list[Row]:
+    frame, source = records.laptop, records.laptop_source
     column, how = LAPTOP_RATIOS[claim["id"]]
     if frame is None or column not in frame:
         return []
@@ -235,12 +269,12 @@ def _ratio_row(claim: dict, at_256: dict, gpu: dict | None) -> Row:
                "not measured yet: python -m analysis profile, or python -m analysis gpu-check on a GPU")
 
 
-def quality_rows(claims: list[dict], results: Path, reference: Path) -> list[Row]:
-    frame = _study_frame(results / "paper")
+def quality_rows(claims: list[dict], records: Records) -> list[Row]:
+    frame = records.study
     rows = []
     for claim in (c for c in claims if c["table"] == "quality"):
         if claim["id"] == "quality-laptop":
-            rows += laptop_rows(claim, results, reference)
+            rows += laptop_rows(claim, records)
             continue
         published = " vs ".join(f"{m} {v}" for m, v in claim["models"].items())
         measured = {}
@@ -255,7 +289,7 @@ def quality_rows(claims: list[dict], results: Path, reference: Path) -> list[Row
         gap, published_gap = measured["ZigMa"] - measured["USM"], claim["models"]["ZigMa"] - claim["models"]["USM"]
         rows.append(Row("quality", claim["what"], published,
                         f"USM {measured['USM']:.2f} vs ZigMa {measured['ZigMa']:.2f}",
-                        f"FID (torch-fidelity, Inception 2015-12-05) of the study in {results / 'paper'}",
+                        f"FID (torch-fidelity, Inception 2015-12-05) of the study in {records.study_folder}",
                         verdict(measured["USM"], claim["models"]["USM"], TOLERANCE["fid"], same_direction=gap > 0)
                         + f"; gap {gap:+.2f} (published {published_gap:+.2f})"))
     return rows
@@ -266,14 +300,14 @@ LAPTOP_HOW = ("the paper grid at cpu scale: the T sizes at equal parameter count
               "for all, the final samples of each run ({source}); a pixel-space proxy, not FID")
 
 
-def laptop_frame(results: Path, reference: Path):
+def laptop_frame(study, results: Path, reference: Path):
     """(runs of the laptop-scale comparison, where they come from), or (None, None): the ``paper`` study's
-    finished runs on embedded data, else the checked-in records."""
+    (``study``, read from ``results/paper``) finished runs on embedded data, else the checked-in records."""
     import pandas as pd
 
     from usm.data.embedded import EMBEDDED
 
-    frame, source = _study_frame(results / "paper"), f"{results / 'paper'}"
+    frame, source = study, f"{results / 'paper'}"
     if frame is None or "data" not in frame or not frame["data"].isin(list(EMBEDDED)).any():
         path = reference / LAPTOP_RUNS
         frame, source = (pd.read_csv(path), str(path)) if path.exists() else (None, None)
@@ -293,12 +327,12 @@ def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def laptop_rows(claim: dict, results: Path, reference: Path) -> list[Row]:
+def laptop_rows(claim: dict, records: Records) -> list[Row]:
     """Per dataset and rival: USM against the rival trained alike, on a validated pixel-space metric."""
     from analysis.quality import QUALITY_METRICS
     from analysis.tables import summarize
 
-    frame, source = laptop_frame(results, reference)
+    frame, source = records.laptop, records.laptop_source
     done = frame[frame["status"] == "done"] if frame is not None else None
     if done is None or done.empty:
         return [Row("quality", claim["what"], "USM better", "-", "-",
@@ -356,15 +390,23 @@ def _study_frame(folder: Path):
         return None
 
 
-def ablation_rows(claims: list[dict], results: Path, reference: Path) -> list[Row]:
+def ablation_frame(results: Path, reference: Path):
+    """(the ablation study's runs, where they come from): ``results/ablations``, else the checked-in
+    per-run records of the ``cpu`` scale (five seeds of the arms the paper's table names)."""
     import pandas as pd
 
     frame = _study_frame(results / "ablations")
-    source = f"the ablations study in {results / 'ablations'}"
-    if frame is None or "swd" not in frame:
-        path = reference / "ablations_smoke_runs.csv"
-        frame = pd.read_csv(path) if path.exists() else None
-        source = f"the checked-in smoke study ({path})"
+    if frame is not None and "swd" in frame:
+        return frame, f"the ablations study in {results / 'ablations'}"
+    path = reference / ABLATION_RUNS
+    return (pd.read_csv(path) if path.exists() else None), f"the checked-in cpu-scale study ({path})"
+
+
+ABLATION_RUNS = "ablations_cpu_runs.csv"
+
+
+def ablation_rows(claims: list[dict], records: Records) -> list[Row]:
+    frame, source = records.ablation, records.ablation_source
     rows = []
     for claim in (c for c in claims if c["table"] == "ablation"):
         published = " -> ".join(f"{arm} {v}" for arm, v in claim["arms"].items())
@@ -372,33 +414,40 @@ def ablation_rows(claims: list[dict], results: Path, reference: Path) -> list[Ro
             rows.append(Row("ablation", claim["what"], published, "-", "-",
                             "not measured yet: python experiments/run.py --grid ablations"))
             continue
-        rows.append(_ablation_row(claim, frame[frame["status"] == "done"], published, source))
+        rows.append(_ablation_row(claim, frame, published, source))
     return rows
 
 
-def _ablation_row(claim: dict, done, published: str, source: str) -> Row:
-    """FID where the study measured it; else the smoke study's first headline metric (a validated
-    proxy), compared seed by seed with a paired interval."""
+def _ablation_row(claim: dict, frame, published: str, source: str) -> Row:
+    """FID where the study measured it; else the study's first headline metric (a validated proxy),
+    compared seed by seed with the same paired interval as the study's comparisons.md (``summarize``:
+    the seeds' spread and each run's sampling spread): a direction only where it excludes zero."""
     from analysis.quality import HEADLINE, QUALITY_METRICS
-    from analysis.tables import paired_difference
+    from analysis.tables import summarize
 
     arms = list(claim["arms"])
+    done = frame[frame["status"] == "done"]
     metric = "fid" if "fid" in done else next((m for m in HEADLINE if m in done), "swd")
-    lower_is_better = metric == "fid" or QUALITY_METRICS[metric].lower_is_better
     label = "FID" if metric == "fid" else QUALITY_METRICS[metric].label
-    values = {arm: done.loc[done["arm"] == arm].set_index("seed")[metric].dropna() for arm in arms}
-    if any(v.empty for v in values.values()):
+    if any(done.loc[done["arm"] == arm, metric].dropna().empty for arm in arms):
         return Row("ablation", claim["what"], published, "-", source, f"not measured yet: arms {arms} not finished")
-    means = {arm: v.mean() for arm, v in values.items()}
-    paired = paired_difference(values[arms[1]], values[arms[0]], lower_is_better)
+    summary = summarize(frame[frame["arm"].isin(arms)], [metric]).set_index("arm")
+    r = summary.loc[arms[1]]
+    if r["reference"] != arms[0]:
+        raise ValueError(f"the ablation study's reference arm is {r['reference']}, the claim's {arms[0]}")
+    lower_is_better = metric == "fid" or QUALITY_METRICS[metric].lower_is_better
+    means = {arm: summary.loc[arm, f"{metric}_mean"] for arm in arms}
     worse = (means[arms[1]] > means[arms[0]]) == lower_is_better
     published_worse = claim["arms"][arms[1]] > claim["arms"][arms[0]]
-    interval = ("" if math.isnan(paired["low"])
-                else f", paired 95% interval of the difference [{_fmt(paired['low'])}, {_fmt(paired['high'])}]")
-    details = f"{label}, {len(values[arms[0]])} seeds{interval}: {paired['outcome']}"
+    low, high = r.get(f"{metric}_low"), r.get(f"{metric}_high")
+    interval = "" if _missing(low) else f", paired 95% interval of the difference [{_fmt(low)}, {_fmt(high)}]"
+    details = f"{label}, {int(r['seeds'])} seeds{interval}: {r[f'{metric}_outcome']}"
     measured = " -> ".join(f"{arm} {_fmt(means[arm])}" for arm in arms) + f" ({details})"
     if metric != "fid":
         word = "agrees in direction" if worse == published_worse else "differs in direction"
+        if r[f"{metric}_outcome"] not in ("better", "worse"):
+            way = "the paper's way" if worse == published_worse else "the other way"
+            word = f"{r[f'{metric}_outcome']} at {int(r['seeds'])} seeds (the means point {way})"
         return Row("ablation", claim["what"], published, measured, f"{source}: {label}, not FID",
                    f"{word} (a small-scale proxy, not the paper's FID)")
     return Row("ablation", claim["what"], published, measured, source,
@@ -408,12 +457,18 @@ def _ablation_row(claim: dict, done, published: str, source: str) -> Row:
 # --------------------------------------------------------------------------------------------------
 # The report
 
-def paper_rows(results: str | Path = "results", reference: str | Path | None = None) -> list[Row]:
+def read_records(results: str | Path = "results", reference: str | Path | None = None) -> Records:
     results = Path(results)
-    reference = Path(reference) if reference else results / "reference"
+    return Records.read(results, Path(reference) if reference else results / "reference")
+
+
+def paper_rows(results: str | Path = "results", reference: str | Path | None = None) -> list[Row]:
+    return rows_of(read_records(results, reference))
+
+
+def rows_of(records: Records) -> list[Row]:
     claims = load_claims()["claims"]
-    return (efficiency_rows(claims, results, reference) + quality_rows(claims, results, reference)
-            + ablation_rows(claims, results, reference))
+    return efficiency_rows(claims, records) + quality_rows(claims, records) + ablation_rows(claims, records)
 
 
 TITLES = {"efficiency": "Efficiency (USM-B/1 vs ZigMa-B/1, 256 px; the T sizes at 16 px where a row says so)",
@@ -422,7 +477,9 @@ TITLES = {"efficiency": "Efficiency (USM-B/1 vs ZigMa-B/1, 256 px; the T sizes a
 COLUMNS = ["claim", "published", "measured", "how", "verdict"]
 
 
-def render(rows: list[Row], fmt: str = "md") -> str:
+def render(rows: list[Row], fmt: str = "md", stamps: list[str] = ()) -> str:
+    """The claims as Markdown (one table per section, the stamps of the code they were measured on
+    last), LaTeX or CSV."""
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=["table", *COLUMNS])
@@ -446,4 +503,29 @@ def render(rows: list[Row], fmt: str = "md") -> str:
               f"'agrees': within {TOLERANCE['gflops']:.0%} for counts, {TOLERANCE['ratio']:.0%} for ratios and "
               f"{TOLERANCE['fid']:.0%} for FID; a count rebuilt by a written rule, within "
               f"{REBUILT_TOLERANCE:.1%}.")
-    return "\n\n".join(parts) + ("\n\n" + footer + "\n" if fmt == "md" else "\n")
+    code = "\n\n" + stamp_line(stamps) if stamps else ""
+    return "\n\n".join(parts) + ("\n\n" + footer + code + "\n" if fmt == "md" else "\n")
+
+
+# The README's short form: the rows a reader checks first (claim prefixes), verdicts to their first clause.
+SUMMARY = ("GFLOPs, unconditional, 256 px: USM / ZigMa", "GFLOPs, unconditional, 256 px: USM, calflops",
+           "speed, USM relative to ZigMa", "memory, USM relative to ZigMa", "FID, AFHQ",
+           "image quality at laptop scale", "skip connections removed")
+
+
+def first_clause(text: str) -> str:
+    """``text`` up to its first ': ' or '; ' outside parentheses."""
+    depth = 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and char in ":;" and text[i + 1: i + 2] == " ":
+            return text[:i]
+    return text
+
+
+def render_summary(rows: list[Row], stamps: list[str] = ()) -> str:
+    """A short Markdown table of the SUMMARY rows (claim, published, measured, verdict)."""
+    chosen = [r for r in rows if r.claim.startswith(SUMMARY) and not r.claim.endswith("under each convention")]
+    table = markdown_table(["claim", "published", "measured here", "verdict"],
+                           [[r.claim, r.published, r.measured, first_clause(r.verdict)] for r in chosen])
+    return table + ("\n\n" + stamp_line(stamps) if stamps else "")

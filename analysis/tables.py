@@ -302,6 +302,10 @@ def study_calibrations(study_dir: Path, count: int | None = None) -> dict[str, d
     return dict(sorted(found.items()))
 
 
+HEADLINE_CAPTION = ("The validated metrics alone, mean ± std over seeds; 'vs': paired 95% intervals seed by seed\n"
+                    "(comparisons.md); 'data' and 'noise': the floor and the ceiling. Every column: table.md.")
+
+
 def write_tables(study_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
     study_dir = Path(study_dir)
     out_dir = Path(out_dir or study_dir)
@@ -315,6 +319,9 @@ def write_tables(study_dir: str | Path, out_dir: str | Path | None = None) -> di
              "runs": out_dir / "runs.csv", "comparisons": out_dir / "comparisons.md"}
     code = stamp_line(s for stamps in frame["code"] for s in stamps.split())
     atomic_write(paths["md"], markdown + "\n\n" + caption(frame, calib, last_launch(study_dir)) + "\n\n" + code + "\n")
+    headline = [m for m in HEADLINE if m in metrics] or [m for m in SHOWN_BESIDE_HEADLINE if m in metrics]
+    paths["headline"] = out_dir / "headline.md"
+    atomic_write(paths["headline"], f"{render(summary, headline, calib)[0]}\n\n{HEADLINE_CAPTION}\n\n{code}\n")
     atomic_write(paths["tex"], latex + "\n")
     atomic_write(paths["comparisons"], comparisons(summary, metrics) + "\n\n" + code + "\n")
     atomic_write(paths["csv"], summary.to_csv(index=False))

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from analysis.__main__ import main as analysis_main
-from analysis.paper import load_claims, paper_rows, render
+from analysis.paper import load_claims, paper_rows, read_records, render, render_summary, rows_of
 
 REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference"
 
@@ -129,16 +129,18 @@ def test_command_writes_all_formats(tmp_path, capsys):
     out = tmp_path / "tables"
     assert analysis_main(["paper", "--results", str(tmp_path), "--reference", str(REFERENCE), "--out", str(out)]) == 0
     assert "| GFLOPs, unconditional, 256 px: USM | 20.7 | 50.9 |" in capsys.readouterr().out
-    assert {p.name for p in out.iterdir()} == {"paper.md", "paper.tex", "paper.csv"}
+    assert {p.name for p in out.iterdir()} == {"paper.md", "paper.tex", "paper.csv", "paper_summary.md"}
 
 
-def test_readme_section_is_the_commands_output(monkeypatch):
-    root = REFERENCE.parents[1]
-    monkeypatch.chdir(root)
-    readme = (root / "README.md").read_text()
-    start = readme.index("<!-- paper-claims: generated")
-    block = readme[readme.index("\n", start) + 1: readme.index("<!-- paper-claims: end -->")].strip()
-    assert block == render(paper_rows("results/none-here", "results/reference")).strip()
+def test_the_checked_in_report_is_the_commands_output(monkeypatch):
+    """docs/paper.md and the README show these records (tests/test_readme.py): they must be what the
+    command prints from the checked-in records now, stamps included."""
+    monkeypatch.chdir(REFERENCE.parents[1])
+    records = read_records("results/none-here", "results/reference")
+    rows, stamps = rows_of(records), records.stamps()
+    assert (REFERENCE / "paper_claims.md").read_text().strip() == render(rows, "md", stamps).strip()
+    assert (REFERENCE / "paper_summary.md").read_text().strip() == render_summary(rows, stamps).strip()
+    assert "code: `flops@" in render_summary(rows, stamps)
 
 
 @pytest.mark.parametrize("what", ["unconditional", "text-conditioned"])

@@ -10,8 +10,17 @@ import pytest
 
 from analysis.doc_blocks import ROOT, blocks, pages, shown
 from experiments.point import record_code
-from usm.provenance import (CHEAP, UNRECORDED, UnknownScope, code_digest, is_current, parse_stamps, scope_paths,
-                            stamp, stamp_line)
+from usm.provenance import (
+    CHEAP,
+    UNRECORDED,
+    UnknownScope,
+    code_digest,
+    is_current,
+    parse_stamps,
+    scope_paths,
+    stamp,
+    stamp_line,
+)
 
 REFERENCE = ROOT / "results" / "reference"
 # Records any machine remakes in about two minutes: their stamp must be the code's.
@@ -71,16 +80,16 @@ def test_cheap_records_were_measured_on_this_code():
     must be the code's digest now. The generated block's marker names the command that remakes it."""
     records = sorted({p for pattern in CHEAP_RECORDS for p in REFERENCE.glob(pattern)})
     assert len(records) >= 8
-    stale = {}
+    stale = []
     for record in records:
         stamps = parse_stamps(record.read_text())
         assert stamps, f"{record.name} names no code"
-        stale.update({record.name: s for s in stamps if not is_current(s)})
+        stale += [(record.name, s) for s in stamps if not is_current(s)]
     for record in REFERENCE.rglob("*"):  # and a cheap scope named by any other record
         if record.suffix in (".md", ".json", ".csv"):
-            stale.update({record.name: s for s in parse_stamps(record.read_text())
-                          if s.partition(":")[0].partition("@")[0] in CHEAP and not is_current(s)})
-    assert not stale, f"re-measure these records, their code changed since: {stale}"
+            stale += [(record.name, s) for s in parse_stamps(record.read_text())
+                      if s.partition(":")[0].partition("@")[0] in CHEAP and not is_current(s)]
+    assert not stale, f"re-measure these records, their code changed since: {sorted(set(stale))}"
 
 
 def test_a_block_of_a_record_from_older_code_says_so_with_its_command(tmp_path):
@@ -88,7 +97,7 @@ def test_a_block_of_a_record_from_older_code_says_so_with_its_command(tmp_path):
     (tmp_path / "new.md").write_text(f"| a |\n\n{stamp_line(stamp('scan'))}\n")
     (tmp_path / "none.md").write_text("| a |\n")
     old = shown("old.md", "python experiments/run.py --grid paper", tmp_path)
-    assert old.endswith("**Measured on older code** (`study:paper` changed since): refresh with "
+    assert old.endswith("**Measured on older code** (`study:paper` changed since);\nmade by: "
                         "python experiments/run.py --grid paper.")
     assert shown("new.md", "cmd", tmp_path) == (tmp_path / "new.md").read_text().strip()
     assert "the record names no code" in shown("none.md", "", tmp_path)
