@@ -45,7 +45,9 @@ from usm.scan_orders import ZIGMA_PATHS, inverse_order, permute, scan_order
 
 
 class MambaMixer(nn.Module):
-    """Mamba-1 mixer on a (B, L, D) sequence already in scan order."""
+    """Mamba-1 mixer on a (B, L, D) sequence already in scan order, kept token-major (B, L, E) around
+    the scan as USM's mixer is (the layout the linear layers write; no transposed copies for the scan).
+    ``channel_major`` is mamba's own layout, (B, E, L) around the scan: the same numbers, its twin."""
 
     def __init__(self, hidden: int, d_state: int = 16, expand: int = 2, d_conv: int = 4, scan_backend: str = "auto"):
         super().__init__()
@@ -56,8 +58,14 @@ class MambaMixer(nn.Module):
         self.out_proj = nn.Linear(inner, hidden, bias=False)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        x, z = self.in_proj(h).chunk(2, dim=-1)  # (B, L, E) each
+        # sees positions <= t only; the conv reads a transposed view (a count-neutral copy inside conv1d)
+        x = causal_conv1d_silu(x.transpose(1, 2), self.conv1d.weight.squeeze(1), self.conv1d.bias).transpose(1, 2)
+        return self.out_proj(self.ssm.tokens(x, z=z))
+
+    def channel_major(self, h: torch.Tensor) -> torch.Tensor:
         x, z = self.in_proj(h).transpose(1, 2).chunk(2, dim=1)  # (B, E, L) each
-        x = causal_conv1d_silu(x, self.conv1d.weight.squeeze(1), self.conv1d.bias)  # sees positions <= t only
+        x = causal_conv1d_silu(x, self.conv1d.weight.squeeze(1), self.conv1d.bias)
         return self.out_proj(self.ssm(x, z).transpose(1, 2))
 
 

@@ -48,13 +48,15 @@ class SelectiveSSM(nn.Module):
             delta_bias=self.dt_proj.bias.float(), delta_softplus=True, backend=self.scan_backend,
         )
 
-    def tokens(self, x: torch.Tensor, order: torch.Tensor | None = None) -> torch.Tensor:
+    def tokens(self, x: torch.Tensor, order: torch.Tensor | None = None, z: torch.Tensor | None = None
+               ) -> torch.Tensor:
         """The same on token-major x (B, L, d_inner), the layout linear layers write, scanned along
-        ``order`` (step t reads position ``order[t]``); the output (B, L, d_inner) at x's positions.
+        ``order`` (step t reads position ``order[t]``); the output (B, L, d_inner) at x's positions,
+        times silu(z) when z (B, L, d_inner) is given.
         Backends with a token-major kernel (``usm.ssm.TOKEN_BACKENDS``) read x in place; the others
         get it gathered along the path and transposed."""
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         return scan_tokens(
-            x, dt @ self.dt_proj.weight.T, -torch.exp(self.A_log.float()), B, C, self.D.float(),
+            x, dt @ self.dt_proj.weight.T, -torch.exp(self.A_log.float()), B, C, self.D.float(), z,
             delta_bias=self.dt_proj.bias.float(), delta_softplus=True, order=order, backend=self.scan_backend,
         )
