@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from usm.devices import device_name
 from usm.provenance import UNRECORDED, stamp, stamp_line
 from usm.ssm import BACKENDS, mamba_ssm_status
 
@@ -153,18 +154,6 @@ def peak_extra_bytes(name: str, shape, threads: int) -> int:
     result = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, name, *map(str, shape), str(threads)],
                             capture_output=True, text=True, check=True)
     return int(result.stdout.strip().splitlines()[-1])
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        import platform
-
-        return platform.processor() or "unknown CPU"
 
 
 @dataclass(frozen=True)

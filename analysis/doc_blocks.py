@@ -63,7 +63,8 @@ def shown(path: str, command: str = "", root: Path = ROOT) -> str:
     if stamps and not old:
         return text
     what = f"`{'`, `'.join(old)}` changed since" if stamps else "the record names no code"
-    return text + f"\n\n**Measured on older code** ({what});\nmade by: {command or 'a command the marker does not name'}."
+    made_by = command or "a command the marker does not name"
+    return text + f"\n\n**Measured on older code** ({what});\nmade by: {made_by}."
 
 
 def refreshed(text: str, root: Path = ROOT) -> str:

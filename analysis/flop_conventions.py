@@ -30,6 +30,7 @@ import functools
 import re
 from dataclasses import dataclass
 
+from analysis.claims import PAPER_MODELS, load_claims
 from analysis.markdown import table as markdown_table
 from usm.provenance import stamp, stamp_line
 
@@ -135,8 +136,6 @@ CONVENTION_NAMES = {"macs": "multiply-adds, scan at 9*L*D*N (ours, fvcore's, DiT
 
 def published() -> dict:
     """{(model name, text): published GFLOPs} from analysis/paper_claims.json."""
-    from analysis.paper import PAPER_MODELS, load_claims
-
     claims = {c["id"]: c for c in load_claims()["claims"]}
     return {(name, text): claims["gflops-text" if text else "gflops-uncond"]["models"][short]
             for short, name in PAPER_MODELS.items() for text in (False, True)}

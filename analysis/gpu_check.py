@@ -35,8 +35,8 @@ from pathlib import Path
 
 import torch
 
-from analysis.bench_scan import device_name
 from analysis.markdown import table as markdown_table
+from usm.devices import default_device, device_name
 from usm.files import atomic_write
 from usm.precision import use_tf32
 
@@ -278,7 +278,7 @@ def main(argv=None) -> int:
                                                              "the stages that can run on the CPU")
     parser.add_argument("--skip-tests", action="store_true", help="leave out the pytest -m cuda part")
     args = parser.parse_args(argv)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = default_device()
     if device == "cpu" and not args.quick:
         print("error: the GPU check needs a CUDA GPU (torch.cuda.is_available() is False); --quick runs the "
               "stages that can run on the CPU", file=sys.stderr)

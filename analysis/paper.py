@@ -32,12 +32,11 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from analysis.claims import PAPER_MODELS, load_claims
 from analysis.markdown import table as markdown_table
 from usm.provenance import UNRECORDED, stamp, stamp_line
 
-CLAIMS_FILE = Path(__file__).with_name("paper_claims.json")
 TOLERANCE = {"gflops": 0.10, "ratio": 0.15, "fid": 0.15}
-PAPER_MODELS = {"USM": "USM-B/1", "ZigMa": "ZigMa-B/1"}
 
 
 @dataclass
@@ -48,10 +47,6 @@ class Row:
     measured: str
     how: str
     verdict: str
-
-
-def load_claims() -> dict:
-    return json.loads(CLAIMS_FILE.read_text())
 
 
 def _fmt(value: float) -> str:

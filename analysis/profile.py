@@ -29,18 +29,13 @@ from analysis.flops import count_registered, example_cond
 from analysis.markdown import table as markdown_table
 from analysis.memory import activation_bytes, training_step_memory
 from analysis.throughput import sample_images_per_second, train_steps_per_second
+from usm.devices import device_name
 from usm.files import atomic_save, atomic_write
 from usm.models.registry import MODELS, build_model
 from usm.precision import use_tf32
 from usm.provenance import UNRECORDED, stamp, stamp_line
 from usm.rectified_flow import training_loss
 from usm.ssm import resolve_backend
-
-
-def device_name(device: torch.device) -> str:
-    from analysis.bench_scan import device_name as name
-
-    return name(device)
 
 
 def model_activation_bytes(name: str, side: int, batch: int, checkpoint: bool, device="meta", **overrides) -> int:

@@ -87,12 +87,12 @@ def measure(settings: dict, workdir: Path, steps: int, warmup: int, data: str | 
     config = trainer_config(settings, workdir / "study" / "point")
     started = time.monotonic()
     if config.data.latent_cache:  # build the cache first, so that its time is not the steps'
-        import torch
 
         from usm.data.datasets import open_dataset
         from usm.data.latents import build_latent_cache, load_vae
+        from usm.devices import default_device
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = default_device()
         build_latent_cache(open_dataset(config.data.data, config.data.resolution),
                            load_vae(config.data.latent, device), config.data.latent_cache)
     cache_seconds = time.monotonic() - started

@@ -22,10 +22,11 @@ from pathlib import Path
 
 from usm.data.datasets import missing_context
 from usm.data.embedded import EMBEDDED
+from usm.devices import default_device
 from usm.files import point_name, safe_name
 from usm.models.registry import MODELS
 from usm.training.config import Config, ConfigError
-from usm.training.sampling import SampleConfig, SampleError, default_device
+from usm.training.sampling import SampleConfig, SampleError
 
 
 class GridError(ValueError):

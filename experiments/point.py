@@ -28,13 +28,12 @@ import numpy as np
 import submitit
 import torch
 
-from analysis.bench_scan import device_name
 from analysis.run_cost import point_cost, sampling_record
 from experiments.grid import sample_config, trainer_config
+from usm.devices import default_device, device_name
 from usm.files import atomic_write, read_json, remove_dead_temps
 from usm.provenance import stamp
 from usm.threads import use_cpu_share
-from usm.training.sampling import default_device
 
 
 class PointBusy(RuntimeError):
@@ -126,8 +125,6 @@ def score(s: dict, samples: np.ndarray, sample_dir: Path, swd: bool = True) -> d
         return quality(reference_images(s["data"], s["resolution"], len(samples)), samples, s["data"], s["resolution"],
                        swd=swd)
     from analysis.fid import compute_metrics
-    from usm.training.sampling import default_device
-
     return compute_metrics(sample_dir, s["data"], num=len(samples), prc=True, device=default_device())
 
 

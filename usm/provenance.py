@@ -38,7 +38,8 @@ _METRICS = tuple(f"analysis/{name}.py" for name in
 SCOPES: dict[str, tuple[str, ...]] = {
     "scan": ("usm/ssm", "analysis/bench_scan.py"),
     "models": (*_MODELS, "analysis/model_table.py", "experiments/grid.py", "experiments/grids"),
-    "flops": (*_MODELS, "analysis/flop_conventions.py", "analysis/calflops_view.py"),
+    "flops": (*_MODELS, "analysis/flop_conventions.py", "analysis/calflops_view.py", "analysis/claims.py",
+              "analysis/paper_claims.json"),
     "step": (*_MODELS, "usm/training", "usm/rectified_flow.py", "usm/precision.py", "usm/threads.py",
              "analysis/step_profile.py"),
     "profile": (*_MODELS, "usm/training", "analysis/profile.py", "analysis/memory.py", "analysis/throughput.py"),

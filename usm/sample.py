@@ -14,9 +14,9 @@ import argparse
 import logging
 import sys
 
+from usm.devices import default_device
 from usm.rectified_flow import SAMPLERS
 from usm.threads import use_cpu_share
-from usm.training.sampling import default_device
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -118,11 +118,6 @@ def check_device(name: str) -> None:
         raise SampleError(f"--device {name}: the sampler runs on cpu or cuda")
 
 
-def default_device() -> str:
-    """Where sampling runs unless told: the GPU when there is one (as the trainer does), else the CPU."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 @dataclass
 class SampleResult:
     out: Path
@@ -309,4 +304,4 @@ def generate(cfg: SampleConfig) -> SampleResult:
     return SampleResult(out, cfg.num, len(missing), ckpt)
 
 
-__all__ = ["SampleConfig", "SampleError", "SampleResult", "default_device", "generate", "load_run_model"]
+__all__ = ["SampleConfig", "SampleError", "SampleResult", "generate", "load_run_model"]
