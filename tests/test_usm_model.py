@@ -187,8 +187,11 @@ def test_registered_usm_sizes_build(name):
     with torch.device("meta"):
         model = build_model(name)
     spec = MODELS[name]
-    assert model.config["hidden_size"] == spec.defaults["hidden_size"]
-    assert sum(p.numel() for p in model.parameters()) > 0
+    blocks = model.blocks  # the built structure, not the config it was built from
+    assert len(blocks) == spec.defaults["depth"]
+    assert {b.mixer.in_proj.in_features for b in blocks} == {spec.defaults["hidden_size"]}
+    stages = (spec.defaults["depth"] - 1) // 6  # blocks per stage: depth = 2 * 3k + 1
+    assert sum(b.skip_proj is not None for b in blocks) == 3 * stages  # one skip projection per decoder block
 
 
 def test_usm_xl_builds_and_runs():
