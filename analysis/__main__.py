@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from usm.cli import parse_assignments
+from usm.devices import default_device
 from usm.files import atomic_write
 from usm.models.registry import MODELS
 
@@ -130,6 +131,7 @@ TOOLS = {
     "sampler-sweep": ("analysis.sampler_sweep", "a trained run's samples by solver and step count, scored and timed"),
     "gpu-check": ("analysis.gpu_check", "the CUDA paths: parity, memory and throughput (writes results/gpu/)"),
     "doc-blocks": ("analysis.doc_blocks", "refresh (or --check) the generated blocks of the README and docs"),
+    "remake-records": ("analysis.remake_records", "rewrite the records that need no measurement, then the doc blocks"),
 }
 
 
@@ -162,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                          metavar="NAME")
     profile.add_argument("--image-size", nargs="+", type=int, default=[256], help="image sides in pixels")
     profile.add_argument("--batch", type=int, default=1, help="batch of the memory and throughput measurements")
-    profile.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    profile.add_argument("--device", default=default_device())
     profile.add_argument("--throughput-max-size", type=int, default=None,
                          help="time training/sampling only up to this size (default: 256 on CPU, all on GPU)")
     profile.add_argument("--out", default="results/profile")
@@ -203,17 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     fid.add_argument("--kid", action="store_true")
     fid.add_argument("--isc", action="store_true")
     fid.add_argument("--prc", action="store_true", help="precision and recall (k = 3) in the Inception features")
-    fid.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    fid.add_argument("--device", default=default_device())
     fid.set_defaults(run=fid_command)
     for name, (_, text) in TOOLS.items():  # listed here for --help; main() hands their arguments over
         commands.add_parser(name, help=text, add_help=False)
     return parser
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def main(argv=None) -> int:
@@ -222,10 +218,10 @@ def main(argv=None) -> int:
     from usm.files import DamagedFile, WriteError
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in TOOLS:
-        return run_tool(argv[0], argv[1:])
-    args = build_parser().parse_args(argv)
-    try:
+    try:  # every command, those with a command line of their own too, fails in one line
+        if argv and argv[0] in TOOLS:
+            return run_tool(argv[0], argv[1:])
+        args = build_parser().parse_args(argv)
         return args.run(args)
     except (UsageError, FileNotFoundError, FIDWeightsMissing, WriteError, DamagedFile) as exc:  # one line each
         print(f"error: {exc}", file=sys.stderr)

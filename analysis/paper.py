@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from analysis.claims import PAPER_MODELS, load_claims
+from analysis.markdown import latex
 from analysis.markdown import table as markdown_table
 from usm.provenance import UNRECORDED, stamp, stamp_line
 
@@ -485,11 +486,8 @@ def render(rows: list[Row], fmt: str = "md", stamps: list[str] = ()) -> str:
     for table, title in TITLES.items():
         chosen = [r for r in rows if r.table == table]
         if fmt == "tex":
-            escape = lambda s: str(s).replace("_", r"\_").replace("%", r"\%").replace("->", r"$\to$")  # noqa: E731
-            body = "\n".join(" & ".join(escape(getattr(r, c)) for c in COLUMNS) + r" \\" for r in chosen)
-            parts.append(f"% {title}\n\\begin{{tabular}}{{lllll}}\n\\toprule\n"
-                         + " & ".join(c.capitalize() for c in COLUMNS) + r" \\" + "\n\\midrule\n"
-                         + body + "\n\\bottomrule\n\\end{tabular}")
+            parts.append(f"% {title}\n" + latex([c.capitalize() for c in COLUMNS],
+                                                [[getattr(r, c) for c in COLUMNS] for r in chosen]))
         else:
             cells = [[getattr(r, c) for c in COLUMNS] for r in chosen]
             parts.append(f"### {title}\n\n" + markdown_table(COLUMNS, cells))

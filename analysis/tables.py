@@ -37,6 +37,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from analysis.collect import collect_study, last_launch, learning_curves
+from analysis.markdown import latex
 from analysis.quality import HEADLINE, QUALITY_METRICS
 from usm.files import atomic_write
 from usm.provenance import stamp_line
@@ -183,12 +184,6 @@ def _label(metric: str) -> str:
     return LABELS.get(metric, metric) + (" †" if unvalidated else "")
 
 
-def _latex(rows: list[list[str]], header: list[str]) -> str:
-    """booktabs LaTeX; tabulate escapes LaTeX's special characters, the two symbols are set here."""
-    text = tabulate(rows, headers=header, tablefmt="latex_booktabs", disable_numparse=True)
-    return text.replace("±", r"$\pm$").replace("†", r"$^\dagger$")
-
-
 def calibration_rows(calibrations: dict[str, dict] | None):
     """(row name, metrics) of each dataset's floor and ceiling: 'data (held-out real)' and 'noise',
     with the dataset's name when a study has several."""
@@ -215,7 +210,7 @@ def render(summary: pd.DataFrame, metrics: list[str], calibrations: dict[str, di
     for name, values in calibration_rows(calibrations):
         body.append([name, "", *[human(values[m]) if m in values else "" for m in metrics], "", ""])
     markdown = tabulate(body, headers=header, tablefmt="github", disable_numparse=True)
-    return markdown, _latex(body, header)
+    return markdown, latex(header, body)
 
 
 def comparisons(summary: pd.DataFrame, metrics: list[str]) -> str:

@@ -23,8 +23,17 @@ import submitit
 from analysis.collect import stray
 from experiments.grid import GridError
 from experiments.grids import GRIDS
-from experiments.point import PointJob, PointMismatch, comparable, holds_other, point_dir, point_status
-from usm.files import WriteError, read_json, remove_dead_temps
+from experiments.point import (
+    PointJob,
+    PointMismatch,
+    check_same_point,
+    comparable,
+    holds_other,
+    point_dir,
+    point_status,
+    setting_differences,
+)
+from usm.files import check_writable, read_json, remove_dead_temps
 from usm.threads import cpu_share, split_cpus
 
 SLURM_FLAGS = {  # launcher flag -> submitit parameter
@@ -87,19 +96,6 @@ def make_executor(cluster: str, folder: Path, parallel: int, slurm: dict, extra_
     return executor
 
 
-def check_writable(folder: Path) -> None:
-    """WriteError, before anything launches, if the study's folder cannot be made or written."""
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise WriteError(f"{existing} is not a folder: --results must name a folder (results go to "
-                         f"{folder})")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise WriteError(f"cannot write in {existing}: the study's results go to {folder}; fix its permissions "
-                         "or choose another --results")
-
-
 def check_existing(results: str, points: list[dict], study: list[dict] | None = None) -> None:
     """Refuse, before launching anything, a point whose directory holds another config, and a study
     folder holding any point (selected or not) whose settings differ from this launch's for its arm:
@@ -107,9 +103,7 @@ def check_existing(results: str, points: list[dict], study: list[dict] | None = 
     ``study``: every point of the launch before ``--only`` picked some (default: ``points``)."""
     for point in points:
         directory = point_dir(results, point)
-        if holds_other(directory, point):
-            raise PointMismatch(f"{directory} holds a different point (settings differ): results are never "
-                                "overwritten; use another --results, study settings, or remove the folder")
+        check_same_point(directory, point)
     by_arm = {p["arm"]: p for p in study or points}
     study_dir = Path(results) / points[0]["study"]
     for spec in sorted(study_dir.glob("*/point.json")) if study_dir.is_dir() else []:
@@ -132,27 +126,12 @@ def check_existing(results: str, points: list[dict], study: list[dict] | None = 
                                 "same settings")
 
 
-def setting_differences(theirs: dict, ours: dict, prefix: str = "") -> list[str]:
-    """'key: theirs -> ours' for every setting (nested keys dotted) that differs, the seed aside."""
-    out = []
-    for key in sorted(set(theirs) | set(ours)):
-        name = f"{prefix}{key}"
-        if name == "train.seed":
-            continue
-        a, b = theirs.get(key), ours.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += setting_differences(a, b, f"{name}.")
-        elif a != b:
-            out.append(f"{name}: {a!r} there, {b!r} now")
-    return out
-
-
 def launch(points: list[dict], results: str, cluster: str = "local", parallel: int = 1, slurm: dict | None = None,
            extra_sbatch=(), wait: bool = True, log=print, partial: bool = False,
            study: list[dict] | None = None) -> list[tuple[dict, str, Path]]:
     """Run the points that are not done. ``partial``: they are a selection (``--only``) of the study,
     whose every point is ``study``."""
-    check_writable(Path(results) / points[0]["study"])
+    check_writable(Path(results) / points[0]["study"], "--results", "the study's results")
     check_existing(results, points, study)
     rows = statuses(results, points)
     todo = [p for p, status, _ in rows if status in ("pending", "failed")]

@@ -17,7 +17,6 @@ written only after the metrics.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import math
 import time
@@ -32,6 +31,7 @@ from analysis.run_cost import point_cost, sampling_record
 from experiments.grid import sample_config, trainer_config
 from usm.devices import default_device, device_name
 from usm.files import atomic_write, read_json, remove_dead_temps
+from usm.locks import is_held, try_lock
 from usm.provenance import stamp
 from usm.threads import use_cpu_share
 
@@ -65,14 +65,8 @@ def point_status(directory: str | Path) -> str:
     directory = Path(directory)
     if (directory / "done").exists() and has_metrics(directory):
         return "done"
-    lock = directory / "lock"
-    if lock.exists():
-        with open(lock, "a") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                fcntl.flock(f, fcntl.LOCK_UN)
-            except BlockingIOError:
-                return "running"
+    if is_held(directory / "lock"):
+        return "running"
     return "failed" if (directory / "failed.json").exists() else "pending"
 
 
@@ -94,20 +88,38 @@ def holds_other(directory: Path, point: dict) -> bool:
     return spec.exists() and comparable(read_json(spec, POINT_FIX)) != comparable(point)
 
 
+def setting_differences(theirs: dict, ours: dict, prefix: str = "") -> list[str]:
+    """'key: theirs -> ours' for every setting (nested keys dotted) that differs, the seed aside."""
+    out = []
+    for key in sorted(set(theirs) | set(ours)):
+        name = f"{prefix}{key}"
+        if name == "train.seed":
+            continue
+        a, b = theirs.get(key), ours.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += setting_differences(a, b, f"{name}.")
+        elif a != b:
+            out.append(f"{name}: {a!r} there, {b!r} now")
+    return out
+
+
+def check_same_point(directory: Path, point: dict) -> None:
+    """PointMismatch, naming the settings that differ, if ``directory`` holds another point."""
+    if holds_other(directory, point):
+        theirs = comparable(read_json(directory / "point.json", POINT_FIX))
+        differing = setting_differences(theirs, comparable(point)) or ["its arm, axes or seed"]
+        raise PointMismatch(f"{directory} holds a different point ({'; '.join(differing[:4])}"
+                            f"{' ...' if len(differing) > 4 else ''}): results are never overwritten; use another "
+                            "--results, the same settings, or remove the folder")
+
+
 def claim(directory: Path, point: dict):
     """Take the point's lock (PointBusy if another process holds it), then check or write point.json.
     The lock comes first, so a process that loses the race leaves nothing behind."""
     directory.mkdir(parents=True, exist_ok=True)
-    handle = open(directory / "lock", "a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise PointBusy(f"{directory} is being run by another process") from None
+    handle = try_lock(directory / "lock", PointBusy(f"{directory} is being run by another process"))
     try:  # from here on any failure (a damaged or other point.json, a full disk) lets the lock go
-        if holds_other(directory, point):
-            raise PointMismatch(f"{directory} holds a different point (settings differ): results are never "
-                                "overwritten; use another study name or remove the folder")
+        check_same_point(directory, point)
         atomic_write(directory / "point.json", json.dumps(point, indent=2))
     except BaseException:
         handle.close()

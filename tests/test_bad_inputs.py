@@ -218,16 +218,21 @@ def test_results_that_name_a_file_are_one_line(tmp_path, capsys):
 
 
 def test_a_read_only_results_folder_is_one_line_before_anything_launches(tmp_path, capsys, monkeypatch):
-    """As root every folder is writable (os.access says so, and writes succeed); for anyone else a
-    read-only --results is found before the first point, not by its first write."""
-    import experiments.launch
+    """As root every folder is writable; for anyone else a read-only --results is found before the
+    first point, not by its first write (simulated: the check's probe file cannot be made there)."""
+    import usm.files
     from experiments.run import main as run_main
 
     folder = tmp_path / "readonly"
     folder.mkdir()
-    real_access = os.access
-    monkeypatch.setattr(experiments.launch.os, "access",
-                        lambda path, mode: False if str(path) == str(folder) else real_access(path, mode))
+    real = usm.files.tempfile.TemporaryFile
+
+    def probe(*args, dir=None, **kwargs):
+        if str(dir) == str(folder):
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(usm.files.tempfile, "TemporaryFile", probe)
     assert run_main(["--grid", "ablations", "--results", str(folder)]) == 2
     one_error_line(capsys, "cannot write in", str(folder), "fix its permissions")
     assert list(folder.iterdir()) == []
@@ -282,12 +287,12 @@ def test_an_image_broken_mid_run_is_named_and_the_steps_are_kept(tmp_path, capsy
 
 
 def test_an_unwritable_run_dir_is_found_before_the_first_step(tmp_path, capsys, monkeypatch):
-    import usm.training.run_dir as run_dir
+    import usm.files
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(run_dir.tempfile, "TemporaryFile", refuse)  # (root ignores chmod, so fake the refusal)
+    monkeypatch.setattr(usm.files.tempfile, "TemporaryFile", refuse)  # (root ignores chmod, so fake the refusal)
     assert train_main(train_args(tmp_path / "run")) == 2
     one_error_line(capsys, "cannot write in", "Permission denied")
     assert not (tmp_path / "run" / "stats.jsonl").exists()

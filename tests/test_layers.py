@@ -21,7 +21,7 @@ MEASURE = ("quality", "swd", "manifold", "frechet", "fid", "shape_classifier", "
            "flop_conventions", "memory", "throughput", "profile", "run_cost", "claims", "markdown")
 REPORT = ("collect", "tables", "plots", "paper", "metric_ladder", "sampler_sweep")
 COMMANDS = ("__main__", "bench_scan", "step_profile", "trainer_rate", "gpu_check", "doc_blocks", "model_table",
-            "scale_table")
+            "scale_table", "remake_records")
 
 
 def layer(module: str) -> int:

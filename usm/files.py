@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import socket
+import tempfile
 from pathlib import Path
 
 HOST = socket.gethostname().replace("/", "_")
@@ -42,6 +43,23 @@ def point_name(arm: str, seed: int) -> str:
 
 class WriteError(OSError):
     """A file could not be written; the message names it and says what was kept."""
+
+
+def check_writable(folder: Path, flag: str, what: str, error: type[OSError] = WriteError) -> None:
+    """Raise ``error`` now, before any work, if ``folder`` (or the nearest folder above it that exists)
+    cannot be written: one line naming the folder, the flag that chose it and the fix. Writes nothing
+    that stays (a temporary file, removed)."""
+    existing = Path(folder)
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise error(f"{existing} is not a folder: {flag} must name a folder ({what} go to {folder})")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise error(f"cannot write in {existing} ({exc.strerror}): {what} go to {folder}; fix its permissions "
+                    f"or choose another {flag}") from None
 
 
 class DamagedFile(ValueError):

@@ -6,6 +6,7 @@ PixelShuffle upsampling, fixed sin-cos positions, uniform timesteps, skip_gate.
 """
 
 from experiments.grid import Axis, Grid, Scale
+from experiments.grids.scales import MINI, PAPER_SCALE
 
 # smoke: USM-T/1 (D=64, depth 7, patch 1) on the embedded 16x16 gray shapes, pixel space, on the CPU.
 # It keeps the paper's structure where the ablations depend on it: patch 1, depth 6k+1 with three 2x
@@ -28,23 +29,6 @@ SMOKE = Scale(model="USM-T/1", data="shapes-gray", resolution=16, num_samples=12
 CPU = Scale(model="USM-T/1", data="shapes-gray", resolution=16, num_samples=256, sample_steps=25, metric="swd",
             seeds=(0, 1), eval_every=2000, eval_samples=128, model_args=LEAN,
             train=dict(max_steps=12_000, batch_size=8, lr=1e-3, ema_decay=0.995, ckpt_every=2000, log_every=50))
-# paper: USM-B/1 on 256x256 SD-VAE latents, batch 8, 400k steps, 25 Euler steps, FID on 5k samples.
-PAPER_SCALE = Scale(model="USM-B/1", data="afhq", resolution=256, latent="sd-vae-ft-ema", num_samples=5000,
-                    sample_steps=25, metric="fid", datasets={},
-                    train=dict(max_steps=400_000, batch_size=8, lr=1e-4, ema_decay=0.9999, ckpt_every=5000,
-                               log_every=100))
-
-# mini: what one modern GPU finishes in about an hour per arm, on a real dataset (AFHQ by default,
-# --set data.afhq=PATH). 256 px through SD-VAE as in the paper (32x32x4 latents, patch 1, 1,024
-# tokens), with USM-S/1 (D=384, depth 13: two blocks per stage): bottleneck 4x4x384 = 6,144 numbers
-# for a 4,096-number target (ratio 1.5; the paper's B/1: 3.0). 30k steps at batch 32 = 960k images,
-# the paper's 400k x 8 = 3.2M divided by 3.3; FID on 5k samples as in the paper. Its cost per arm
-# is measured, not guessed, by the GPU check (python -m analysis gpu-check: "mini scale" row).
-MINI = Scale(model="USM-S/1", data="afhq", resolution=256, latent="sd-vae-ft-ema", num_samples=5000,
-             sample_steps=25, metric="fid", datasets={},
-             train=dict(max_steps=30_000, batch_size=32, lr=2e-4, ema_decay=0.9995, ckpt_every=2000, log_every=100,
-                        mixed_precision="bf16"))
-
 ABLATIONS = Grid(
     name="ablations",
     description="USM recipe vs one change at a time",

@@ -7,7 +7,10 @@ order, shape (num_images, tokens, d_context)). At smoke scale the embedded shape
 and without their synthetic captions (``--context captions``), so the text path runs on a CPU.
 """
 
+from dataclasses import replace
+
 from experiments.grid import Axis, Grid, Scale
+from experiments.grids.scales import MINI, PAPER_SCALE
 
 MODELS_AXIS = Axis("model", "model", "model", {"USM": "USM-B/1", "ZigMa": "ZigMa-B/1", "DiT": "DiT-B/2"})
 TEXT = dict(cond="text")  # trainer settings of a text-conditioned dataset
@@ -38,13 +41,8 @@ PAPER = Grid(
                      axis_values={"model": {"USM": "USM-T/1", "ZigMa": "ZigMa-T/1", "DiT": "DiT-T/2",
                                             "UNet": "UNet-T"},
                                   "dataset": {"shapes": "shapes-gray", "digits": "digits"}}),
-        # mini: the S sizes on 256 px SD-VAE latents, about an hour per arm on one GPU (see grids/ablations.py)
-        "mini": Scale(model="USM-S/1", data="afhq", resolution=256, latent="sd-vae-ft-ema", num_samples=5000,
-                      metric="fid", train=dict(max_steps=30_000, batch_size=32, lr=2e-4, ema_decay=0.9995,
-                                               ckpt_every=2000, log_every=100, mixed_precision="bf16"),
-                      axis_values={"model": {"USM": "USM-S/1", "ZigMa": "ZigMa-S/1", "DiT": "DiT-S/2"}}),
-        "paper": Scale(model="USM-B/1", data="afhq", resolution=256, latent="sd-vae-ft-ema", num_samples=5000,
-                       metric="fid", train=dict(max_steps=400_000, batch_size=8, lr=1e-4, ema_decay=0.9999,
-                                                ckpt_every=5000, log_every=100)),
+        # mini and paper: the scales the ablations train at (grids/scales.py), with this grid's models
+        "mini": replace(MINI, axis_values={"model": {"USM": "USM-S/1", "ZigMa": "ZigMa-S/1", "DiT": "DiT-S/2"}}),
+        "paper": PAPER_SCALE,
     },
 )

@@ -91,10 +91,10 @@ def build_latent_cache(dataset, vae, path: str | Path, batch_size: int = 32, pro
     it while holding ``path + '.lock'``, the others wait on the lock and then read it. The array is
     written under a name of the builder's own and renamed into place, then its description written
     atomically: a cache whose builder was killed is built again, never read half-written."""
-    import fcntl
 
     from usm.digests import weights_sha256
     from usm.files import atomic_write, read_cache, remove_dead_temps, temp_path
+    from usm.locks import held
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,8 +102,7 @@ def build_latent_cache(dataset, vae, path: str | Path, batch_size: int = 32, pro
             "image_shape": list(dataset[(0, False)]["x"].shape), "vae": str(vae.config._name_or_path),
             "vae_weights": weights_sha256(vae), "scale": SCALE}  # another VAE saved under the same name differs
     meta_path = path.with_name(path.name + ".json")
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or its process dies
+    with held(path.with_name(path.name + ".lock")):  # one process builds the cache, the others wait for it
         if path.exists() and read_cache(meta_path) == meta:
             return np.load(path, mmap_mode="r")
         meta_path.unlink(missing_ok=True)  # from here on the cache is not valid until it is whole

@@ -26,14 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
-import fcntl
 import json
 import logging
-import tempfile
 from pathlib import Path
 
-from usm.files import append_line, atomic_write, read_json
+from usm.files import append_line, atomic_write, check_writable, read_json
+from usm.locks import try_lock
 from usm.models.registry import build_model, model_spec
 from usm.training.config import SECTIONS
 
@@ -64,37 +62,15 @@ class RunDir:
     def locked(self):
         """Hold ``trainer.lock`` (RunBusy if another process holds it)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path / "trainer.lock", "a")
-        try:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RunBusy(f"{self.path} is in use by another trainer (its trainer.lock is held): wait for it "
-                              "to finish, or stop it; two trainers on one run would overwrite each other") from None
-            except OSError as exc:
-                if exc.errno not in (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK):
-                    raise
-                log.warning("the filesystem of %s does not support flock (%s): a second trainer on this run "
-                            "would not be detected", self.path, exc.strerror)
+        busy = RunBusy(f"{self.path} is in use by another trainer (its trainer.lock is held): wait for it "
+                       "to finish, or stop it; two trainers on one run would overwrite each other")
+        with try_lock(self.path / "trainer.lock", busy):
             yield self
-        finally:
-            handle.close()
 
     def check_writable(self) -> None:
-        """Fail now, before any step is trained, if the directory or its checkpoints/ cannot be written.
-        Writes nothing that stays."""
+        """Fail now, before any step is trained, if the directory or its checkpoints/ cannot be written."""
         for folder in (self.path, self.checkpoints):
-            existing = folder
-            while not existing.exists():
-                existing = existing.parent
-            if not existing.is_dir():
-                raise RunDirError(f"{existing} is not a folder: --run-dir must name a folder")
-            try:
-                with tempfile.TemporaryFile(dir=existing):
-                    pass
-            except OSError as exc:
-                raise RunDirError(f"cannot write in {existing} ({exc.strerror}): the run needs write access "
-                                  f"to {folder}; fix its permissions or choose another --run-dir") from None
+            check_writable(folder, "--run-dir", "the run's files", RunDirError)
 
     def read_config(self) -> dict | None:
         if not self.config_path.exists():
