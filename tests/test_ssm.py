@@ -1,5 +1,6 @@
 """Selective scan: every backend against the per-step reference (outputs and all gradients)."""
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -484,3 +485,36 @@ def test_token_scan_refuses_bad_orders_and_shapes(bad, message):
     call = {**inputs, "order": torch.arange(12), **bad}
     with pytest.raises(ValueError, match=message):
         scan_tokens(**call, backend="numba")
+
+
+def test_auto_falls_back_from_a_triton_scan_that_fails_its_probe(monkeypatch):
+    """On CUDA, ``auto`` picks Triton only after a tiny scan compiles, runs and agrees with the
+    reference; a failure costs one warning and the torch backend, not the training run."""
+    import usm.ssm as ssm
+
+    assert ssm.probe("reference", "cpu") is None and ssm.probe("torch", "cpu") is None
+
+    def broken(*args):
+        raise RuntimeError("PassManager::run failed\nmore lines")
+
+    def wrong(u, *args):
+        return u * 2
+
+    monkeypatch.setitem(ssm.BACKENDS, "triton", broken)
+    assert ssm.probe("triton", "cpu") == "RuntimeError: PassManager::run failed"
+    monkeypatch.setitem(ssm.BACKENDS, "triton", wrong)
+    assert ssm.probe("triton", "cpu").startswith("its output differs from the reference scan's by")
+
+    monkeypatch.setattr(ssm, "mamba_ssm_status", lambda: (False, ""))
+    monkeypatch.setattr(ssm, "triton_available", lambda: (True, ""))
+    for problem, chosen in (("RuntimeError: PassManager::run failed", "torch"), (None, "triton")):
+        ssm.triton_works.cache_clear()
+        monkeypatch.setattr(ssm, "probe", lambda name, device, problem=problem: problem)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert ssm.resolve_backend("auto", torch.device("cuda")) == chosen
+            assert ssm.resolve_backend("auto", torch.device("cuda")) == chosen  # probed once per device
+        assert len(caught) == (1 if problem else 0)
+        said = str(caught[0].message) if caught else ""
+        assert not problem or "failed its probe on cuda (RuntimeError: PassManager::run failed)" in said
+    ssm.triton_works.cache_clear()

@@ -20,14 +20,18 @@ Work is done in float32; the output has u's dtype. Backends (``BACKENDS``):
 - ``triton``: Triton kernels (forward and backward) for CUDA tensors, no compile step (Triton comes
   with PyTorch's CUDA wheels); on the CPU only under ``TRITON_INTERPRET=1`` (the tests);
 - ``mamba_ssm``: mamba_ssm's fused CUDA kernel (optional ``cuda`` extra);
-- ``auto``: for CUDA tensors ``mamba_ssm`` when it imports, else ``triton`` when it imports, else
-  ``torch``; for CPU tensors ``numba`` when it imports, else ``torch``. ``last_backend()`` names the
-  backend the latest call ran.
+- ``auto``: for CUDA tensors ``mamba_ssm`` when it imports, else ``triton`` when it imports and
+  passes its probe (once per device: a tiny scan compiled, launched and checked against
+  ``reference``; a failure falls back to ``torch`` with one warning naming it), else ``torch``; for
+  CPU tensors ``numba`` when it imports, else ``torch``. ``last_backend()`` names the backend the
+  latest call ran.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import warnings
 
 import torch
 
@@ -50,6 +54,38 @@ BACKENDS = {
 _LAST = {"backend": None}
 
 
+def probe(name: str, device: str) -> str | None:
+    """Run backend ``name`` once on a tiny scan on ``device`` (compile and launch), forward and
+    backward, against ``reference``: None if it agrees, else what went wrong, in one line."""
+    try:
+        gen = torch.Generator().manual_seed(0)
+        u, delta, z = (torch.randn(1, 4, 8, generator=gen) for _ in range(3))
+        A = -torch.rand(4, 2, generator=gen)
+        B, C = (torch.randn(1, 2, 8, generator=gen) for _ in range(2))
+        expected = selective_scan_reference(u, delta, A, B, C, None, z, None, True, False)
+        on = [t.to(device).requires_grad_() for t in (u, delta)]
+        got = BACKENDS[name](on[0], on[1], A.to(device), B.to(device), C.to(device), None, z.to(device), None,
+                             True, False)
+        got.sum().backward()
+        if not torch.allclose(got.detach().float().cpu(), expected, atol=1e-3, rtol=1e-3):
+            gap = (got.detach().float().cpu() - expected).abs().max()
+            return f"its output differs from the reference scan's by {gap:.3g}"
+    except Exception as exc:  # a compile error, a missing driver feature, a launch failure
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def triton_works(device: str) -> bool:
+    """Whether the Triton scan passes its probe on ``device`` (asked once per device; a failure is
+    said once, as a warning, and ``auto`` falls back to the torch backend)."""
+    problem = probe("triton", device)
+    if problem:
+        warnings.warn(f"the Triton scan failed its probe on {device} ({problem}): backend 'auto' uses the torch "
+                      "scan instead; backend='triton' would show the full error", RuntimeWarning, stacklevel=3)
+    return problem is None
+
+
 def resolve_backend(backend: str, device) -> str:
     """The concrete backend ``backend`` means for tensors on ``device``."""
     if backend == "auto":
@@ -57,7 +93,7 @@ def resolve_backend(backend: str, device) -> str:
         if kind == "cuda":
             if mamba_ssm_status()[0]:
                 return "mamba_ssm"
-            return "triton" if triton_available()[0] else "torch"
+            return "triton" if triton_available()[0] and triton_works(str(torch.device(device))) else "torch"
         return "numba" if kind == "cpu" and numba_available()[0] else "torch"
     if backend not in BACKENDS:
         raise ValueError(f"unknown scan backend {backend!r}; choose one of {sorted(BACKENDS) + ['auto']}")
