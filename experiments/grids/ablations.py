@@ -14,8 +14,8 @@ from experiments.grids.scales import MINI, PAPER_SCALE
 # velocity target (2x2x64 = 256 for 16x16x1; USM-B/1 on 32x32x4 latents: 4x4x768 = 12,288 for
 # 4,096), so the no-skip arm can still carry the image (see USM.structure() and docs/ablations.md).
 # Its mixer is narrower than Mamba's default (expand 1: E = D; 8 states instead of 16): a training
-# step has half the FLOPs (0.7x the CPU time) and per image it learns nearly as fast (docs/control.md, "The lean mixer":
-# pixel precision 0.68 +- 0.04 against 0.76 after 51,200 images), so the study trains three times
+# step has half the FLOPs and takes less CPU time, and per image it learns nearly as fast (docs/control.md,
+# "The lean mixer", has the measurements), so the study trains three times
 # the images of the previous smoke scale in about the same wall time.
 # Two seeds per arm; two points at a time, one CPU each. EMA 0.98 (a horizon of 50 steps).
 # Learning curve: 64 samples at steps 320 and 640 (and the first 64 final samples at 960).
@@ -24,8 +24,8 @@ SMOKE = Scale(model="USM-T/1", data="shapes-gray", resolution=16, num_samples=12
               seeds=(0, 1), eval_every=320, eval_samples=64, model_args=LEAN,
               train=dict(max_steps=960, batch_size=8, lr=1e-3, ema_decay=0.98, ckpt_every=320, log_every=10))
 # cpu: what this project's 2-core machine trains in about an hour: 12,000 steps (96,000 images, 12.5x
-# the smoke scale) with EMA 0.995, where the recipe's samples come near the data (docs/ablations.md;
-# at 8,000 steps its pixel precision was 0.76 and climbing; at 12,000, 0.81 on 256 samples).
+# the smoke scale) with EMA 0.995, where the recipe's samples come near the data (docs/ablations.md
+# has its table and curves).
 CPU = Scale(model="USM-T/1", data="shapes-gray", resolution=16, num_samples=256, sample_steps=25, metric="swd",
             seeds=(0, 1), eval_every=2000, eval_samples=128, model_args=LEAN,
             train=dict(max_steps=12_000, batch_size=8, lr=1e-3, ema_decay=0.995, ckpt_every=2000, log_every=50))
