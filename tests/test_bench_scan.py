@@ -64,11 +64,13 @@ def test_the_targets_are_one_table_that_picks_the_shape_and_mode_specific_rule()
 
     from analysis.bench_scan import targets_for
 
-    fast = {"reference": 10.0, "torch": 1.0, "numba": 0.19, "mambapy": 2.0}
+    fast = {"reference": 3.5, "torch": 1.0, "numba": 0.3, "numba-tokens": 0.19, "mambapy": 2.0}
     assert targets_for(fast, (2, 1536, 1024, 16), "fwd+bwd") == {
-        "reference/torch >= 4": True, "mambapy/torch > 1": True, "torch/numba >= 4": True}
-    assert targets_for(fast, (8, 128, 256, 16), "fwd+bwd") == {
-        "reference/torch >= 4": True, "mambapy/torch > 1": True, "torch/numba >= 5": True}
+        "reference/torch >= 4": False, "mambapy/torch > 1": True, "torch/numba-tokens >= 4": True,
+        "torch/numba >= 3": True}
+    assert targets_for(fast, (8, 128, 256, 16), "fwd+bwd") == {  # the smoke shape's own rules
+        "reference/torch >= 3": True, "mambapy/torch > 1": True, "torch/numba-tokens >= 5": True,
+        "torch/numba >= 3": True}
     gpu = {"torch": 1.0, "triton": 0.04, "mamba_ssm": 0.02}
     assert targets_for(gpu, (2, 1536, 1024, 16), "fwd") == {"torch/triton >= 20": True,
                                                               "triton/mamba_ssm <= 1.5": False}
