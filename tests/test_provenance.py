@@ -16,6 +16,7 @@ from usm.provenance import (
     UnknownScope,
     code_digest,
     is_current,
+    missing_paths,
     parse_stamps,
     scope_paths,
     stamp,
@@ -51,9 +52,15 @@ def test_a_digest_follows_the_files_of_its_scope_and_no_others(tmp_path):
     assert code_digest("scan", tmp_path) != first  # a moved file is another tree
 
 
-def test_scopes_name_real_files_and_unknown_ones_are_refused():
+def test_scopes_name_real_files_and_unknown_ones_are_refused(tmp_path):
     for scope in (*CHEAP[:-1], "profile", "sampler", "metrics", "grid:ablations", "study:paper"):
         assert stamp(scope).startswith(scope + "@") and is_current(stamp(scope)), scope
+        assert missing_paths(scope) == [], scope  # a renamed file must be renamed in its scope too
+    _tree(tmp_path)  # a copy that lacks a file of the scope still digests, differently
+    full = code_digest("scan", tmp_path)
+    (tmp_path / "analysis" / "bench_scan.py").unlink()
+    assert missing_paths("scan", tmp_path) == ["analysis/bench_scan.py"]
+    assert code_digest("scan", tmp_path) != full
     assert "experiments/grids/control.py" in scope_paths("study:control")
     with pytest.raises(UnknownScope, match="unknown code scope 'scna'"):
         code_digest("scna")
