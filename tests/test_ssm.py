@@ -242,6 +242,7 @@ def test_auto_on_cuda_never_runs_the_python_loop_when_triton_imports(monkeypatch
     import usm.ssm as ssm
 
     monkeypatch.setattr(ssm, "mamba_ssm_status", lambda: (False, "not installed"))
+    monkeypatch.setattr(ssm, "triton_works", lambda device: True)  # its probe: the test below
     assert resolve_backend("auto", torch.device("cuda")) == "triton"  # triton comes with torch's wheels here
     monkeypatch.setattr(ssm, "mamba_ssm_status", lambda: (True, ""))
     assert resolve_backend("auto", torch.device("cuda")) == "mamba_ssm"
