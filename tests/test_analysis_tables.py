@@ -125,6 +125,7 @@ def test_missing_study_is_a_clear_error(tmp_path):
         collect_study(tmp_path / "nope")
 
 
+@pytest.mark.slow
 def test_a_study_over_two_datasets_shows_each_ones_real_images_floor_and_ceiling(tmp_path, monkeypatch):
     import json
 

@@ -78,6 +78,7 @@ def test_a_latent_studys_points_share_one_latent_cache_per_dataset(tmp_path):
     assert trainer_config(smoke.settings, tmp_path / "x" / smoke.name).data.latent_cache is None  # pixel space
 
 
+@pytest.mark.slow
 def test_adding_seeds_runs_only_the_new_points(tmp_path, capsys):
     results = tmp_path / "results"
     args = ["--grid", "ablations", "--cluster", "debug", "--results", str(results), "--only", "recipe", *TINY]
@@ -151,6 +152,7 @@ def run(results, *extra, grid="paper", only=UNCONDITIONAL):
     return run_main(["--grid", grid, "--cluster", "debug", "--results", str(results), *selection, *TINY, *extra])
 
 
+@pytest.mark.slow
 def test_study_runs_once_then_nothing_then_only_what_is_missing(tmp_path, capsys):
     results = tmp_path / "results"
     assert run(results) == 0
@@ -189,6 +191,7 @@ def test_study_runs_once_then_nothing_then_only_what_is_missing(tmp_path, capsys
     assert "done: 3  running: 0  failed: 0  pending: 0" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_different_config_in_an_existing_point_is_an_error(tmp_path, capsys):
     results = tmp_path / "results"
     assert run(results) == 0
@@ -199,6 +202,7 @@ def test_a_different_config_in_an_existing_point_is_an_error(tmp_path, capsys):
     assert not (directory / "done").exists() and (directory / "checkpoints").exists()  # nothing lost
 
 
+@pytest.mark.slow
 def test_a_point_locked_by_another_launcher_is_left_alone(tmp_path, capsys):
     results = tmp_path / "results"
     from usm.cli import parse_assignments
@@ -218,6 +222,7 @@ def test_a_point_locked_by_another_launcher_is_left_alone(tmp_path, capsys):
         assert not (directory / "done").exists()
 
 
+@pytest.mark.slow
 def test_a_failing_point_is_reported_with_its_log_while_the_others_finish(tmp_path, monkeypatch, capsys):
     results = tmp_path / "results"
     real_measure = point_module.measure
@@ -238,6 +243,7 @@ def test_a_failing_point_is_reported_with_its_log_while_the_others_finish(tmp_pa
     assert (results / "paper" / "table.md").exists()
 
 
+@pytest.mark.slow
 def test_the_text_arm_trains_on_captions_and_samples_from_them(tmp_path, capsys):
     results = tmp_path / "results"
     assert run(results, only=("--only", "model=USM,dataset=shapes-text")) == 0

@@ -126,6 +126,7 @@ def killed_at(hit):
 
 
 @pytest.mark.parametrize("site", SITES)
+@pytest.mark.slow
 def test_a_full_disk_at_each_write_site(site, reference, tmp_path, capsys):
     with full_disk_at(lambda name: site in name):
         assert 2 in run_both(tmp_path)
@@ -150,6 +151,7 @@ def dead_pid() -> int:
 
 
 @pytest.mark.parametrize("site", SITES)
+@pytest.mark.slow
 def test_a_kill_at_each_write_site(site, reference, tmp_path):
     """The writer dies after its bytes reached its temporary file and before the rename (an append:
     halfway through the line). The next start removes the dead writer's file and finishes the work."""
@@ -185,6 +187,7 @@ READ_SITES = {
 
 
 @pytest.mark.parametrize("site", READ_SITES)
+@pytest.mark.slow
 def test_a_truncated_file_at_each_read_site(site, reference, tmp_path, capsys):
     assert run_both(tmp_path) == (0, 0)
     path = tmp_path / site
@@ -229,6 +232,7 @@ def study_reference(tmp_path_factory):
     return point_quality(root), names
 
 
+@pytest.mark.slow
 def test_every_study_site_is_written_by_a_study(study_reference):
     assert all(any(site == n for n in study_reference[1]) for site in STUDY_SITES), sorted(set(study_reference[1]))
 

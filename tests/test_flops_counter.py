@@ -14,6 +14,7 @@ DIT_GFLOPS = PUBLISHED_GFLOPS  # DiT's published forward GFLOPs at 256x256, Imag
 
 
 @pytest.mark.parametrize("name", sorted(DIT_GFLOPS))
+@pytest.mark.slow
 def test_counter_reproduces_dit_published_gflops(name):
     report = count_registered(name, 256, num_classes=1000, learn_sigma=True)
     assert report.gflops == pytest.approx(DIT_GFLOPS[name], rel=5e-3)

@@ -48,6 +48,7 @@ def test_radii_leave_the_point_itself_out_and_need_enough_points():
         radii(points, k=4)
 
 
+@pytest.mark.slow
 def test_pixel_precision_is_high_for_held_out_real_images_and_zero_for_noise():
     reference = reference_images("shapes-gray", 16, 64)
     real = quality(reference, held_out_images("shapes-gray", 16, 64), "shapes-gray", 16, swd=False)

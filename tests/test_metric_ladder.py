@@ -45,6 +45,7 @@ def test_the_sets_are_what_they_claim():
     assert np.abs(blobs.max(1) - real.max(1)).mean() < 12 and np.abs(blobs.min(1) - real.min(1)).mean() < 12
 
 
+@pytest.mark.slow
 def test_headline_metrics_order_the_ladder_and_see_through_the_impostors():
     verdicts = validate("shapes-gray", 16, 64, rounds=0)["verdicts"]
     for metric in HEADLINE:

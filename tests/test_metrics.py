@@ -65,6 +65,7 @@ def write_images(folder, images):
         Image.fromarray(image).save(folder / f"{i:04d}.png")
 
 
+@pytest.mark.slow
 def test_fid_plumbing_with_generated_weights(tmp_path, monkeypatch):
     """The whole path (folders, caps, reference cache, weights file) with RANDOM Inception weights:
     the numbers are plumbing checks, not FIDs, and are never reported."""

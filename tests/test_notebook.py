@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from tests.fake_study import make_study
@@ -12,6 +13,7 @@ from tests.markdown_table import rows
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "paper_tables.ipynb"
 
 
+@pytest.mark.slow
 def test_paper_tables_notebook_executes(tmp_path, monkeypatch):
     results = tmp_path / "results"
     make_study(results / "ablations")

@@ -33,6 +33,7 @@ def test_every_claim_names_where_it_comes_from():
     assert all(c["where"] and c["table"] in ("efficiency", "quality", "ablation") for c in claims["claims"])
 
 
+@pytest.mark.slow
 def test_efficiency_from_the_checked_in_profile(tmp_path):
     rows = paper_rows(tmp_path, REFERENCE)
     usm = row(rows, "GFLOPs, unconditional, 256 px: USM")
@@ -43,6 +44,7 @@ def test_efficiency_from_the_checked_in_profile(tmp_path):
     assert "CPU, not the paper's GPU" in speed.how and "python -m analysis gpu-check" in speed.verdict
 
 
+@pytest.mark.slow
 def test_gpu_check_records_take_precedence_for_speed_and_memory(tmp_path):
     (tmp_path / "gpu").mkdir()
     training = [{"model": "USM-B/1", "train_steps_per_s": 3.5, "peak_memory_gib": 13.0},

@@ -394,6 +394,7 @@ def test_numba_scan_leaves_torch_on_its_share_of_threads():
     assert result.stdout.split() == ["1", "1"], result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_a_planted_sign_error_in_the_numba_backward_fails_the_parity_check(tmp_path, monkeypatch):
     """The parity check above must be able to fail: a copy of the kernels with the sign of dA's
     accumulation flipped is caught, and named."""

@@ -246,6 +246,7 @@ def fixed_batch_loss(model, seed=0, data="shapes", size=32):
 
 
 @pytest.mark.parametrize("model", ["USM-T/2", "ZigMa-T/2", "DiT-T/2"])
+@pytest.mark.slow
 def test_tiny_models_learn_on_the_embedded_data(tmp_path, model):
     run = tmp_path / "run"
     assert main(args(run, "--lr", "1e-3", "--batch-size", "8", model=model, steps=40)) == 0

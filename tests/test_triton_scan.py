@@ -19,6 +19,7 @@ def run_parity(*extra):
                           timeout=900)
 
 
+@pytest.mark.slow
 def test_triton_matches_reference_under_the_interpreter():
     result = run_parity()
     assert result.returncode == 0, result.stdout + result.stderr

@@ -194,6 +194,7 @@ def test_registered_usm_sizes_build(name):
     assert sum(b.skip_proj is not None for b in blocks) == 3 * stages  # one skip projection per decoder block
 
 
+@pytest.mark.slow
 def test_usm_xl_builds_and_runs():
     with torch.device("meta"):
         model = build_model("USM-XL/1")
