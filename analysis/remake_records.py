@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 from pathlib import Path
 
 from usm.files import atomic_write
@@ -20,12 +21,20 @@ ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "results" / "reference"
 
 
-def _paper(summary: bool) -> str:
-    from analysis.paper import read_records, render, render_summary, rows_of
+@functools.cache
+def _paper_rows():
+    """The paper report's rows and stamps, computed once for both of its records."""
+    from analysis.paper import read_records, rows_of
 
     with contextlib.chdir(ROOT):  # the report names its sources relative to the repository
         records = read_records("results/none-here", "results/reference")
-        rows, stamps = rows_of(records), records.stamps()
+        return rows_of(records), records.stamps()
+
+
+def _paper(summary: bool) -> str:
+    from analysis.paper import render, render_summary
+
+    rows, stamps = _paper_rows()
     return render_summary(rows, stamps) if summary else render(rows, "md", stamps)
 
 

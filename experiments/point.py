@@ -105,8 +105,9 @@ def setting_differences(theirs: dict, ours: dict, prefix: str = "") -> list[str]
 
 def check_same_point(directory: Path, point: dict) -> None:
     """PointMismatch, naming the settings that differ, if ``directory`` holds another point."""
-    if holds_other(directory, point):
-        theirs = comparable(read_json(directory / "point.json", POINT_FIX))
+    spec = directory / "point.json"
+    theirs = comparable(read_json(spec, POINT_FIX)) if spec.exists() else None
+    if theirs is not None and theirs != comparable(point):  # holds_other, with point.json read once
         differing = setting_differences(theirs, comparable(point)) or ["its arm, axes or seed"]
         raise PointMismatch(f"{directory} holds a different point ({'; '.join(differing[:4])}"
                             f"{' ...' if len(differing) > 4 else ''}): results are never overwritten; use another "
