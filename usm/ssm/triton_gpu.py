@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import os
 
 import torch
@@ -48,6 +49,31 @@ def _kernels():
     from usm.ssm import _triton_kernels
 
     return _triton_kernels
+
+
+def _fix_interpreter_index() -> None:
+    """Make a scalar kernel argument usable in ``range()`` under Triton's interpreter with numpy >= 2.4.
+
+    The interpreter holds a scalar as an array of shape (1,). Before Triton 3.7 its ``__index__`` was
+    ``int(array)``, which numpy 2.4 refuses ("only 0-dimensional arrays can be converted to Python
+    scalars"), so ``for t in range(length)`` failed on the GPU images' pairing (Triton 3.6, numpy 2.4).
+    This adds, after the interpreter's own patches, an ``__index__`` that reads the one element; the
+    interpreter restores both when the launch ends. Newer Triton does the same itself.
+    """
+    from triton.runtime import interpreter
+
+    original = getattr(interpreter, "_patch_lang_tensor", None)
+    if original is None or getattr(original, "usm_index_fix", False):
+        return
+    if "scope" not in inspect.signature(original).parameters:  # another interpreter layout: left as it is
+        return
+
+    def patch(tensor, scope, *args, **kwargs):
+        original(tensor, scope, *args, **kwargs)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
+
+    patch.usm_index_fix = True
+    interpreter._patch_lang_tensor = patch
 
 
 def _block_d(per_group: int, batch: int = 1, channels: int = 0, programs: int = 0) -> int:
@@ -165,5 +191,7 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     if u.device.type != "cuda" and not interpreted():
         raise ValueError(f"backend 'triton' runs on CUDA tensors (got {u.device}); on the CPU use 'numba' or "
                          "'torch', or set TRITON_INTERPRET=1 before the first scan to run Triton's interpreter")
+    if interpreted():
+        _fix_interpreter_index()
     out, last = _TritonScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, shape)
     return (out, last) if return_last_state else out  # the state stays float32, as mamba_ssm returns it
