@@ -7,17 +7,16 @@
 
 Names follow docs/conventions.md (``USM-B/1``, ``ZigMa-B/1``, ``DiT-B/2``; tiny CPU variants
 carry ``-T``). Each family's table lives at the end of its module and is announced in
-``pyproject.toml`` under the ``usm_bench.models`` entry-point group; this module merges the tables.
-So ``usm`` never imports ``baselines`` (which is built on ``usm``) by name, and a new family
-registers itself the same way, from any installed package. In a checkout that is not installed
-(no package metadata), the families its ``pyproject.toml`` declares are read from there.
+``pyproject.toml`` under the ``usm_bench.models`` entry-point group; this module merges the tables
+of the installed packages. Entry points rather than imports, for two readers: the trainer in ``usm``
+(``python -m usm.train --model ZigMa-B/1``) builds the baselines' models, and ``usm`` may not import
+``baselines``, which is built on it; and a family in another package (your own model, say) registers
+from its own ``pyproject.toml`` without editing this repository.
 """
 
 from __future__ import annotations
 
-import tomllib
-from importlib.metadata import EntryPoint, entry_points
-from pathlib import Path
+from importlib.metadata import entry_points
 
 import torch.nn as nn
 
@@ -26,25 +25,12 @@ from usm.models.spec import ModelSpec
 GROUP = "usm_bench.models"
 
 
-PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
-
-
-def _checkout_entry_points() -> list[EntryPoint]:
-    """The group's entry points as this checkout's pyproject.toml declares them: what a plain checkout
-    (not installed, so without package metadata) registers."""
-    if not PYPROJECT.is_file():
-        return []
-    declared = tomllib.loads(PYPROJECT.read_text()).get("project", {}).get("entry-points", {}).get(GROUP, {})
-    return [EntryPoint(name, value, GROUP) for name, value in declared.items()]
-
-
 def _all_models() -> dict[str, ModelSpec]:
     found = {(ep.name, ep.value): ep for ep in entry_points(group=GROUP)}  # one per install location
-    if not found:  # a plain checkout: its own families, from its pyproject.toml
-        found = {(ep.name, ep.value): ep for ep in _checkout_entry_points()}
     if not found:
         raise RuntimeError(f"no model families are registered (entry-point group {GROUP!r}): "
-                           "install usm-bench first, e.g. pip install -e . in the repository")
+                           "install usm-bench first (pip install -e . in the repository): a checkout "
+                           "that was never installed has no package metadata to announce them")
     merged: dict[str, ModelSpec] = {}
     for (_, value), ep in sorted(found.items()):
         table = ep.load()
