@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from experiments.grids import GRIDS
 from usm.cli import parse_assignments
 from usm.devices import default_device
 from usm.files import atomic_write
@@ -22,11 +23,11 @@ from usm.models.registry import MODELS
 
 
 def flops_command(args) -> int:
-    from analysis.flops import count_registered, format_report
+    from analysis.metrics.flops import count_registered, format_report
     from usm.cli import UsageError
 
     if args.conventions:
-        from analysis.flop_conventions import conventions, report
+        from analysis.metrics.flop_conventions import conventions, report
 
         if args.image_size is not None or args.pixels or args.model_arg:
             raise UsageError("--conventions counts the paper's setting (256 px, SD-VAE latents, the models' "
@@ -46,14 +47,23 @@ def flops_command(args) -> int:
 
 
 def models_command(args) -> int:
-    from analysis.model_table import table
+    from analysis.report.model_table import table
+    from experiments.grids import GRIDS
 
-    print(table())
+    print(table(GRIDS.values()))
+    return 0
+
+
+def scales_command(args) -> int:
+    from analysis.report.scale_table import table
+    from experiments.grids import GRIDS
+
+    print(table(GRIDS[args.grid]))
     return 0
 
 
 def profile_command(args) -> int:
-    from analysis.profile import run_profile, table
+    from analysis.metrics.profile import run_profile, table
 
     records = run_profile(args.models, args.image_size, args.batch, args.device, args.out, args.throughput_max_size)
     print(table(records))
@@ -62,7 +72,7 @@ def profile_command(args) -> int:
 
 
 def table_command(args) -> int:
-    from analysis.tables import write_tables
+    from analysis.report.tables import write_tables
 
     paths = write_tables(Path(args.results) / args.study)
     print(paths["md"].read_text())
@@ -71,7 +81,7 @@ def table_command(args) -> int:
 
 
 def plots_command(args) -> int:
-    from analysis.plots import write_plots
+    from analysis.report.plots import write_plots
 
     paths = write_plots(Path(args.results) / args.study, args.results)
     print("wrote " + ", ".join(str(p) for p in paths))
@@ -79,7 +89,7 @@ def plots_command(args) -> int:
 
 
 def fid_command(args) -> int:
-    from analysis.fid import compute_metrics
+    from analysis.metrics.fid import compute_metrics
 
     result = compute_metrics(args.samples, args.reference, args.num, args.fid_weights, kid=args.kid, isc=args.isc,
                              prc=args.prc,
@@ -89,7 +99,7 @@ def fid_command(args) -> int:
 
 
 def paper_command(args) -> int:
-    from analysis.paper import read_records, render, render_summary, rows_of
+    from analysis.report.paper import read_records, render, render_summary, rows_of
 
     records = read_records(args.results, args.reference)
     rows, stamps = rows_of(records), records.stamps()
@@ -107,7 +117,7 @@ def paper_command(args) -> int:
 def validate_metrics_command(args) -> int:
     from tqdm import tqdm
 
-    from analysis.metric_ladder import render, render_verdicts, validate
+    from analysis.report.metric_ladder import render, render_verdicts, validate
 
     record = validate(args.data, args.resolution, args.count, args.runs, args.rounds,
                       progress=lambda it, **kw: tqdm(list(it), **kw))
@@ -124,14 +134,16 @@ def validate_metrics_command(args) -> int:
 
 # Tools with a command line of their own: ``python -m analysis NAME ARGS`` hands ARGS to MODULE.main.
 TOOLS = {
-    "bench-scan": ("analysis.bench_scan", "time the selective-scan backends against their targets"),
-    "step-profile": ("analysis.step_profile", "where one CPU training step's time goes, against the machine's limit"),
-    "trainer-rate": ("analysis.trainer_rate", "the real trainer's images/s on a point's data path"),
-    "scales": ("analysis.scale_table", "a grid's scales side by side: model, structure, recipe, quality"),
-    "sampler-sweep": ("analysis.sampler_sweep", "a trained run's samples by solver and step count, scored and timed"),
-    "gpu-check": ("analysis.gpu_check", "the CUDA paths: parity, memory and throughput (writes results/gpu/)"),
-    "doc-blocks": ("analysis.doc_blocks", "refresh (or --check) the generated blocks of the README and docs"),
-    "remake-records": ("analysis.remake_records", "rewrite the records that need no measurement, then the doc blocks"),
+    "bench-scan": ("analysis.bench.bench_scan", "time the selective-scan backends against their targets"),
+    "step-profile": ("analysis.bench.step_profile",
+                     "where one CPU training step's time goes, against the machine's limit"),
+    "trainer-rate": ("analysis.bench.trainer_rate", "the real trainer's images/s on a point's data path"),
+    "sampler-sweep": ("analysis.report.sampler_sweep",
+                      "a trained run's samples by solver and step count, scored and timed"),
+    "gpu-check": ("analysis.bench.gpu_check", "the CUDA paths: parity, memory and throughput (writes results/gpu/)"),
+    "doc-blocks": ("analysis.tools.doc_blocks", "refresh (or --check) the generated blocks of the README and docs"),
+    "remake-records": ("analysis.tools.remake_records",
+                       "rewrite the records that need no measurement, then the doc blocks"),
 }
 
 
@@ -145,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("models", help="every registered model's parameter count (the README's table)").set_defaults(
         run=models_command)
+    scales = commands.add_parser("scales", help="a grid's scales side by side: model, structure, recipe, quality")
+    scales.add_argument("--grid", default="ablations", choices=sorted(GRIDS))
+    scales.set_defaults(run=scales_command)
     flops = commands.add_parser("flops", help="count a model's forward GFLOPs (batch 1)")
     flops.add_argument("--model", choices=sorted(MODELS), metavar="NAME")
     flops.add_argument("--image-size", type=int, default=None,
@@ -213,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from analysis.fid import FIDWeightsMissing
+    from analysis.metrics.fid import FIDWeightsMissing
     from usm.cli import UsageError
     from usm.files import DamagedFile, WriteError
 

@@ -64,7 +64,7 @@ class Scale:
     train: dict
     num_samples: int
     sample_steps: int = 25
-    metric: str = "swd"  # "swd", "fid" or "profile"
+    metric: str = "pixel"  # "pixel" (the embedded data's metric suite: k-NN, shape features, SWD), "fid" or "profile"
     latent: str = "none"
     model_args: dict = field(default_factory=dict)
     datasets: dict = field(default_factory=dict)  # dataset name -> path (paper scale: given with --set)

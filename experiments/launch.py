@@ -20,7 +20,7 @@ from pathlib import Path
 
 import submitit
 
-from analysis.collect import stray
+from analysis.report.collect import stray
 from experiments.grid import GridError
 from experiments.grids import GRIDS
 from experiments.point import (
@@ -168,8 +168,8 @@ def prepare(points: list[dict], log=print) -> None:
     """Work every point would otherwise repeat, done once before they start: the quality metric's
     calibration (real-vs-real floor, noise ceiling) and, on the embedded data, the shape classifier;
     and the weights the points will need (the VAE, Inception for FID), checked before any trains."""
-    from analysis.fid import inception_weights
-    from analysis.quality import calibration
+    from analysis.metrics.fid import inception_weights
+    from analysis.metrics.quality import calibration
     from usm.data.latents import check_vae
 
     for latent in sorted({p["settings"]["latent"] for p in points} - {"none"}):
@@ -177,7 +177,7 @@ def prepare(points: list[dict], log=print) -> None:
     if any(p["settings"]["metric"] == "fid" for p in points):
         inception_weights()
     needed = {(p["settings"]["data"], p["settings"]["resolution"], p["settings"]["num_samples"])
-              for p in points if p["settings"]["metric"] == "swd"}
+              for p in points if p["settings"]["metric"] == "pixel"}
     for data, resolution, count in sorted(needed):
         log(f"calibrating the quality metrics on {data} ({resolution} px, {count} images; cached after the first time)")
         calibration(data, resolution, count)
@@ -283,8 +283,8 @@ def _settle(job, directory: Path, settle_s: float, poll_s: float) -> str:
 
 
 def finish(results: str, study: str, log=print, partial: bool = False) -> None:
-    from analysis.plots import write_plots
-    from analysis.tables import write_tables
+    from analysis.report.plots import write_plots
+    from analysis.report.tables import write_tables
 
     study_dir = Path(results) / study
     for folder in (study_dir, study_dir / "plots"):

@@ -27,8 +27,9 @@ import numpy as np
 import submitit
 import torch
 
-from analysis.run_cost import point_cost, sampling_record
+from analysis.metrics.run_cost import point_cost, sampling_record
 from experiments.grid import sample_config, trainer_config
+from usm import deprecated
 from usm.devices import default_device, device_name
 from usm.files import atomic_write, read_json, remove_dead_temps
 from usm.locks import is_held, try_lock
@@ -76,7 +77,7 @@ WATCHING = ("log_with",)  # settings that change how a point is watched, not wha
 def comparable(point: dict) -> dict:
     """A point as ``point.json`` records and compares it: without its name, and without the settings
     in WATCHING (a finished study can be rerun with a tracker without being a different study)."""
-    kept = {k: v for k, v in point.items() if k != "name"}
+    kept = deprecated.upgrade({k: v for k, v in point.items() if k != "name"})
     if "settings" in kept:
         kept["settings"] = {k: v for k, v in kept["settings"].items() if k not in WATCHING}
     return kept
@@ -132,23 +133,23 @@ def score(s: dict, samples: np.ndarray, sample_dir: Path, swd: bool = True) -> d
     """The quality metrics of a set of the point's samples: computed here on SWD-scale data, else FID.
     Learning-curve points leave SWD out (``swd=False``): it takes seconds, and it failed the metric
     validation, so no curve shows it."""
-    if s["metric"] == "swd":
-        from analysis.quality import quality, reference_images
+    if s["metric"] == "pixel":
+        from analysis.metrics.quality import quality, reference_images
 
         return quality(reference_images(s["data"], s["resolution"], len(samples)), samples, s["data"], s["resolution"],
                        swd=swd)
-    from analysis.fid import compute_metrics
+    from analysis.metrics.fid import compute_metrics
     return compute_metrics(sample_dir, s["data"], num=len(samples), prc=True, device=default_device())
 
 
 def measure(directory: Path, s: dict) -> dict:
     if s["metric"] == "profile":
-        from analysis.profile import profile_one
+        from analysis.metrics.profile import profile_one
 
         return {f"{key}@{size}": value for size in s["image_sizes"]
                 for key, value in profile_one(s["model"], size, 1, torch.device("cpu"), throughput=False).items()
                 if isinstance(value, (int, float)) and not isinstance(value, bool)}
-    from analysis.flops import count_registered
+    from analysis.metrics.flops import count_registered
     from usm.training.run_dir import RunDir
 
     # the constructor arguments the run trained with (sizes, conditioning, --model-arg), as recorded
@@ -160,8 +161,8 @@ def measure(directory: Path, s: dict) -> dict:
            **point_cost(directory, s["model"], model_config, s["train"]["batch_size"],
                         device_name(torch.device(default_device())))}
     out.update(score(s, samples, final))
-    if s["metric"] == "swd":  # how much of each score is due to which samples were drawn
-        from analysis.quality import bootstrap, reference_images
+    if s["metric"] == "pixel":  # how much of each score is due to which samples were drawn
+        from analysis.metrics.quality import bootstrap, reference_images
 
         spread = bootstrap(reference_images(s["data"], s["resolution"], len(samples)), samples, s["data"],
                            s["resolution"])
@@ -208,7 +209,7 @@ def evaluate_during_training(directory: Path, s: dict) -> None:
     generate(dataclasses.replace(sample_config(s, directory), target=str(checkpoint_path(checkpoints, step)),
                                  num=s["eval_samples"], out=str(out)))
     samples = np.load(out / "samples.npz")["images"]
-    write_curve_point(directory, s, step, score(s, samples, out, swd=False) if s["metric"] == "swd" else {}, samples)
+    write_curve_point(directory, s, step, score(s, samples, out, swd=False) if s["metric"] == "pixel" else {}, samples)
 
 
 def train_point(directory: Path, settings: dict, evaluate: bool = True) -> None:

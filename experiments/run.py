@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from analysis.fid import FIDWeightsMissing
+from analysis.metrics.fid import FIDWeightsMissing
 from experiments.grid import GridError
 from experiments.grids import GRIDS
 from experiments.launch import SLURM_FLAGS, default_parallel, format_status, launch, statuses, study_points

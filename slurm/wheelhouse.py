@@ -42,7 +42,7 @@ IMAGE_HAS = ("torch", "triton", "numpy", "accelerate", "numba", "llvmlite", "pan
              "cloudpickle", "nvidia-*", "cuda-*")
 # The modules the GPU check imports beyond the core: each must import after an install.
 CHECKED_IMPORTS = ("usm", "baselines", "analysis", "experiments", "submitit", "diffusers", "fvcore", "iopath",
-                   "torch_fidelity", "analysis.gpu_check", "experiments.point")
+                   "torch_fidelity", "analysis.bench.gpu_check", "experiments.point")
 
 
 def canonical(name: str) -> str:

@@ -21,6 +21,6 @@ def no_debugger(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def shared_classifiers(classifier_cache, monkeypatch):
-    import analysis.shape_classifier as shape_classifier
+    import analysis.metrics.shape_classifier as shape_classifier
 
     monkeypatch.setattr(shape_classifier, "classifier_dir", lambda: classifier_cache)

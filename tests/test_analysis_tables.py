@@ -6,9 +6,9 @@ import math
 import pandas as pd
 import pytest
 
-from analysis.collect import collect_study, learning_curves, loss_curves
-from analysis.plots import write_plots
-from analysis.tables import human, paired_difference, render, summarize, write_tables
+from analysis.report.collect import collect_study, learning_curves, loss_curves
+from analysis.report.plots import write_plots
+from analysis.report.tables import human, paired_difference, render, summarize, write_tables
 from tests.fake_study import make_study
 from tests.markdown_table import rows as cells
 
@@ -131,8 +131,8 @@ def test_a_study_over_two_datasets_shows_each_ones_real_images_floor_and_ceiling
 
     import numpy as np
 
-    from analysis.plots import sample_rows
-    from analysis.tables import study_calibrations
+    from analysis.report.plots import sample_rows
+    from analysis.report.tables import study_calibrations
     from usm.data.embedded import EMBEDDED
 
     monkeypatch.setenv("USM_BENCH_CACHE", str(tmp_path / "cache"))
@@ -141,7 +141,7 @@ def test_a_study_over_two_datasets_shows_each_ones_real_images_floor_and_ceiling
         run = root / f"{data}-s0"
         (run / "samples" / "final").mkdir(parents=True)
         (run / "point.json").write_text(json.dumps({"arm": data, "seed": 0, "settings": {
-            "data": data, "resolution": 16, "metric": "swd", "num_samples": 8}}))
+            "data": data, "resolution": 16, "metric": "pixel", "num_samples": 8}}))
         np.savez(run / "samples" / "final" / "samples.npz", images=np.full((8, 16, 16, 1), 7, np.uint8))
     frame = pd.DataFrame([{"run": f"{d}-s0", "arm": d, "seed": 0, "status": "done"} for d in ("shapes-gray", "digits")])
     rows = sample_rows(root, frame, count=4)
@@ -159,8 +159,8 @@ def test_a_study_over_two_datasets_shows_each_ones_real_images_floor_and_ceiling
 def test_the_caption_reports_the_last_launchs_wall_time_and_survives_a_torn_log(tmp_path):
     import pandas as pd
 
-    from analysis.collect import last_launch
-    from analysis.tables import caption
+    from analysis.report.collect import last_launch
+    from analysis.report.tables import caption
 
     assert last_launch(tmp_path) is None
     log = tmp_path / "launches.jsonl"
@@ -220,7 +220,7 @@ def test_learning_curves_carry_the_training_time_up_to_each_evaluation(study):
     1-50 behind it, whatever the evaluations themselves took."""
     import json
 
-    from analysis.collect import training_clock
+    from analysis.report.collect import training_clock
 
     clock = training_clock([{"step": 10, "steps_per_s": 5.0}, {"step": 20, "steps_per_s": 2.0},
                             {"step": 20, "steps_per_s": 9.0}, {"step": 40, "steps_per_s": 4.0}])
@@ -231,7 +231,7 @@ def test_learning_curves_carry_the_training_time_up_to_each_evaluation(study):
     curves = learning_curves(study).set_index(["run", "step"])
     assert curves.loc[("recipe-s0", 50), "train_seconds"] == pytest.approx(5.0)
     assert curves.loc[("recipe-s0", 100), "train_seconds"] == pytest.approx(10.0)
-    from analysis.plots import learning_curves_plot
+    from analysis.report.plots import learning_curves_plot
 
     names = [p.name for p in learning_curves_plot(study, study, "train_seconds")]
     assert names == ["learning_curves_by_time.png", "learning_curves_by_time.pdf"]

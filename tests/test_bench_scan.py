@@ -2,7 +2,7 @@
 
 import pytest
 
-from analysis.bench_scan import main
+from analysis.bench.bench_scan import main
 
 
 def test_bench_scan_small_shape(capsys):
@@ -18,8 +18,8 @@ def test_backends_take_turns_round_by_round():
     cannot fall on one backend's repeats alone (bench_scan and step_profile alike)."""
     import torch
 
-    from analysis.bench_scan import time_interleaved
-    from analysis.step_profile import steps_per_second
+    from analysis.bench.bench_scan import time_interleaved
+    from analysis.bench.step_profile import steps_per_second
 
     calls = []
     x = torch.zeros(2, requires_grad=True)
@@ -35,7 +35,7 @@ def test_backends_take_turns_round_by_round():
 
 
 def test_step_profile_measures_the_machine_limit_and_counts_the_step_by_the_formula():
-    from analysis.step_profile import matmul_gflops, step_gflop
+    from analysis.bench.step_profile import matmul_gflops, step_gflop
     from usm.models.registry import build_model
 
     assert matmul_gflops(size=256, repeats=2) > 0.1  # any CPU multiplies 256x256 matrices faster than that
@@ -49,7 +49,7 @@ def test_step_profile_measures_the_machine_limit_and_counts_the_step_by_the_form
 def test_step_profile_counts_every_operator_of_a_step_once():
     import torch
 
-    from analysis.step_profile import aten_operators
+    from analysis.bench.step_profile import aten_operators
 
     x = torch.ones(3, requires_grad=True)
     assert aten_operators(lambda: (x * 2).sum().backward()) == aten_operators(lambda: (x * 2).sum().backward())
@@ -62,7 +62,7 @@ def test_the_targets_are_one_table_that_picks_the_shape_and_mode_specific_rule()
     import json
     from pathlib import Path
 
-    from analysis.bench_scan import targets_for
+    from analysis.bench.bench_scan import targets_for
 
     fast = {"reference": 3.5, "torch": 1.0, "numba": 0.3, "numba-tokens": 0.19, "mambapy": 2.0}
     assert targets_for(fast, (2, 1536, 1024, 16), "fwd+bwd") == {
@@ -100,7 +100,7 @@ def test_the_targets_record_is_the_commands_output(capsys):
     """docs/scan.md shows the targets from results/reference/bench_scan_targets.md: the TARGETS table itself."""
     from pathlib import Path
 
-    from analysis.bench_scan import TARGETS, main
+    from analysis.bench.bench_scan import TARGETS, main
 
     main(["--targets"])
     printed = capsys.readouterr().out

@@ -1,5 +1,5 @@
-"""analysis.calflops_view against calflops itself, and the rules that rebuild the paper's GFLOPs
-(analysis.flop_conventions) pinned to the modules they name."""
+"""analysis.metrics.calflops_view against calflops itself, and the rules that rebuild the paper's GFLOPs
+(analysis.metrics.flop_conventions) pinned to the modules they name."""
 
 import contextlib
 import io
@@ -7,9 +7,9 @@ import io
 import pytest
 import torch
 
-from analysis.calflops_view import calflops_ops
-from analysis.flop_conventions import RULES, breakdown, family, matched_modules
-from analysis.flops import example_cond
+from analysis.metrics.calflops_view import calflops_ops
+from analysis.metrics.flop_conventions import RULES, breakdown, family, matched_modules
+from analysis.metrics.flops import example_cond
 from usm.models.registry import build_model
 from usm.ssm import counting_scans
 

@@ -106,7 +106,7 @@ def test_infer_config_and_cli(tmp_path):
     sd = ref.state_dict()
     config = infer_config(sd)
     assert (config["hidden_size"], config["depth"], config["input_size"], config["patch_size"]) == (32, 7, 8, 1)
-    assert config["skip_conn"] and config["use_convtranspose"] and not config["skip_gate"]
+    assert config["skip_conn"] and config["use_convtranspose"] and config["z_gate"]
     src, dst = tmp_path / "ref.pt", tmp_path / "ours.pt"
     torch.save({"model": sd, "ema": sd}, src)
     main([str(src), str(dst)])

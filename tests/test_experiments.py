@@ -26,10 +26,10 @@ def cache_in_tmp(tmp_path, monkeypatch, no_debugger):
 def test_ablation_grid_arms():
     points = GRIDS["ablations"].points("smoke", seeds=[0])
     assert [p.arm for p in points] == ["recipe", "skip_conn=False", "upsampler=pixelshuffle", "pos_emb=fixed",
-                                       "timesteps=uniform", "skip_gate=True"]
+                                       "timesteps=uniform", "z_gate=False"]
     recipe, pixelshuffle = points[0].settings, points[2].settings
     assert recipe["model_args"] == {"skip_conn": True, "use_convtranspose": True, "learn_pos_emb": True,
-                                    "skip_gate": False, "expand": 1, "d_state": 8}  # the scale's lean mixer
+                                    "z_gate": True, "expand": 1, "d_state": 8}  # the scale's lean mixer
     assert pixelshuffle["model_args"]["use_convtranspose"] is False
     assert points[4].settings["train"]["timesteps"] == "uniform"
     assert len(GRIDS["ablations"].points("smoke", seeds=[0], factorial=True)) == 32
@@ -254,7 +254,7 @@ def test_the_text_arm_trains_on_captions_and_samples_from_them(tmp_path, capsys)
     assert provenance["context_sha256"] == "captions"
     metrics = json.loads((directory / "metrics" / "quality.json").read_text())
     assert metrics["swd"] > 0
-    from analysis.flops import count_registered  # the text branch is counted: the model as it trained
+    from analysis.metrics.flops import count_registered  # the text branch is counted: the model as it trained
 
     text = count_registered("USM-T/2", input_size=32, in_channels=3, has_text=True, d_context=32)
     assert metrics["gflops"] == pytest.approx(text.gflops)
@@ -278,7 +278,7 @@ def test_a_points_sampling_and_fid_run_on_the_gpu_when_there_is_one(monkeypatch,
     """Sampling 5,000 images and computing FID on a CPU share of a GPU node would take hours."""
     import torch
 
-    import analysis.fid
+    import analysis.metrics.fid
     from experiments.grid import sample_config
 
     settings = GRIDS["ablations"].points("smoke", seeds=[0])[0].settings
@@ -288,7 +288,7 @@ def test_a_points_sampling_and_fid_run_on_the_gpu_when_there_is_one(monkeypatch,
     assert sample_config(settings, tmp_path).device == "cuda"
     assert len({sample_config(p.settings, tmp_path).seed for p in GRIDS["ablations"].points("smoke")}) == 1
     asked = {}
-    monkeypatch.setattr(analysis.fid, "compute_metrics", lambda *a, **kw: asked.update(kw) or {"fid": 1.0})
+    monkeypatch.setattr(analysis.metrics.fid, "compute_metrics", lambda *a, **kw: asked.update(kw) or {"fid": 1.0})
     assert point_module.score({**settings, "metric": "fid"}, np.zeros((4, 16, 16, 1)), tmp_path) == {"fid": 1.0}
     assert asked["device"] == "cuda" and asked["prc"] is True
 
@@ -387,7 +387,7 @@ def test_a_slurm_job_that_really_died_is_reported_once_slurm_lets_it_go(tmp_path
 def test_a_point_done_without_readable_metrics_is_measured_again_not_shown_done(tmp_path):
     """A point with ``done`` but no (or a damaged) metrics/quality.json showed as done, and the table
     lost its quality columns while reporting 'incomplete 0'."""
-    from analysis.collect import read_run
+    from analysis.report.collect import read_run
     from experiments.point import point_status
 
     (tmp_path / "point.json").write_text(json.dumps({"arm": "recipe", "seed": 0}))

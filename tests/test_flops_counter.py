@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from analysis.__main__ import main as analysis_main
-from analysis.flops import count_flops, count_registered
+from analysis.metrics.flops import count_flops, count_registered
 from baselines.dit import PUBLISHED_GFLOPS
 from usm.models.registry import build_model
 
@@ -30,7 +30,7 @@ def test_counter_on_usm_b1_matches_fvcore_on_the_reference():
 
 @pytest.mark.parametrize("name, overrides", [
     ("USM-B/1", {}), ("ZigMa-B/1", {}), ("DiT-B/2", {}),
-    ("USM-T/2", dict(use_convtranspose=False, skip_conn=False, skip_gate=True)),
+    ("USM-T/2", dict(use_convtranspose=False, skip_conn=False, z_gate=False)),
     ("USM-T/2", dict(use_convtranspose=False, upsample_kernel=5, upsample_groups=4)),
     ("USM-T/2", dict(has_text=True, d_context=32)), ("ZigMa-T/2", dict(num_classes=10, has_text=False)),
     ("ZigMa-T/2", dict(has_text=True, d_context=16)), ("DiT-T/2", dict(has_text=True, d_context=16)),

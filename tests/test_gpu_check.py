@@ -2,7 +2,7 @@
 
 import torch
 
-from analysis.gpu_check import main, markdown
+from analysis.bench.gpu_check import main, markdown
 
 
 def test_without_cuda_it_says_so(capsys, monkeypatch):
@@ -18,7 +18,7 @@ def test_every_stage_writes_its_record_and_a_failing_one_does_not_stop_the_rest(
     thread count a stage changes is restored."""
     import json
 
-    import analysis.gpu_check as gpu_check
+    import analysis.bench.gpu_check as gpu_check
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(gpu_check, "cuda_tests", lambda timeout: {"summary": "stand-in", "returncode": 0})
@@ -98,7 +98,7 @@ def test_the_trainer_rate_runs_a_latent_points_real_trainer_on_synthetic_data(tm
     """The mini scale's path on the CPU, made small: its first point's settings with a tiny model,
     128 px synthetic images, a small VAE of the same family; the steps after the warm-up are timed
     through usm.training.train and the latent cache is built once, in the study's folder."""
-    from analysis.trainer_rate import first_point, measure, sd_vae_shaped
+    from analysis.bench.trainer_rate import first_point, measure, sd_vae_shaped
     from experiments.grids import GRIDS
 
     point = first_point(GRIDS["ablations"], "mini")

@@ -1,13 +1,14 @@
 """The packages import one way: each module only from its own layer or those below it, and no
 module reaches itself through others. Imports inside functions count as much as those at the top:
-moving an import into a function does not hide an arrow from this test.
+moving an import into a function does not hide an arrow from this test. The folders are the layers:
 
-    usm             the core: models, layers, scan, trainer, sampler, data, files, provenance
-    baselines       ZigMa, DiT and the U-Net control, built from usm
-    analysis (measure)  what a study point computes: quality metrics, FID, FLOPs, memory, speed
-    analysis (report)   what reads records: collect, tables, plots, the paper report
-    experiments     grids as data, the launcher, a point's pipeline (it measures, then reports)
-    analysis (commands) benchmarks, checks and printers that read grids: the top of the stack
+    usm                 the core: models, layers, scan, trainer, sampler, data, files, provenance
+    baselines           ZigMa, DiT and the U-Net control, built from usm
+    analysis.metrics    what a study point computes: quality metrics, FID, FLOPs, memory, speed
+    analysis.report     what reads records: collect, tables, plots, the paper report (grids as arguments)
+    experiments         grids as data, the launcher, a point's pipeline (it measures, then reports)
+    analysis.bench      benchmarks and checks that run grids and models; analysis.tools, the
+                        repository's upkeep; analysis.__main__, the command line: the top of the stack
 """
 
 from __future__ import annotations
@@ -17,24 +18,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("usm", "baselines", "experiments", "analysis")
-MEASURE = ("quality", "swd", "manifold", "frechet", "fid", "shape_classifier", "flops", "calflops_view",
-           "flop_conventions", "memory", "throughput", "profile", "run_cost", "claims", "markdown")
-REPORT = ("collect", "tables", "plots", "paper", "metric_ladder", "sampler_sweep")
-COMMANDS = ("__main__", "bench_scan", "step_profile", "trainer_rate", "gpu_check", "doc_blocks", "model_table",
-            "scale_table", "remake_records")
+LAYERS = {"usm": 0, "baselines": 1, "analysis.metrics": 2, "analysis.report": 3, "experiments": 4,
+          "analysis.bench": 5, "analysis.tools": 5, "analysis.__main__": 5, "analysis": 2}
 
 
 def layer(module: str) -> int:
-    package, _, rest = module.partition(".")
-    name = rest.split(".")[0]
-    if package == "analysis":
-        for level, names in ((2, MEASURE), (3, REPORT), (5, COMMANDS)):
-            if name in names:
-                return level
-        if not name:
-            return 2  # the package's __init__
-        raise AssertionError(f"analysis.{name} has no layer: add it to MEASURE, REPORT or COMMANDS")
-    return {"usm": 0, "baselines": 1, "experiments": 4}[package]
+    parts = module.split(".")
+    for depth in (2, 1):
+        if ".".join(parts[:depth]) in LAYERS:
+            return LAYERS[".".join(parts[:depth])]
+    raise AssertionError(f"{module} has no layer: put it in one of {', '.join(LAYERS)}")
 
 
 def modules() -> dict[str, Path]:
@@ -117,5 +110,5 @@ def test_the_walker_sees_imports_inside_functions_and_finds_cycles():
     found = imports(modules())
     assert "usm.ssm._numba_kernels" in found["usm.ssm.numba_cpu"]  # imported inside a function there
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-    order = ("analysis.quality", "analysis.tables", "experiments.launch", "analysis.gpu_check")
+    order = ("analysis.metrics.quality", "analysis.report.tables", "experiments.launch", "analysis.bench.gpu_check")
     assert [layer(m) for m in order] == sorted(layer(m) for m in order) == [2, 3, 4, 5]

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from analysis.manifold import features, prdc, radii
-from analysis.quality import held_out_images, noise_images, quality, reference_images
+from analysis.metrics.manifold import features, prdc, radii
+from analysis.metrics.quality import held_out_images, noise_images, quality, reference_images
 
 
 @pytest.fixture(autouse=True)

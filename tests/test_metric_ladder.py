@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.metric_ladder import (
+from analysis.metrics.quality import HEADLINE
+from analysis.report.metric_ladder import (
     IMPOSTORS,
     LADDER,
     checkpoint_series,
@@ -16,7 +17,6 @@ from analysis.metric_ladder import (
     spearman,
     validate,
 )
-from analysis.quality import HEADLINE
 
 RECORD = Path(__file__).parent.parent / "results" / "reference" / "metric_validation.json"
 

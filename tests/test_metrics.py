@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 from scipy import linalg
 
-from analysis.fid import FIDWeightsMissing, compute_metrics, inception_weights
-from analysis.frechet import frechet_distance
-from analysis.swd import laplacian_pyramid, swd
+from analysis.metrics.fid import FIDWeightsMissing, compute_metrics, inception_weights
+from analysis.metrics.frechet import frechet_distance
+from analysis.metrics.swd import laplacian_pyramid, swd
 from usm.data.shapes import render_shapes
 
 
@@ -38,7 +38,7 @@ def test_frechet_distance_matches_direct_scipy_on_full_covariances():
 def test_fitted_frechet_stays_finite_on_features_with_dead_units():
     """The shape classifier's features of noise leave ReLU units at 0: singular covariances. The ridge
     keeps the square root defined, and moves a well-conditioned distance by almost nothing."""
-    from analysis.frechet import fitted_frechet
+    from analysis.metrics.frechet import fitted_frechet
 
     rng = np.random.default_rng(2)
     a, b = rng.normal(size=(500, 6)), rng.normal(1.0, 1.0, size=(500, 6))

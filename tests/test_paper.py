@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from analysis.__main__ import main as analysis_main
-from analysis.claims import load_claims
-from analysis.paper import paper_rows, read_records, render, render_summary, rows_of
+from analysis.metrics.claims import load_claims
+from analysis.report.paper import paper_rows, read_records, render, render_summary, rows_of
 
 REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference"
 

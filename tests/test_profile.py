@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from analysis.__main__ import main as analysis_main
-from analysis.memory import activation_bytes
-from analysis.profile import model_activation_bytes
+from analysis.metrics.memory import activation_bytes
+from analysis.metrics.profile import model_activation_bytes
 from usm.models.registry import MODELS, build_model
 from usm.rectified_flow import training_loss
 
@@ -65,7 +65,7 @@ def test_profile_command_writes_records_table_and_plot(tmp_path, capsys):
 def test_a_points_activation_cost_is_counted_for_every_family(name):
     """A study point counts its model's activation memory from its recorded config; a family without
     a scan or checkpointing (the diffusers U-Net) takes neither argument, and the count still runs."""
-    from analysis.run_cost import activation_mib
+    from analysis.metrics.run_cost import activation_mib
     from usm.models.registry import build_model
 
     config = dict(build_model(name, input_size=16, in_channels=1).config)
@@ -118,7 +118,7 @@ def test_the_scales_record_is_the_commands_output_and_reads_the_grid(capsys):
     assert f"{steps:,} steps" in smoke and "2x2x64, 1x the target" in smoke and "expand 1, 8 states" in smoke
     paper = next(line for line in printed.splitlines() if line.startswith("| `paper` |"))
     assert "4x4x768, 3x the target" in paper and "32x32x4" in paper
-    from analysis.scale_table import table
+    from analysis.report.scale_table import table
 
-    for name, grid in GRIDS.items():  # every grid's scales render, profile-only ones included
-        assert table(name).count("\n| `") == len(grid.scales)
+    for grid in GRIDS.values():  # every grid's scales render, profile-only ones included
+        assert table(grid).count("\n| `") == len(grid.scales)

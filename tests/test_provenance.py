@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.doc_blocks import ROOT, blocks, pages, shown
+from analysis.tools.doc_blocks import ROOT, blocks, pages, shown
 from experiments.point import record_code
 from usm.provenance import (
     CHEAP,
@@ -31,9 +31,9 @@ CHEAP_RECORDS = ("bench_scan_*.json", "bench_scan_*.md", "model_parameters.md", 
 
 def _tree(root: Path) -> None:
     (root / "usm" / "ssm").mkdir(parents=True)
-    (root / "analysis").mkdir()
+    (root / "analysis" / "bench").mkdir(parents=True)
     (root / "usm" / "ssm" / "scan.py").write_text("A = 1\n")
-    (root / "analysis" / "bench_scan.py").write_text("B = 1\n")
+    (root / "analysis" / "bench" / "bench_scan.py").write_text("B = 1\n")
     (root / "usm" / "other.py").write_text("C = 1\n")
 
 
@@ -58,8 +58,8 @@ def test_scopes_name_real_files_and_unknown_ones_are_refused(tmp_path):
         assert missing_paths(scope) == [], scope  # a renamed file must be renamed in its scope too
     _tree(tmp_path)  # a copy that lacks a file of the scope still digests, differently
     full = code_digest("scan", tmp_path)
-    (tmp_path / "analysis" / "bench_scan.py").unlink()
-    assert missing_paths("scan", tmp_path) == ["analysis/bench_scan.py"]
+    (tmp_path / "analysis" / "bench" / "bench_scan.py").unlink()
+    assert missing_paths("scan", tmp_path) == ["analysis/bench/bench_scan.py"]
     assert code_digest("scan", tmp_path) != full
     assert "experiments/grids/control.py" in scope_paths("study:control")
     with pytest.raises(UnknownScope, match="unknown code scope 'scna'"):
@@ -111,7 +111,7 @@ def test_a_block_of_a_record_from_older_code_says_so_with_its_command(tmp_path):
 
 
 def test_a_point_records_each_code_it_ran_under_once(tmp_path):
-    from analysis.collect import code_stamps
+    from analysis.report.collect import code_stamps
 
     record_code(tmp_path, "paper")
     record_code(tmp_path, "paper")

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from analysis.quality import calibration, quality, reference_images
-from analysis.shape_classifier import load_classifier, shape_metrics
+from analysis.metrics.quality import calibration, quality, reference_images
+from analysis.metrics.shape_classifier import load_classifier, shape_metrics
 from usm.data.shapes import load_shapes, render_shapes
 
 

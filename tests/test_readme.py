@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from analysis.doc_blocks import ROOT, blocks, pages, prose_numbers, shown
+from analysis.tools.doc_blocks import ROOT, blocks, pages, prose_numbers, shown
 from usm.provenance import stamp, stamp_line
 
 PAGES = pages()
@@ -78,7 +78,7 @@ def test_the_readme_stays_a_front_door():
 
 
 def test_an_empty_block_is_filled_without_touching_the_prose_after_it(tmp_path):
-    from analysis.doc_blocks import refreshed
+    from analysis.tools.doc_blocks import refreshed
 
     code = stamp_line(stamp("scan"))
     (tmp_path / "a.md").write_text(f"| a |\n\n{code}\n")

@@ -19,7 +19,7 @@ def test_interpolation_endpoints_and_velocity():
 
 
 @pytest.mark.parametrize("scheme, cdf", [
-    ("log", lambda t: stats.norm.cdf(torch.logit(torch.as_tensor(t)).numpy())),
+    ("logit_normal", lambda t: stats.norm.cdf(torch.logit(torch.as_tensor(t)).numpy())),
     ("uniform", lambda t: t),
 ])
 def test_timestep_distributions_ks(scheme, cdf):
@@ -35,7 +35,7 @@ def test_uniform_covers_the_whole_interval():
 
 
 def test_ks_distinguishes_the_schemes():
-    t = sample_timesteps(20_000, "log", torch.Generator().manual_seed(0)).numpy()
+    t = sample_timesteps(20_000, "logit_normal", torch.Generator().manual_seed(0)).numpy()
     assert stats.kstest(t, lambda s: s).pvalue < 1e-6
 
 

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from analysis.sampler_sweep import main
+from analysis.report.sampler_sweep import main
 from usm.sample import main as sample_main
 from usm.train import main as train_main
 
@@ -21,7 +21,7 @@ def run(tmp_path_factory):
 
 
 def test_rows_are_the_samplers_images_scored_from_the_same_noise(run, tmp_path, monkeypatch):
-    import analysis.sampler_sweep as sweep
+    import analysis.report.sampler_sweep as sweep
 
     drawn = {}
     original = sweep.draw

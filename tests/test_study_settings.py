@@ -80,10 +80,10 @@ def test_a_setting_that_would_not_reach_its_point_is_one_line(argv, needle, caps
 
 def test_repeated_model_args_merge_and_data_sizes_are_refused(tmp_path, capsys):
     run = tmp_path / "run"
-    assert train_main(train_args(run, "--model-arg", "skip_conn=false", "--model-arg", "skip_gate=true",
+    assert train_main(train_args(run, "--model-arg", "skip_conn=false", "--model-arg", "z_gate=false",
                                  model="USM-T/2", steps=1, data="shapes")) == 0
     config = json.loads((run / "config.json").read_text())
-    assert config["identity"]["model"]["model_args"] == {"skip_conn": False, "skip_gate": True}
+    assert config["identity"]["model"]["model_args"] == {"skip_conn": False, "z_gate": False}
     other = tmp_path / "other"
     assert train_main(train_args(other, "--model-arg", "input_size=32", "--resolution", "16", model="USM-T/1",
                                  data="shapes-gray")) == 2
@@ -117,8 +117,8 @@ def test_a_checkpoint_with_non_finite_weights_draws_nothing(tmp_path, capsys):
 
 
 def test_a_non_finite_metric_is_never_averaged_into_a_row(tmp_path):
-    from analysis.collect import collect_study
-    from analysis.tables import summarize
+    from analysis.report.collect import collect_study
+    from analysis.report.tables import summarize
     from tests.test_analysis_tables import two_dataset_study
 
     study = two_dataset_study(tmp_path / "paper")
@@ -131,8 +131,8 @@ def test_a_non_finite_metric_is_never_averaged_into_a_row(tmp_path):
 def test_a_copy_of_a_point_folder_is_left_out_with_a_warning(tmp_path, caplog):
     import shutil
 
-    from analysis.collect import collect_study, learning_curves
-    from analysis.tables import write_tables
+    from analysis.report.collect import collect_study, learning_curves
+    from analysis.report.tables import write_tables
     from tests.test_analysis_tables import two_dataset_study
 
     study = two_dataset_study(tmp_path / "paper")
@@ -217,7 +217,7 @@ def test_a_local_launch_on_a_gpu_node_runs_one_point_per_gpu_each_pinned(monkeyp
 def test_missing_weights_are_one_line_before_any_point_trains(tmp_path, monkeypatch, capsys):
     """The mini scale needs SD-VAE and, to score, Inception: both are checked before anything launches
     (the Inception weights were found missing only at scoring time, an hour into an arm)."""
-    import analysis.fid as fid
+    import analysis.metrics.fid as fid
     import usm.data.latents as latents
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))

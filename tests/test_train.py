@@ -123,7 +123,7 @@ def test_arms_of_one_seed_share_every_random_draw(tmp_path, monkeypatch):
     noise and timesteps at every step (so a difference between arms is not a difference of draws)."""
     seen = []
 
-    def recording(model, x1, cond=None, scheme="log", generator=None):
+    def recording(model, x1, cond=None, scheme="logit_normal", generator=None):
         if torch.is_grad_enabled():  # a training step's (not the check of the last update's loss)
             state = generator.get_state()
             eps = torch.randn(x1.shape, generator=generator)
@@ -416,7 +416,8 @@ def test_every_trainable_parameter_gets_a_gradient_so_ddp_need_not_search(name, 
     labels = {None: None, "class": torch.tensor([0, 1, 2, 3]), "text": torch.randn(4, 5, 16)}[cond]
     for k in range(2):  # the second draw drops other samples' conditions
         model.zero_grad(set_to_none=True)
-        training_loss(model, torch.randn(4, channels, side, side), labels, "log", generator(0, "t", k)).backward()
+        training_loss(model, torch.randn(4, channels, side, side), labels, "logit_normal",
+                      generator(0, "t", k)).backward()
         assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
 
 

@@ -10,7 +10,7 @@ from usm.models.registry import MODELS, build_model
 from usm.models.usm import PixelShuffleUp
 
 TINY = dict(input_size=32, patch_size=2, in_channels=3, hidden_size=16, depth=7, d_state=4)
-FLAGS = ["skip_conn", "use_convtranspose", "learn_pos_emb", "skip_gate"]
+FLAGS = ["skip_conn", "use_convtranspose", "learn_pos_emb", "z_gate"]
 
 
 def perturb(model, seed=0):
@@ -40,9 +40,9 @@ def test_flags_change_the_architecture():
     base = USM(**TINY)
     assert isinstance(USM(**TINY, use_convtranspose=False).decoder[0].up, PixelShuffleUp)
     assert all(b.skip_proj is None for b in USM(**TINY, skip_conn=False).blocks)
-    gated = USM(**TINY, skip_gate=True)
-    assert all(b.mixer.skip_gate for b in gated.blocks)  # the middle block too (a reference bug)
-    assert gated.middle.mixer.in_proj.out_features == base.middle.mixer.in_proj.out_features // 2
+    ungated = USM(**TINY, z_gate=False)
+    assert not any(b.mixer.z_gate for b in ungated.blocks)  # the middle block too (a reference bug)
+    assert ungated.middle.mixer.in_proj.out_features == base.middle.mixer.in_proj.out_features // 2
     assert not USM(**TINY, learn_pos_emb=False).pos_embed.requires_grad
     assert base.pos_embed.requires_grad and base.pos_embed.abs().sum() == 0  # learned, from zeros
 

@@ -11,7 +11,7 @@ r"""Tables, written one way for every report of the project: Markdown, and bookt
     True
 
 Cells are taken as given (format numbers before); a cell's ``|`` is escaped. Study tables, whose
-columns a reader scans across many rows, are padded by tabulate instead (``analysis/tables.py``).
+columns a reader scans across many rows, are padded by tabulate instead (``analysis/report/tables.py``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
 PyTorch lets cuDNN convolutions use TF32 by default but not matrix products, so an fp32 step on an
 Ampere-or-newer GPU runs its convolutions at TF32 and its linear layers (most of a transformer's or
 a Mamba block's work) at full fp32, several times slower. ``use_tf32`` turns it on for both; every
-CUDA entry point (the trainer, ``analysis.profile``, ``analysis.gpu_check``) calls it and records
+CUDA entry point (the trainer, ``analysis.metrics.profile``, ``analysis.bench.gpu_check``) calls it and records
 it. bf16 / fp16 mixed precision is unaffected (its products are already low precision).
 """
 

@@ -30,25 +30,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 UNRECORDED = "unrecorded"  # the digest of a record written before records named their code
 
-_MODELS = ("usm/models", "usm/layers", "usm/ssm", "baselines", "usm/flops.py", "analysis/flops.py")
-_METRICS = tuple(f"analysis/{name}.py" for name in
-                 ("quality", "swd", "manifold", "frechet", "fid", "shape_classifier", "run_cost", "collect",
-                  "tables", "plots"))
+_MODELS = ("usm/models", "usm/layers", "usm/ssm", "baselines", "usm/flops.py", "analysis/metrics/flops.py")
+_METRICS = (*(f"analysis/metrics/{name}.py" for name in
+              ("quality", "swd", "manifold", "frechet", "fid", "shape_classifier", "run_cost")),
+            *(f"analysis/report/{name}.py" for name in ("collect", "tables", "plots")))
 # The files each kind of record depends on (paths relative to the repository, folders whole).
 SCOPES: dict[str, tuple[str, ...]] = {
-    "scan": ("usm/ssm", "analysis/bench_scan.py"),
-    "models": (*_MODELS, "analysis/model_table.py", "experiments/grid.py", "experiments/grids"),
-    "flops": (*_MODELS, "analysis/flop_conventions.py", "analysis/calflops_view.py", "analysis/claims.py",
-              "analysis/paper_claims.json"),
+    "scan": ("usm/ssm", "analysis/bench/bench_scan.py"),
+    "models": (*_MODELS, "analysis/report/model_table.py", "experiments/grid.py", "experiments/grids"),
+    "flops": (*_MODELS, *(f"analysis/metrics/{name}" for name in
+                          ("flop_conventions.py", "calflops_view.py", "claims.py", "paper_claims.json"))),
     "step": (*_MODELS, "usm/training", "usm/rectified_flow.py", "usm/precision.py", "usm/threads.py",
-             "analysis/step_profile.py"),
-    "profile": (*_MODELS, "usm/training", "analysis/profile.py", "analysis/memory.py", "analysis/throughput.py"),
-    "sampler": ("usm", "baselines", *_METRICS, "analysis/sampler_sweep.py"),
-    "metrics": ("usm/data", *_METRICS, "analysis/metric_ladder.py"),
+             "analysis/bench/step_profile.py"),
+    "profile": (*_MODELS, "usm/training",
+                *(f"analysis/metrics/{name}.py" for name in ("profile", "memory", "throughput"))),
+    "sampler": ("usm", "baselines", *_METRICS, "analysis/report/sampler_sweep.py"),
+    "metrics": ("usm/data", *_METRICS, "analysis/report/metric_ladder.py"),
 }
 # A grid's scales table depends on its grid; a study on everything that trains, samples and scores it.
 GRID_SCOPE = ("experiments/grid.py", "experiments/grids/{name}.py", "experiments/grids/scales.py",
-              "analysis/scale_table.py", *_MODELS)
+              "analysis/report/scale_table.py", *_MODELS)
 STUDY_SCOPE = ("usm", "baselines", "experiments/grid.py", "experiments/point.py", "experiments/grids/{name}.py",
                "experiments/grids/scales.py",
                *_METRICS)

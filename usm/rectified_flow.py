@@ -12,7 +12,7 @@ Convention (docs/conventions.md): ``x_t = t * x_1 + (1 - t) * eps``, t = 0 is no
 data, the model predicts the velocity ``v = x_1 - eps``, and the loss is the MSE. Models with
 ``learn_sigma`` output 2C channels: the first C are the velocity.
 
-Timestep sampling (``TIMESTEPS``): ``log``, logit-normal (t = sigmoid(n), n ~ N(0, 1)), and
+Timestep sampling (``TIMESTEPS``): ``logit_normal`` (t = sigmoid(n), n ~ N(0, 1)), and
 ``uniform``, t ~ U[0, 1] over the whole interval. The reference code's ``uniform`` drew t in
 [0, 1) and then divided by 1000, so it trained on almost pure noise only (docs/models.md,
 "Defects of the reference code"); this one does not.
@@ -28,16 +28,18 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from usm import deprecated
 from usm.guidance import guided
 
 TIMESTEPS: dict[str, Callable[..., torch.Tensor]] = {
-    "log": lambda n, gen, device: torch.sigmoid(torch.randn(n, generator=gen, device=device)),
+    "logit_normal": lambda n, gen, device: torch.sigmoid(torch.randn(n, generator=gen, device=device)),
     "uniform": lambda n, gen, device: torch.rand(n, generator=gen, device=device),
 }
 
 
-def sample_timesteps(n: int, scheme: str = "log", generator: torch.Generator | None = None,
+def sample_timesteps(n: int, scheme: str = "logit_normal", generator: torch.Generator | None = None,
                      device: torch.device | str = "cpu") -> torch.Tensor:
+    scheme = deprecated.value("timesteps", scheme)
     if scheme not in TIMESTEPS:
         raise ValueError(f"unknown timestep sampling {scheme!r}; choose one of {sorted(TIMESTEPS)}")
     return TIMESTEPS[scheme](n, generator, device)
@@ -54,7 +56,7 @@ def velocity(output: torch.Tensor, channels: int) -> torch.Tensor:
     return output[:, :channels]
 
 
-def training_loss(model, x1: torch.Tensor, cond=None, scheme: str = "log",
+def training_loss(model, x1: torch.Tensor, cond=None, scheme: str = "logit_normal",
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """MSE between the predicted and the true velocity at a random time of the straight path."""
     eps = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)

@@ -148,7 +148,7 @@ def time_interleaved(runs: dict, inputs, repeats, device, backward: bool = True)
 
 PEAK_SCRIPT = """
 import gc, re, sys, torch
-from analysis.bench_scan import candidates, make_inputs
+from analysis.bench.bench_scan import candidates, make_inputs
 name, shape, threads = sys.argv[1], [int(v) for v in sys.argv[2:6]], int(sys.argv[6])
 torch.set_num_threads(threads)
 fn = candidates(torch.device("cpu"))[name]
@@ -215,7 +215,7 @@ TARGETS = (  # docs/scan.md gives the reasons; stated in a record only for what 
 
 def targets_table() -> str:
     """TARGETS as Markdown (docs/scan.md's block): which ratio, where it applies."""
-    from analysis.markdown import table
+    from usm.markdown import table
 
     def where(t: Target) -> str:
         named = any(o.shape is not None and (o.slower, o.faster) == (t.slower, t.faster) for o in TARGETS)
@@ -267,7 +267,7 @@ LABELS = {"reference": "reference (per-step autograd loop)", "mambapy": "mambapy
 def records_table(records: list[dict]) -> str:
     """Markdown: each backend's seconds in each record (a column per record), the peak extra memory
     where a record measured it, and numba's speed-up over torch (docs/scan.md shows this table)."""
-    from analysis.markdown import table
+    from usm.markdown import table
 
     def column(record: dict) -> str:
         threads = record["threads"]

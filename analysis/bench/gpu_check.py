@@ -8,14 +8,14 @@ What it runs, in order, each part time-boxed so the whole stays within ``--budge
 
 1. ``pytest -m cuda``: every CUDA-marked test (parity of the ``torch``, ``triton`` and, when it
    imports, ``mamba_ssm`` scans against the reference in fp32 and bf16; the causal-conv1d kernel).
-2. The scan benchmark (``analysis.bench_scan``) on CUDA for ``torch``, ``triton`` and ``mamba_ssm``
+2. The scan benchmark (``analysis.bench.bench_scan``) on CUDA for ``torch``, ``triton`` and ``mamba_ssm``
    (when it imports) at (8, 1536, 1024, 16) and (2, 1536, 4096, 16), forward and forward+backward,
-   fp32 and bf16, against the targets of ``analysis.bench_scan.TARGETS``.
+   fp32 and bf16, against the targets of ``analysis.bench.bench_scan.TARGETS``.
 3. Training steps/s and peak memory (``torch.cuda.max_memory_allocated``) of USM-B/1, ZigMa-B/1 and
    DiT-B/2 at 256 px (a 32x32x4 latent), batch 8, bf16 autocast, with the fastest scan available.
 4. The ``mini`` scale's cost: the same measurement for its model and batch (USM-S/1, batch 32), and
    the hours one arm's training takes at that rate (``experiments/grids/ablations.py``).
-5. The ``mini`` scale as it really trains (``analysis.trainer_rate``): ``usm.training.train`` on its
+5. The ``mini`` scale as it really trains (``analysis.bench.trainer_rate``): ``usm.training.train`` on its
    data path -- the loader, the study's latent cache, EMA, clipping, stop checks -- on synthetic 256 px
    images through a VAE of SD-VAE's architecture with random weights (the real ones cannot be
    fetched here), and the hours per arm at that rate beside the microbenchmark's.
@@ -35,9 +35,9 @@ from pathlib import Path
 
 import torch
 
-from analysis.markdown import table as markdown_table
 from usm.devices import default_device, device_name
 from usm.files import atomic_write
+from usm.markdown import table as markdown_table
 from usm.precision import use_tf32
 
 SHAPES = [(8, 1536, 1024, 16), (2, 1536, 4096, 16)]
@@ -71,7 +71,7 @@ def cuda_tests(timeout: float) -> dict:
 
 
 def scan_benchmarks(shapes, deadline: float, repeats: int, device: str = "cuda") -> list[dict]:
-    from analysis.bench_scan import main as bench
+    from analysis.bench.bench_scan import main as bench
 
     records = []
     backends = ["torch", "triton", "mamba_ssm"] if device == "cuda" else ["torch", "numba"]
@@ -93,7 +93,7 @@ def scan_benchmarks(shapes, deadline: float, repeats: int, device: str = "cuda")
 def training_profile(models, batch: int, steps: int, deadline: float, device: str = "cuda") -> list[dict]:
     from contextlib import nullcontext
 
-    from analysis.throughput import train_steps_per_second
+    from analysis.metrics.throughput import train_steps_per_second
     from usm.models.registry import build_model
     from usm.ssm import resolve_backend
 
@@ -143,10 +143,10 @@ def mini_scale_cost(deadline: float, steps: int) -> dict:
 
 def mini_through_trainer(deadline: float, steps: int, scale: str = "mini") -> dict:
     """Steps/s of the ``scale``'s first point (the mini scale's on a GPU) through the real trainer
-    (``analysis.trainer_rate``)."""
+    (``analysis.bench.trainer_rate``)."""
     import tempfile
 
-    from analysis.trainer_rate import first_point, measure
+    from analysis.bench.trainer_rate import first_point, measure
     from experiments.grids import GRIDS
 
     if time.monotonic() > deadline:

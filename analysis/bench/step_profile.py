@@ -10,7 +10,7 @@ step) and the operators with the most self CPU time over a few profiled steps (f
 fused AdamW and the EMA update, as the trainer runs them). Every run also measures the machine's own limit on the same
 threads -- a large float32 matrix product (``matmul_gflops``) -- and reports each step's achieved
 rate against it: training FLOPs per step = 3 x the forward's multiply-adds x 2 x batch (the
-backward costs about twice the forward), the forward counted by ``analysis.flops``, and the aten
+backward costs about twice the forward), the forward counted by ``analysis.metrics.flops``, and the aten
 operators one step dispatches (``aten_operators``).
 """
 
@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from analysis.bench_scan import take_turns
+from analysis.bench.bench_scan import take_turns
 from usm.cli import parse_assignments
 from usm.models.registry import build_model
 from usm.provenance import stamp, stamp_line
@@ -38,7 +38,7 @@ def make_step(model_name: str, image_size: int, channels: int, batch: int, backe
     x = torch.randn(batch, channels, image_size, image_size)
 
     def step():
-        loss = training_loss(model, x, None, "log", torch.Generator().manual_seed(0))
+        loss = training_loss(model, x, None, "logit_normal", torch.Generator().manual_seed(0))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -64,7 +64,7 @@ def _seconds(fn) -> float:
 
 def step_gflop(model_name: str, image_size: int, channels: int, batch: int, **overrides) -> float:
     """GFLOP of one training step: forward multiply-adds x 2 FLOPs x 3 (forward + backward) x batch."""
-    from analysis.flops import count_registered
+    from analysis.metrics.flops import count_registered
 
     forward = count_registered(model_name, input_size=image_size, in_channels=channels, **overrides).gflops
     return forward * 2 * 3 * batch

@@ -2,7 +2,7 @@
 
     python -m analysis trainer-rate --grid ablations --scale mini --steps 20
 
-The microbenchmark of ``analysis.gpu_check`` times forward, backward and AdamW on a fixed batch;
+The microbenchmark of ``analysis.bench.gpu_check`` times forward, backward and AdamW on a fixed batch;
 a study point runs ``usm.training.train``: the data loader, the latent cache (one VAE pass per image,
 shared by the study's points), the EMA, gradient clipping, the stop checks and the checkpoints. This
 runs exactly that ``train(Config)`` a point would -- its model, batch, precision, recipe and the

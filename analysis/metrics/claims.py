@@ -1,4 +1,4 @@
-"""The paper's published numbers, one data file (``analysis/paper_claims.json``, each number with the
+"""The paper's published numbers, one data file (``analysis/metrics/paper_claims.json``, each number with the
 place in the paper it comes from), read by the paper report and by the FLOP conventions alike.
 
     >>> sorted(PAPER_MODELS)

@@ -103,7 +103,7 @@ def compute_metrics(samples: str | Path, reference: str | Path, num: int | None 
                     prc: bool = False, reference_name: str | None = None, device: str = "cpu") -> dict:
     """torch-fidelity metrics between two image folders; ``num`` caps the generated side. ``prc``:
     precision and recall (k = 3) in the same Inception features (``inception_precision``,
-    ``inception_recall``), the definitions ``analysis.manifold`` computes in pixel space."""
+    ``inception_recall``), the definitions ``analysis.metrics.manifold`` computes in pixel space."""
     import torch
     import torch_fidelity
 

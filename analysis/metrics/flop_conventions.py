@@ -6,9 +6,9 @@ A FLOP count is a convention before it is a number. For the same forward pass (b
 latent) this reports:
 
 - ``macs``: multiply-adds, every matrix product and convolution, norms, the scan at 9*L*D*N
-  (fvcore's convention, which DiT's published GFLOPs use; ``analysis.flops``), and ``macs_no_scan``;
+  (fvcore's convention, which DiT's published GFLOPs use; ``analysis.metrics.flops``), and ``macs_no_scan``;
 - ``flops``: 2 FLOPs per multiply-add, and ``flops_no_scan``;
-- ``calflops``: what calflops 0.3.2 counts on our code (``analysis.calflops_view``): the published
+- ``calflops``: what calflops 0.3.2 counts on our code (``analysis.metrics.calflops_view``): the published
   GFLOPs of the USM paper come from it, run on the released code;
 - ``published_rebuilt``: calflops' count rebuilt for the released code from ours, by a written rule
   (``RULES``): the modules the released code writes so that calflops counts them differently from
@@ -30,8 +30,8 @@ import functools
 import re
 from dataclasses import dataclass
 
-from analysis.claims import PAPER_MODELS, load_claims
-from analysis.markdown import table as markdown_table
+from analysis.metrics.claims import PAPER_MODELS, load_claims
+from usm.markdown import table as markdown_table
 from usm.provenance import stamp, stamp_line
 
 
@@ -62,7 +62,7 @@ def _matches(module: str, suffix: str) -> bool:
 
 
 def matched_modules(rule: Rule, ops) -> dict:
-    """The modules of ``ops`` (``analysis.calflops_view.calflops_ops``) that each part of ``rule``
+    """The modules of ``ops`` (``analysis.metrics.calflops_view.calflops_ops``) that each part of ``rule``
     names: {"added": {suffix: modules}, "dropped": {"suffix (kind)": modules}}, modules sorted."""
     def found(seen: bool, suffix: str, kind: str | None) -> list[str]:
         return sorted({op.module for op in ops if op.seen == seen and _matches(op.module, suffix)
@@ -103,8 +103,8 @@ def conventions(name: str, text: bool = False) -> dict:
     tests/test_flops_counter.py); calflops' view runs one forward (two passes)."""
     import torch
 
-    from analysis.calflops_view import calflops_ops
-    from analysis.flops import example_cond
+    from analysis.metrics.calflops_view import calflops_ops
+    from analysis.metrics.flops import example_cond
     from usm.models.registry import build_model
 
     torch.manual_seed(0)
@@ -135,7 +135,7 @@ CONVENTION_NAMES = {"macs": "multiply-adds, scan at 9*L*D*N (ours, fvcore's, DiT
 
 
 def published() -> dict:
-    """{(model name, text): published GFLOPs} from analysis/paper_claims.json."""
+    """{(model name, text): published GFLOPs} from analysis/metrics/paper_claims.json."""
     claims = {c["id"]: c for c in load_claims()["claims"]}
     return {(name, text): claims["gflops-text" if text else "gflops-uncond"]["models"][short]
             for short, name in PAPER_MODELS.items() for text in (False, True)}

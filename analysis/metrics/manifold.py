@@ -26,7 +26,7 @@ coverage ask how much of the data M samples reach; M samples cannot reach 4,096 
 use the first M real images only (``balanced=True``, Naeem et al.'s setting N = M), which makes a
 held-out real set score near the top whatever M is. In pixel space (the embedded data) the features
 are the pixels in [0, 1]; on real datasets the same definitions are computed by torch-fidelity in
-the Inception feature space (``analysis.fid``).
+the Inception feature space (``analysis.metrics.fid``).
 """
 
 from __future__ import annotations

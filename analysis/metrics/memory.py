@@ -1,7 +1,7 @@
 """Training memory of a model: activation bytes (any device) and peak CUDA memory (GPU).
 
     >>> import torch
-    >>> from analysis.memory import activation_bytes
+    >>> from analysis.metrics.memory import activation_bytes
     >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
     >>> activation_bytes(lambda: model(torch.randn(2, 4)).sum(), model) > 0
     True

@@ -5,9 +5,9 @@
 For each model and image size (pixels; the models see the SD-VAE latent, size / 8) it writes
 ``results/profile/<model>_<size>.json`` and prints a table with USM/ZigMa ratios, then a scaling
 plot of GFLOPs and activation memory against resolution (``scaling.png`` / ``.pdf``).
-- GFLOPs: ``analysis.flops`` (forward, batch 1, scan by formula).
+- GFLOPs: ``analysis.metrics.flops`` (forward, batch 1, scan by formula).
 - Activation memory: bytes saved for backward by one training step at ``--batch``
-  (``analysis.memory``), with and without gradient checkpointing, measured with real tensors on
+  (``analysis.metrics.memory``), with and without gradient checkpointing, measured with real tensors on
   the device for the sizes whose throughput is timed, and on the meta device (instant) for larger
   ones. Meta is exact for the Mamba models; for attention it follows SDPA's math kernel, which
   saves the attention matrix, so DiT's meta numbers are upper bounds (``activation_method``).
@@ -25,12 +25,12 @@ from pathlib import Path
 
 import torch
 
-from analysis.flops import count_registered, example_cond
-from analysis.markdown import table as markdown_table
-from analysis.memory import activation_bytes, training_step_memory
-from analysis.throughput import sample_images_per_second, train_steps_per_second
+from analysis.metrics.flops import count_registered, example_cond
+from analysis.metrics.memory import activation_bytes, training_step_memory
+from analysis.metrics.throughput import sample_images_per_second, train_steps_per_second
 from usm.devices import device_name
 from usm.files import atomic_save, atomic_write
+from usm.markdown import table as markdown_table
 from usm.models.registry import MODELS, build_model
 from usm.precision import use_tf32
 from usm.provenance import UNRECORDED, stamp, stamp_line

@@ -1,16 +1,16 @@
 """Sample quality of a study point, and its calibration: the floor (held-out real images) and the ceiling (noise).
 
-    >>> from analysis.quality import QUALITY_METRICS
+    >>> from analysis.metrics.quality import QUALITY_METRICS
     >>> QUALITY_METRICS["swd"].lower_is_better, QUALITY_METRICS["precision"].lower_is_better
     (True, False)
 
 ``quality(reference, images, data, resolution)`` scores generated images against real ones:
 
 - SWD against ``reference`` (as many real images as samples);
-- precision, recall, density and coverage (``analysis.manifold``) in pixel space against the
+- precision, recall, density and coverage (``analysis.metrics.manifold``) in pixel space against the
   training set (images up to ``PIXEL_MANIFOLD_MAX_SIDE`` px; larger ones are compared in a
-  network's feature space through ``analysis.fid`` instead);
-- on the embedded shapes data, the classifier metrics of ``analysis.shape_classifier``.
+  network's feature space through ``analysis.metrics.fid`` instead);
+- on the embedded shapes data, the classifier metrics of ``analysis.metrics.shape_classifier``.
 
 A number alone says little, so ``calibration(data, resolution, count)`` scores, with the same
 function and the same set size, real images the model never trained on (the ``data`` row of a
@@ -105,7 +105,7 @@ def manifold_reference(data: str, resolution: int, count: int) -> tuple[np.ndarr
 
 @functools.lru_cache(maxsize=4)
 def _manifold(data: str, resolution: int, count: int) -> tuple[np.ndarray, np.ndarray]:
-    from analysis.manifold import features, radii
+    from analysis.metrics.manifold import features, radii
     from usm.data.datasets import open_dataset
 
     total = min(len(open_dataset(data, resolution)), MANIFOLD_MAX_REFERENCE)
@@ -124,12 +124,12 @@ def scorer(reference: np.ndarray, images: np.ndarray, data: str, resolution: int
     parts = []
     manifold = manifold_reference(data, resolution, len(images))
     if manifold is not None:
-        from analysis.manifold import Resampled, features
+        from analysis.metrics.manifold import Resampled, features
 
         real, real_radii = manifold
         parts.append(Resampled(real, features(images), real_radii=real_radii))
     if data in VARIANTS:
-        from analysis.shape_classifier import shape_scorer
+        from analysis.metrics.shape_classifier import shape_scorer
 
         parts.append(shape_scorer(reference, images, data, resolution))
     return lambda index: {name: value for part in parts for name, value in part(index).items()}
@@ -139,7 +139,7 @@ def quality(reference: np.ndarray, images: np.ndarray, data: str, resolution: in
     """Every quality metric of ``images`` that applies to the data (``swd=False`` leaves SWD out)."""
     out = {}
     if swd:
-        from analysis.swd import swd as sliced
+        from analysis.metrics.swd import swd as sliced
 
         out["swd"] = sliced(reference, images, seed=0)["mean"]
     return {**out, **scorer(reference, images, data, resolution)(np.arange(len(images)))}
@@ -190,7 +190,7 @@ def calibration(data: str, resolution: int, count: int) -> dict:
                                             "the training set (precision, density)",
               "floor_set": floor_set}
     if data in VARIANTS:
-        from analysis.shape_classifier import load_classifier
+        from analysis.metrics.shape_classifier import load_classifier
 
         record["classifier"] = load_classifier(data, resolution)[1]
     path.parent.mkdir(parents=True, exist_ok=True)

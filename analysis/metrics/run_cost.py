@@ -5,7 +5,7 @@
 - ``peak_rss_mib`` / ``peak_cuda_mib``: the largest peak the trainer recorded (process RSS; torch's
   allocations on the GPU);
 - ``activation_mib``: the bytes one training step of the run's model saves for backward at its batch
-  size, counted on the meta device with the pure-PyTorch scan (``analysis.profile``'s convention,
+  size, counted on the meta device with the pure-PyTorch scan (``analysis.metrics.profile``'s convention,
   the same on every device);
 - ``sample_seconds_per_image``: the wall time of the point's final sampling divided by the images it
   drew (``samples/timing.json``, written by the point when it samples).
@@ -38,7 +38,7 @@ def training_cost(run_dir: str | Path) -> dict:
 
 
 def activation_mib(model: str, model_config: dict, batch: int) -> float:
-    from analysis.profile import model_activation_bytes
+    from analysis.metrics.profile import model_activation_bytes
 
     return model_activation_bytes(model, model_config["input_size"], batch, bool(model_config.get("use_checkpoint")),
                                   **model_config) / 2**20

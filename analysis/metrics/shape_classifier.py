@@ -1,6 +1,6 @@
 """A second quality metric for the embedded shapes data: a small classifier trained once on real shapes.
 
-    >>> from analysis.shape_classifier import ShapeNet
+    >>> from analysis.metrics.shape_classifier import ShapeNet
     >>> import torch
     >>> ShapeNet(1)(torch.zeros(2, 1, 16, 16))[0].shape
     torch.Size([2, 5])
@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from analysis.frechet import fitted_frechet
+from analysis.metrics.frechet import fitted_frechet
 from usm.data.shapes import CLASSES, HELD_OUT_SEED, RENDERER, VARIANTS, cache_dir, load_shapes, render_shapes
 from usm.files import atomic_save, atomic_write
 
@@ -143,7 +143,7 @@ def load_classifier(data: str, resolution: int) -> tuple[ShapeNet, dict]:
 @functools.lru_cache(maxsize=4)
 def training_manifold(data: str, resolution: int) -> tuple[np.ndarray, np.ndarray]:
     """(classifier features, k-NN radii) of the whole training set: the real manifold in feature space."""
-    from analysis.manifold import radii
+    from analysis.metrics.manifold import radii
 
     model, _ = load_classifier(data, resolution)
     images, _ = load_shapes(size=resolution, gray=VARIANTS[data])
@@ -155,7 +155,7 @@ def training_manifold(data: str, resolution: int) -> tuple[np.ndarray, np.ndarra
 def shape_scorer(reference: np.ndarray, images: np.ndarray, data: str, resolution: int):
     """A function of sample indices that gives ``shape_metrics`` of ``images[index]``, with the
     classifier run once (bootstrap resamplings cost no forward passes)."""
-    from analysis.manifold import Resampled
+    from analysis.metrics.manifold import Resampled
 
     model, _ = load_classifier(data, resolution)
     with torch.no_grad():
@@ -180,5 +180,5 @@ def shape_scorer(reference: np.ndarray, images: np.ndarray, data: str, resolutio
 def shape_metrics(reference: np.ndarray, images: np.ndarray, data: str, resolution: int) -> dict:
     """recognisable, class_coverage and shape_fd of ``images`` (uint8 (N, H, W, C)) against real
     ``reference``; shape_precision, shape_recall, shape_density and shape_coverage against the whole
-    training set, in the classifier's feature space (``analysis.manifold``)."""
+    training set, in the classifier's feature space (``analysis.metrics.manifold``)."""
     return shape_scorer(reference, images, data, resolution)(np.arange(len(images)))

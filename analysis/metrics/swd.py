@@ -1,7 +1,7 @@
 """Multi-scale sliced Wasserstein distance on Laplacian-pyramid patches (Karras et al., 2018).
 
     >>> import torch
-    >>> from analysis.swd import swd
+    >>> from analysis.metrics.swd import swd
     >>> a = torch.rand(64, 3, 32, 32) * 2 - 1
     >>> result = swd(a, a.flip(0), seed=0)
     >>> sorted(result), result["levels"][0] >= 0

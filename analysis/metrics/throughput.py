@@ -1,7 +1,7 @@
 """Training and sampling throughput after warm-up, synchronised on CUDA.
 
     >>> import torch
-    >>> from analysis.throughput import train_steps_per_second
+    >>> from analysis.metrics.throughput import train_steps_per_second
     >>> model = torch.nn.Conv2d(3, 3, 1)
     >>> train_steps_per_second(lambda x, t, cond=None: model(x), torch.randn(1, 3, 4, 4), steps=1, warmup=0,
     ...                        parameters=list(model.parameters())) > 0

@@ -1,6 +1,6 @@
 """Gather a study's run directories into one pandas DataFrame: one row per run.
 
-    >>> from analysis.collect import collect_study
+    >>> from analysis.report.collect import collect_study
     >>> collect_study("/nonexistent")  # doctest: +IGNORE_EXCEPTION_DETAIL
     Traceback (most recent call last):
     FileNotFoundError: ...

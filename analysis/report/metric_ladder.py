@@ -7,7 +7,7 @@
     (['noise', 'real', 'real+noise0.05'], ('blobs', 'blurred', 'shuffled'))
 
 The sets, each ``count`` images made from real images the model never trained on (the floor set of
-``analysis.quality``):
+``analysis.metrics.quality``):
 
 - **the ladder**, best to worst: real; real plus Gaussian noise of std 0.05, 0.1, 0.2, 0.4 (pixels in
   [0, 1]); pure noise. A metric must rank these in this order.
@@ -30,7 +30,7 @@ move over a run's checkpoints counts 0 for that run: it cannot rank them). Check
 on as many samples as the fewest of the series has (the learning curve's count). The record
 (``metric_validation.json`` and ``.md``) lists every score with its spread over resamplings of the
 set, so a reader sees how far apart the rungs are as well as their order. The study tables' headline
-(``analysis.quality.HEADLINE``) holds only metrics that pass; tests/test_metric_ladder.py keeps the
+(``analysis.metrics.quality.HEADLINE``) holds only metrics that pass; tests/test_metric_ladder.py keeps the
 two in agreement.
 """
 
@@ -41,7 +41,14 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.quality import QUALITY_METRICS, bootstrap, held_out_images, noise_images, quality, reference_images
+from analysis.metrics.quality import (
+    QUALITY_METRICS,
+    bootstrap,
+    held_out_images,
+    noise_images,
+    quality,
+    reference_images,
+)
 from usm.provenance import UNRECORDED, stamp, stamp_line
 
 NOISE_LEVELS = (0.05, 0.1, 0.2, 0.4)
@@ -207,7 +214,7 @@ def render(record: dict) -> str:
     each run's checkpoints."""
     from tabulate import tabulate
 
-    from analysis.tables import human
+    from analysis.report.tables import human
 
     metrics = list(record["verdicts"])
     lines = [_verdict_table(record), ""]

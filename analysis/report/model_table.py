@@ -16,7 +16,7 @@ import re
 
 import torch
 
-from analysis.markdown import table as markdown
+from usm.markdown import table as markdown
 from usm.models.registry import MODELS, build_model
 from usm.provenance import stamp, stamp_line
 
@@ -40,14 +40,13 @@ def _shape(config: dict) -> str:
     return f" ({', '.join(map(str, sizes))})" if sizes else ""
 
 
-def smoke_models() -> list[tuple[str, str, dict]]:
-    """(grid, model, overrides) of every grid's smoke scale, at the data's size and channels."""
-    from experiments.grids import GRIDS
+def smoke_models(grids) -> list[tuple[str, str, dict]]:
+    """(grid, model, overrides) of each grid's smoke scale, at the data's size and channels."""
     from usm.data.datasets import open_dataset
     from usm.data.embedded import EMBEDDED
 
     rows = []
-    for grid in GRIDS.values():
+    for grid in grids:
         scale = grid.scales.get("smoke")
         if scale is None or scale.data not in EMBEDDED:
             continue
@@ -57,14 +56,15 @@ def smoke_models() -> list[tuple[str, str, dict]]:
     return rows
 
 
-def table() -> str:
+def table(grids=()) -> str:
+    """Every registered model's parameters, then the smoke models of ``grids`` (``Grid`` objects)."""
     families: dict[str, list[str]] = {}
     for name in sorted(MODELS, key=_order):
         spec = MODELS[name]
         families.setdefault(spec.family, []).append(f"{name}{_shape(spec.defaults)}: {parameters(name):,}")
     rows = [[family, " · ".join(entries)] for family, entries in sorted(families.items())]
     seen = set()
-    for grid, model, size, args in smoke_models():
+    for grid, model, size, args in smoke_models(grids):
         key = (model, tuple(size.items()), tuple(sorted(args.items())))
         if key in seen:
             continue

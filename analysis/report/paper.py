@@ -3,18 +3,18 @@
     python -m analysis paper                       # Markdown, from results/ and the checked-in records
     python -m analysis paper --format tex --out results/paper_tables
 
-Every published number comes from one data file, ``analysis/paper_claims.json``, with the place in
+Every published number comes from one data file, ``analysis/metrics/paper_claims.json``, with the place in
 the paper it comes from. Measurements come from records, except the rebuilt GFLOPs:
 
 - efficiency: the profile records (``results/profile/``, else the checked-in
   ``results/reference/profile/``), the GPU check (``results/gpu/gpu_check.json``) when one ran,
   the models' analytic FLOP formulas for the text-conditioned GFLOPs, and the published GFLOPs
-  rebuilt from our models by calflops' rules (``analysis.flop_conventions``; about half a minute,
+  rebuilt from our models by calflops' rules (``analysis.metrics.flop_conventions``; about half a minute,
   counted live);
 - quality (FID): a finished ``paper`` study with FID (``results/paper``);
 - quality and costs at laptop scale: the ``paper`` study at its ``cpu`` scale (the T sizes on the
   embedded 16 px data; ``results/paper``, else the checked-in ``results/reference/paper_cpu_runs.csv``),
-  each rival compared seed by seed with USM on the same dataset (``analysis.tables.summarize``);
+  each rival compared seed by seed with USM on the same dataset (``analysis.report.tables.summarize``);
 - ablation: the ``ablations`` study (``results/ablations``), else the checked-in per-run records of
   its ``cpu`` scale (``results/reference/ablations_cpu_runs.csv``).
 
@@ -32,9 +32,9 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from analysis.claims import PAPER_MODELS, load_claims
-from analysis.markdown import latex
-from analysis.markdown import table as markdown_table
+from analysis.metrics.claims import PAPER_MODELS, load_claims
+from usm.markdown import latex
+from usm.markdown import table as markdown_table
 from usm.provenance import UNRECORDED, stamp, stamp_line
 
 TOLERANCE = {"gflops": 0.10, "ratio": 0.15, "fid": 0.15}
@@ -197,8 +197,8 @@ REBUILT_TOLERANCE = 0.005  # a count rebuilt by a rule should land on the publis
 
 def _rebuilt_rows(claim: dict, text: bool) -> list[Row]:
     """The published GFLOPs rebuilt from our models by calflops' rules and the released code's
-    differences (``analysis.flop_conventions``), and the USM / ZigMa ratio under every convention."""
-    from analysis.flop_conventions import CONVENTION_NAMES, RULES, conventions
+    differences (``analysis.metrics.flop_conventions``), and the USM / ZigMa ratio under every convention."""
+    from analysis.metrics.flop_conventions import CONVENTION_NAMES, RULES, conventions
 
     counts = {m: conventions(n, text) for m, n in PAPER_MODELS.items()}
     rows = []
@@ -314,7 +314,7 @@ def laptop_frame(study, results: Path, reference: Path):
 
 def _compared_metric(row) -> str | None:
     """The first headline metric the comparison has, else pixel precision (unvalidated: marked)."""
-    from analysis.quality import HEADLINE
+    from analysis.metrics.quality import HEADLINE
 
     return next((m for m in (*HEADLINE, "precision") if not _missing(row.get(f"{m}_diff"))), None)
 
@@ -325,8 +325,8 @@ def _missing(value) -> bool:
 
 def laptop_rows(claim: dict, records: Records) -> list[Row]:
     """Per dataset and rival: USM against the rival trained alike, on a validated pixel-space metric."""
-    from analysis.quality import QUALITY_METRICS
-    from analysis.tables import summarize
+    from analysis.metrics.quality import QUALITY_METRICS
+    from analysis.report.tables import summarize
 
     frame, source = records.laptop, records.laptop_source
     done = frame[frame["status"] == "done"] if frame is not None else None
@@ -353,7 +353,7 @@ def laptop_rows(claim: dict, records: Records) -> list[Row]:
 
 
 def _laptop_row(what, published, rival, metric, r, usm, source, spec) -> Row:
-    from analysis.quality import HEADLINE
+    from analysis.metrics.quality import HEADLINE
 
     label = spec.label + ("" if metric in HEADLINE else " (unvalidated)")
     measured = (f"{label}: USM {_fmt(usm[f'{metric}_mean'])} vs {rival} {_fmt(r[f'{metric}_mean'])}; "
@@ -378,7 +378,7 @@ def _laptop_row(what, published, rival, metric, r, usm, source, spec) -> Row:
 def _study_frame(folder: Path):
     if not folder.is_dir():
         return None
-    from analysis.collect import collect_study
+    from analysis.report.collect import collect_study
 
     try:
         return collect_study(folder)
@@ -418,8 +418,8 @@ def _ablation_row(claim: dict, frame, published: str, source: str) -> Row:
     """FID where the study measured it; else the study's first headline metric (a validated proxy),
     compared seed by seed with the same paired interval as the study's comparisons.md (``summarize``:
     the seeds' spread and each run's sampling spread): a direction only where it excludes zero."""
-    from analysis.quality import HEADLINE, QUALITY_METRICS
-    from analysis.tables import summarize
+    from analysis.metrics.quality import HEADLINE, QUALITY_METRICS
+    from analysis.report.tables import summarize
 
     arms = list(claim["arms"])
     done = frame[frame["status"] == "done"]
@@ -492,7 +492,8 @@ def render(rows: list[Row], fmt: str = "md", stamps: list[str] = ()) -> str:
             cells = [[getattr(r, c) for c in COLUMNS] for r in chosen]
             parts.append(f"### {title}\n\n" + markdown_table(COLUMNS, cells))
     source = load_claims()["paper"]
-    footer = (f"Published values: {source} (analysis/paper_claims.json says where in the paper each comes from). "
+    footer = (f"Published values: {source} (analysis/metrics/paper_claims.json says where in the paper each "
+              "comes from). "
               f"'agrees': within {TOLERANCE['gflops']:.0%} for counts, {TOLERANCE['ratio']:.0%} for ratios and "
               f"{TOLERANCE['fid']:.0%} for FID; a count rebuilt by a written rule, within "
               f"{REBUILT_TOLERANCE:.1%}.")

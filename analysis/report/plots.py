@@ -3,7 +3,7 @@ runs train), efficiency bars, every run's samples under real images, scaling.
 
     python -m analysis plots --study ablations [--results results]
 
-Every figure is drawn from the study's files only (``analysis.collect``), and written to
+Every figure is drawn from the study's files only (``analysis.report.collect``), and written to
 ``results/<study>/plots/``. The scaling figure is drawn from ``results/profile/*.json``
 (``python -m analysis profile``) when they exist.
 """
@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from analysis.collect import collect_study, learning_curves, loss_curves  # noqa: E402
+from analysis.report.collect import collect_study, learning_curves, loss_curves  # noqa: E402
 from usm.files import atomic_save  # noqa: E402
 
 QUALITY = ("fid", "swd")  # the first one a study has is its quality metric
@@ -68,12 +68,12 @@ X_AXES = {"images_seen": ("training images seen", "learning_curves"),
 
 
 def learning_curves_plot(study_dir, out_dir, by: str = "images_seen") -> list[Path]:
-    """One panel per curve metric (``analysis.tables.CURVE_METRICS``: the headline, then pixel
+    """One panel per curve metric (``analysis.report.tables.CURVE_METRICS``: the headline, then pixel
     precision): each arm's mean over seeds against images seen (or training seconds, ``by``), its
     seeds' range as a band, and each dataset's floor (held-out real) and ceiling (noise) at the
     curve's sample count as dashed lines."""
-    from analysis.quality import HEADLINE, QUALITY_METRICS
-    from analysis.tables import CURVE_METRICS, calibration_rows, study_calibrations
+    from analysis.metrics.quality import HEADLINE, QUALITY_METRICS
+    from analysis.report.tables import CURVE_METRICS, calibration_rows, study_calibrations
 
     curves = learning_curves(study_dir)
     metrics = [m for m in CURVE_METRICS if not curves.empty and m in curves.columns and curves[m].notna().any()]
@@ -107,8 +107,8 @@ def learning_curves_plot(study_dir, out_dir, by: str = "images_seen") -> list[Pa
 
 
 def efficiency_bars(frame, out_dir) -> list[Path]:
-    """Per arm: size, FLOPs and what the points measured of their cost (analysis/run_cost.py)."""
-    from analysis.tables import LABELS
+    """Per arm: size, FLOPs and what the points measured of their cost (analysis/metrics/run_cost.py)."""
+    from analysis.report.tables import LABELS
 
     columns = [c for c in ("params", "gflops", "activation_bytes", "train_steps_per_s", "activation_mib",
                            "train_images_per_s", "peak_rss_mib", "peak_cuda_mib", "sample_seconds_per_image")
@@ -135,7 +135,7 @@ def sample_rows(study_dir, frame, count: int = 16) -> list[tuple]:
 
     import numpy as np
 
-    from analysis.quality import reference_images
+    from analysis.metrics.quality import reference_images
 
     done = frame[frame["status"] == "done"]
     by_data: dict[tuple, list] = {}
@@ -182,7 +182,7 @@ def image_rows(rows, out_dir, name: str, count: int = 16) -> list[Path]:
 
 
 def scaling_lines(profile_dir, out_dir) -> list[Path]:
-    from analysis.profile import load_records, scaling_plot
+    from analysis.metrics.profile import load_records, scaling_plot
 
     records = load_records(profile_dir)
     if not records:

@@ -7,7 +7,7 @@ by the study's metrics.
 For each checkpoint (EMA weights) and each ``SOLVER:STEPS``, draws ``--num`` images from the noise
 a study point draws them from (image i's from (seed, "sample", i)), so the rows differ only in
 the solver. It times the sampling (seconds per image on this process's share of the CPUs) and
-scores the images with ``analysis.quality`` against the run's data: the headline metrics and
+scores the images with ``analysis.metrics.quality`` against the run's data: the headline metrics and
 pixel precision, each with its bootstrap spread over resamplings of the samples. A model
 evaluation costs the same in every row, so ``evaluations`` (Euler: one per step; Heun: two) is
 what the time follows. The table goes to stdout and, with ``--out FILE.md``, to FILE.md, with
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from analysis.markdown import table
 from usm.cli import UsageError
 from usm.files import atomic_write
+from usm.markdown import table
 from usm.provenance import UNRECORDED, stamp, stamp_line
 from usm.rectified_flow import SAMPLERS, sample
 from usm.threads import use_cpu_share
@@ -80,7 +80,7 @@ def draw(model, shape: tuple, num: int, method: str, steps: int, seed: int, batc
 def sweep(run: Path, checkpoints: list[int] | None, solvers: list[tuple[str, int]], num: int, seed: int = 0,
           batch: int = 64) -> tuple[dict, list]:
     """(the record: one row per checkpoint and solver; (label, first 16 images) per row)."""
-    from analysis.quality import bootstrap, quality, reference_images
+    from analysis.metrics.quality import bootstrap, quality, reference_images
     from usm.training.sampling import load_run_model
 
     rows, images_of, data = [], [], None
@@ -111,7 +111,7 @@ def sweep(run: Path, checkpoints: list[int] | None, solvers: list[tuple[str, int
 
 
 def render(record: dict) -> str:
-    from analysis.quality import HEADLINE, QUALITY_METRICS
+    from analysis.metrics.quality import HEADLINE, QUALITY_METRICS
 
     metrics = [m for m in COLUMNS if m in record["rows"][0]]
     header = ["checkpoint step", "solver", "steps", "evaluations", "s / image",
@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     if args.out is not None:
         atomic_write(args.out, text + "\n")
         atomic_write(args.out.with_suffix(".json"), json.dumps(record, indent=2))
-        from analysis.plots import image_rows
+        from analysis.report.plots import image_rows
 
         image_rows(images, args.out.parent, args.out.stem)
         print(f"wrote {args.out} and its .json, .png and .pdf")

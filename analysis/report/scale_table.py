@@ -12,14 +12,11 @@ target; the smoke scale must keep that ratio at 1 or more (``tests/test_experime
 
 from __future__ import annotations
 
-import argparse
-import sys
-
 import torch
 
 from usm.provenance import stamp, stamp_line
 
-QUALITY = {"swd": "the k-NN metrics (pixels, shape features) and SWD", "fid": "FID"}
+QUALITY = {"pixel": "the k-NN metrics (pixels, shape features) and SWD", "fid": "FID"}
 
 
 def model_input(scale) -> tuple[int, int] | None:
@@ -74,28 +71,13 @@ def scale_row(name: str, scale, recipe_args: dict, grid_seeds: tuple) -> list[st
             recipe, quality, str(seeds)]
 
 
-def table(grid_name: str) -> str:
-    from analysis.markdown import table as markdown
-    from experiments.grids import GRIDS
+def table(grid) -> str:
+    """The Markdown table of ``grid``'s (a ``Grid``) scales, stamped with the grid's code."""
+    from usm.markdown import table as markdown
 
-    grid = GRIDS[grid_name]
     recipe_args = {axis.key: axis.values[grid.recipe[axis.name]] for axis in grid.axes
                    if axis.target == "model_args" and axis.name in grid.recipe}
     header = ["scale", "model", "data", "model sees", "tokens", "depth", "bottleneck", "mixer", "recipe",
               "quality", "seeds"]
     rows = [scale_row(name, scale, recipe_args, grid.seeds) for name, scale in grid.scales.items()]
-    return markdown(header, rows) + "\n\n" + stamp_line(stamp(f"grid:{grid_name}"))
-
-
-def main(argv=None) -> int:
-    from experiments.grids import GRIDS
-
-    parser = argparse.ArgumentParser(prog="python -m analysis scales", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--grid", default="ablations", choices=sorted(GRIDS))
-    args = parser.parse_args(argv)
-    print(table(args.grid))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return markdown(header, rows) + "\n\n" + stamp_line(stamp(f"grid:{grid.name}"))

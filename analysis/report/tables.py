@@ -7,11 +7,11 @@
     ('0.49 M', '0.0401', '492,900', '0.000123')
 
 Each metric cell reads ``mean ± std`` over the arm's completed runs (no ``±`` with one seed). The
-quality columns are the headline metrics (``analysis.quality.HEADLINE``: those that passed the
+quality columns are the headline metrics (``analysis.metrics.quality.HEADLINE``: those that passed the
 metric validation, ``python -m analysis validate-metrics``), then pixel precision and recall; every
 other metric is in ``table.csv`` and ``runs.csv``. Below the arms, the ``data`` row holds the
 metrics of held-out real images (the floor: a perfect model's score at this sample count) and the
-``noise`` row those of Gaussian noise (the ceiling), from ``analysis.quality.calibration``; a study
+``noise`` row those of Gaussian noise (the ceiling), from ``analysis.metrics.quality.calibration``; a study
 over several datasets gets a pair of rows per dataset.
 
 Comparisons with the recipe (``comparisons.md``): the arms of one seed share every random draw
@@ -36,10 +36,10 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from analysis.collect import collect_study, last_launch, learning_curves
-from analysis.markdown import latex
-from analysis.quality import HEADLINE, QUALITY_METRICS
+from analysis.metrics.quality import HEADLINE, QUALITY_METRICS
+from analysis.report.collect import collect_study, last_launch, learning_curves
 from usm.files import atomic_write
+from usm.markdown import latex
 from usm.provenance import stamp_line
 
 CURVE_METRICS = (*HEADLINE, "precision")  # precision: unvalidated (†), but it exists for every dataset up to 64 px
@@ -49,7 +49,7 @@ NON_METRICS = {"run", "code", "order", "arm", "seed", "model", "data", "status",
 SHOWN_BESIDE_HEADLINE = ("precision", "recall")  # always in the table, validated or not (marked)
 LEVEL, POWER = 0.95, 0.80
 COSTS = {"train_images_per_s": "train img/s", "activation_mib": "act. MiB", "peak_rss_mib": "peak RSS MiB",
-         "peak_cuda_mib": "peak GPU MiB", "sample_seconds_per_image": "sample s/img"}  # analysis/run_cost.py
+         "peak_cuda_mib": "peak GPU MiB", "sample_seconds_per_image": "sample s/img"}  # analysis/metrics/run_cost.py
 LABELS = {"final_loss": "final loss", "params": "params", "gflops": "GFLOPs", **COSTS,
           **{k: m.label for k, m in QUALITY_METRICS.items()}}
 
@@ -286,12 +286,12 @@ def caption(frame: pd.DataFrame, calibrations: dict[str, dict] | None, launch: d
 def study_calibrations(study_dir: Path, count: int | None = None) -> dict[str, dict]:
     """``{dataset: calibration}`` for every dataset of a study's sample-quality points (from their
     point.json), at the points' sample count or at ``count`` samples (a learning curve's); sorted by name."""
-    from analysis.quality import calibration
+    from analysis.metrics.quality import calibration
 
     found = {}
     for spec in sorted(Path(study_dir).glob("*/point.json")):
         settings = json.loads(spec.read_text()).get("settings", {})
-        if settings.get("metric") == "swd" and settings.get("num_samples") and settings["data"] not in found:
+        if settings.get("metric") == "pixel" and settings.get("num_samples") and settings["data"] not in found:
             found[settings["data"]] = calibration(settings["data"], settings["resolution"],
                                                   count or settings["num_samples"])
     return dict(sorted(found.items()))

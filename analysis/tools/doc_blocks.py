@@ -20,7 +20,7 @@ from pathlib import Path
 from usm.files import atomic_write
 from usm.provenance import is_current, parse_stamps
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # A block's text never holds a marker: an empty block (header, then end) must not reach on to the
 # next block's end and swallow the prose between them.
 BLOCK = re.compile(r"(<!-- generated: (\S+)([^\n]*)-->\n)((?:(?!<!-- generated:).)*?)\n?(<!-- generated: end -->)",

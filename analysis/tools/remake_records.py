@@ -17,14 +17,14 @@ from pathlib import Path
 
 from usm.files import atomic_write
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "results" / "reference"
 
 
 @functools.cache
 def _paper_rows():
     """The paper report's rows and stamps, computed once for both of its records."""
-    from analysis.paper import read_records, rows_of
+    from analysis.report.paper import read_records, rows_of
 
     with contextlib.chdir(ROOT):  # the report names its sources relative to the repository
         records = read_records("results/none-here", "results/reference")
@@ -32,7 +32,7 @@ def _paper_rows():
 
 
 def _paper(summary: bool) -> str:
-    from analysis.paper import render, render_summary
+    from analysis.report.paper import render, render_summary
 
     rows, stamps = _paper_rows()
     return render_summary(rows, stamps) if summary else render(rows, "md", stamps)
@@ -40,13 +40,15 @@ def _paper(summary: bool) -> str:
 
 def makers() -> dict[str, object]:
     """record name -> a function giving its text (what the command in its marker prints)."""
-    from analysis.bench_scan import targets_table
-    from analysis.flop_conventions import report
-    from analysis.model_table import table as model_table
-    from analysis.scale_table import table as scale_table
+    from analysis.bench.bench_scan import targets_table
+    from analysis.metrics.flop_conventions import report
+    from analysis.report.model_table import table as model_table
+    from analysis.report.scale_table import table as scale_table
+    from experiments.grids import GRIDS
 
-    return {"model_parameters.md": model_table, "flop_conventions.md": report,
-            "ablations_scales.md": lambda: scale_table("ablations"), "paper_scales.md": lambda: scale_table("paper"),
+    return {"model_parameters.md": lambda: model_table(GRIDS.values()), "flop_conventions.md": report,
+            "ablations_scales.md": lambda: scale_table(GRIDS["ablations"]),
+            "paper_scales.md": lambda: scale_table(GRIDS["paper"]),
             "bench_scan_targets.md": targets_table,
             # the paper report reads the records above (and the studies'): last
             "paper_claims.md": lambda: _paper(summary=False), "paper_summary.md": lambda: _paper(summary=True)}
@@ -68,7 +70,7 @@ def main(argv=None) -> int:
         print(f"{name}: {'unchanged' if same else 'differs' if args.check else 'rewritten'}", flush=True)
     if args.check:
         return 1 if differ else 0
-    from analysis.doc_blocks import main as doc_blocks
+    from analysis.tools.doc_blocks import main as doc_blocks
 
     return doc_blocks([])
 

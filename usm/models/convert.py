@@ -182,7 +182,7 @@ def infer_config(state_dict: dict[str, torch.Tensor]) -> dict:
         learn_pos_emb=not fixed_pos, skip_conn="dec_blocks.1.skip.weight" in state_dict,
         use_convtranspose=("dec_blocks.0.weight" in state_dict
                            and tuple(state_dict["dec_blocks.0.weight"].shape[2:]) == (2, 2)),
-        skip_gate=state_dict[first_dec_block].shape[0] == inner,
+        z_gate=state_dict[first_dec_block].shape[0] != inner,
         expand=inner // hidden, d_state=state_dict["middle_block.attn.self_attention.A_logs"].shape[1],
     )
 

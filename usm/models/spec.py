@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import torch.nn as nn
 
+from usm import deprecated
 from usm.cli import typed
 
 MESSAGES = {"bool": "is not a bool; use true or false", "int": "is not an integer", "float": "is not a number",
@@ -89,7 +90,7 @@ class ModelSpec:
     def check_overrides(self, overrides: dict) -> dict:
         """The overrides with checked types; ModelArgError names an unknown or mistyped one."""
         parameters, checked = self.parameters(), {}
-        for key, value in overrides.items():
+        for key, value in deprecated.model_args(overrides).items():
             if key not in parameters:
                 raise ModelArgError(f"{self.name} has no constructor argument {key!r}; "
                                     f"valid: {', '.join(sorted(parameters))}")

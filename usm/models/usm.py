@@ -14,7 +14,7 @@ Block b scans along USM scheme (b % 8): encoder block i -> i, middle -> depth //
 block i -> depth // 2 + 1 + i.
 
 Fixes of the reference implementation (docs/models.md): PixelShuffle upsampling works
-(``use_convtranspose=False``; the reference crashes); ``skip_gate`` applies to every block, the
+(``use_convtranspose=False``; the reference crashes); ``z_gate=False`` (no z gate) applies to every block, the
 middle one included; the unused ``ln_1`` norms and the unconditional ``y_embedder`` are not built;
 XL/1 builds (see ``usm.models.registry``).
 
@@ -112,7 +112,7 @@ class USM(nn.Module):
 
     def __init__(self, input_size: int = 32, patch_size: int = 1, in_channels: int = 4, hidden_size: int = 768,
                  depth: int = 25, num_classes: int = 0, learn_sigma: bool = False, learn_pos_emb: bool = True,
-                 skip_conn: bool = True, use_convtranspose: bool = True, skip_gate: bool = False,
+                 skip_conn: bool = True, use_convtranspose: bool = True, z_gate: bool = True,
                  has_text: bool = False, d_context: int = 768, use_checkpoint: bool = False,
                  class_dropout_prob: float = 0.1, d_state: int = 16, expand: int = 2, scan_backend: str = "auto",
                  upsample_kernel: int = 3, upsample_groups: int = 1, init: str = "released"):
@@ -141,7 +141,7 @@ class USM(nn.Module):
         def block(number: int, level: int, skip_input: bool = False) -> USMBlock:
             side = grid // 2 ** level
             return USMBlock(hidden_size, number % 8, (side, side), skip_input=skip_input, text=has_text,
-                            d_state=d_state, expand=expand, skip_gate=skip_gate, scan_backend=scan_backend)
+                            d_state=d_state, expand=expand, z_gate=z_gate, scan_backend=scan_backend)
 
         middle = depth // 2
         self.encoder = nn.ModuleList(
@@ -190,7 +190,7 @@ class USM(nn.Module):
             count += flops.linear(batch, hidden, (6 if text else 3) * hidden) + flops.norm(tokens, hidden, affine=False)
             if blk.skip_proj is not None:
                 count += flops.linear(tokens, 2 * hidden, hidden)
-            count += flops.linear(tokens, hidden, inner if cfg["skip_gate"] else 2 * inner)
+            count += flops.linear(tokens, hidden, 2 * inner if cfg["z_gate"] else inner)
             count += flops.conv(tokens, inner, inner, 9, groups=inner)
             count += flops.selective_ssm(tokens, inner, state, rank)
             count += flops.norm(tokens, inner, affine=True) + flops.linear(tokens, inner, hidden)

@@ -154,7 +154,7 @@ def last_backend() -> str | None:
 # FLOP counting. Tracing counters (fvcore) cannot look inside the scan, and its cost is defined by a
 # formula anyway (9 * B * L * D * N multiply-adds, + B * D * L for the D term). Inside
 # ``counting_scans()`` every scan becomes this one traceable op, which a counter handles by name
-# (analysis.flops) from the shapes of u (B, D, L) and A (D, N), its first and third inputs. It returns
+# (analysis.metrics.flops) from the shapes of u (B, D, L) and A (D, N), its first and third inputs. It returns
 # zeros: values after it are meaningless, shapes and the operators that run are those of the real model.
 
 _COUNTING = False

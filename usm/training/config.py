@@ -28,6 +28,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from usm import deprecated
 from usm.cli import TYPE_NAMES, parse_assignments, typed
 from usm.data.datasets import missing_context
 from usm.models.registry import MODELS
@@ -87,8 +88,8 @@ class TrainConfig:
                             choices=["constant", "cosine"])
     grad_clip: float = _opt(1.0, "clip the global gradient norm before each step; 0 = off")
     ema_decay: float = _opt(0.9999, "EMA decay of the trainable weights (the paper's 0.9999)")
-    timesteps: str = _opt("log", "timestep sampling: log (logit-normal) or uniform over [0, 1]",
-                          choices=["log", "uniform"])
+    timesteps: str = _opt("logit_normal", "timestep sampling: logit_normal (t = sigmoid of a standard normal) "
+                          "or uniform over [0, 1]", choices=["logit_normal", "uniform"])
     seed: int = _opt(0, "run seed; every random draw derives from (seed, rank, step)")
     mixed_precision: str = _opt("no", "no, bf16 or fp16 (GPU)", choices=["no", "bf16", "fp16"])
 
@@ -254,6 +255,7 @@ def _typed(f: dataclasses.Field, value):
             raise ConfigError(f"{_flag(f.name)} {value!r}: expected {TYPE_NAMES[kind]}") from None
     if kind == "dict" and not isinstance(value, dict):
         raise ConfigError(f"{_flag(f.name)} {value!r}: expected KEY=VALUE pairs")
+    value = deprecated.value(f.name, value)
     choices = f.metadata.get("choices")
     if choices and value not in choices:
         raise ConfigError(f"{_flag(f.name)} {value!r}: valid: {', '.join(choices)}")
@@ -269,6 +271,8 @@ def build_parser(prog: str = "python -m usm.train") -> argparse.ArgumentParser:
             meta = dict(f.metadata)
             flag = meta.pop("flag", "--" + f.name.replace("_", "-"))
             kwargs = dict(dest=f"{section}.{f.name}", help=f"{meta.pop('help')} (default: {f.default})", **meta)
+            if f.name in deprecated.VALUES:  # an old spelling still parses; _typed renames it with a warning
+                kwargs["choices"] = [*kwargs["choices"], *deprecated.VALUES[f.name]]
             if f.type in ("bool", bool):
                 group.add_argument(flag, action="store_true", **kwargs)
                 continue

@@ -30,6 +30,7 @@ import json
 import logging
 from pathlib import Path
 
+from usm import deprecated
 from usm.files import append_line, atomic_write, check_writable, read_json
 from usm.locks import try_lock
 from usm.models.registry import build_model, model_spec
@@ -142,7 +143,7 @@ class RunDir:
 def identity_differences(there: dict, asked: dict, where: str = "here", asked_as: str = "requested") -> list[str]:
     """What differs between two runs' identities ("section.key: X here, Y requested"), empty if they
     are the same run. A setting added since ``there`` was written stands at its default in it."""
-    there = {section: dict(values) for section, values in there.items()}
+    there = {section: dict(values) for section, values in deprecated.upgrade(there).items()}
     for section, kind in SECTIONS.items():
         if section in there:
             for f in dataclasses.fields(kind):

@@ -3,8 +3,8 @@
     >>> from usm.training.trackers import CHOICES, hyperparameters
     >>> CHOICES
     ('none', 'tensorboard', 'wandb', 'mlflow', 'aim', 'all')
-    >>> hyperparameters({"identity": {"train": {"lr": 1e-4, "timesteps": "log"}, "model": {"model_args": {}}}})
-    {'identity.train.lr': 0.0001, 'identity.train.timesteps': 'log'}
+    >>> hyperparameters({"identity": {"train": {"lr": 1e-4, "timesteps": "logit_normal"}, "model": {"model_args": {}}}})
+    {'identity.train.lr': 0.0001, 'identity.train.timesteps': 'logit_normal'}
 
 ``--log-with NAME`` (a study: ``--set settings.log_with=NAME``) hands the trainer's ``stats.jsonl``
 records (loss, learning rate, gradient norm, speed, memory) to the tracker at the same steps, with

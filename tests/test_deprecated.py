@@ -1,0 +1,44 @@
+"""Renamed spellings (``skip_gate`` -> ``z_gate``, timesteps ``log`` -> ``logit_normal``): the old ones
+work for one release with a warning, and what was stored under them still resumes."""
+
+import json
+
+import pytest
+
+from experiments.grids import GRIDS
+from experiments.point import check_same_point
+from usm.models.registry import build_model
+from usm.training.config import parse_args
+from usm.training.run_dir import identity_differences
+
+
+def test_the_old_model_argument_builds_the_same_model_with_a_warning():
+    with pytest.warns(FutureWarning, match="skip_gate=True is now spelled z_gate=False"):
+        old = build_model("USM-T/2", skip_gate="true")
+    assert old.config["z_gate"] is False and "skip_gate" not in old.config
+    assert all(not block.mixer.z_gate for block in old.blocks)
+    assert build_model("USM-T/2").config["z_gate"] is True  # the gate stays on by default
+
+
+def test_the_old_timestep_name_parses_as_logit_normal(tmp_path):
+    with pytest.warns(FutureWarning, match="timesteps 'log' is now spelled 'logit_normal'"):
+        cfg = parse_args(["--run-dir", str(tmp_path), "--timesteps", "log"])
+    assert cfg.train.timesteps == "logit_normal"
+    assert parse_args(["--run-dir", str(tmp_path)]).train.timesteps == "logit_normal"
+
+
+def test_a_point_and_a_run_stored_under_the_old_names_are_the_same_point(tmp_path):
+    point = GRIDS["ablations"].points("smoke", seeds=[0])[0].to_dict()
+    assert point["axes"]["z_gate"] is True and point["settings"]["train"]["timesteps"] == "logit_normal"
+    old = json.loads(json.dumps(point))
+    old["axes"]["skip_gate"] = not old["axes"].pop("z_gate")
+    old["axes"]["timesteps"] = old["settings"]["train"]["timesteps"] = "log"
+    old["settings"]["model_args"]["skip_gate"] = not old["settings"]["model_args"].pop("z_gate")
+    (tmp_path / "point.json").write_text(json.dumps(old))
+    check_same_point(tmp_path, point)  # resumes, no PointMismatch
+    identity = {"train": {"timesteps": "log"}, "model": {"model": "USM-T/1", "model_args": {"skip_gate": False}}}
+    asked = {"train": {"timesteps": "logit_normal"}, "model": {"model": "USM-T/1", "model_args": {"z_gate": True}}}
+    assert identity_differences(identity, asked) == []
+    asked["model"]["model_args"]["z_gate"] = False
+    assert identity_differences(identity, asked) == [
+        "model.model_args: {'z_gate': True} here, {'z_gate': False} requested"]
