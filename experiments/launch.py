@@ -33,7 +33,9 @@ from experiments.point import (
     point_status,
     setting_differences,
 )
-from usm.files import check_writable, read_json, remove_dead_temps
+from usm import deprecated
+from usm.files import atomic_write, check_writable, point_name, read_json, remove_dead_temps
+from usm.locks import is_held
 from usm.threads import cpu_share, split_cpus
 
 SLURM_FLAGS = {  # launcher flag -> submitit parameter
@@ -96,6 +98,32 @@ def make_executor(cluster: str, folder: Path, parallel: int, slurm: dict, extra_
     return executor
 
 
+def migrate_study(study_dir: Path, log=print) -> list[str]:
+    """Rename the points stored under an old arm name (``skip_gate=True`` is ``z_gate=False`` now,
+    ``usm/deprecated.py``): the folder and its point.json take the new name and spellings, so the study
+    resumes them instead of training them again. A point that is running, or whose new folder exists
+    already, is left as it is (and named). Returns the new names."""
+    renamed = []
+    for spec in sorted(study_dir.glob("*/point.json")) if study_dir.is_dir() else []:
+        try:
+            stored = json.loads(spec.read_text())
+            arm = deprecated.arm(stored["arm"])
+            if spec.parent.name != point_name(stored["arm"], stored["seed"]) or arm == stored["arm"]:
+                continue  # a copy (collect's stray) or nothing to rename
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a damaged point.json: its own point's check names it when that point runs
+        target = study_dir / point_name(arm, stored["seed"])
+        if target.exists() or is_held(spec.parent / "lock"):
+            why = f"its new folder {target.name} exists" if target.exists() else "it is running"
+            log(f"left {spec.parent.name} as it is: {why}")
+            continue
+        atomic_write(spec, json.dumps({**deprecated.upgrade(stored), "arm": arm}, indent=2))
+        spec.parent.rename(target)
+        log(f"renamed {spec.parent.name} -> {target.name} (the arm's new spelling)")
+        renamed.append(target.name)
+    return renamed
+
+
 def check_existing(results: str, points: list[dict], study: list[dict] | None = None) -> None:
     """Refuse, before launching anything, a point whose directory holds another config, and a study
     folder holding any point (selected or not) whose settings differ from this launch's for its arm:
@@ -132,6 +160,7 @@ def launch(points: list[dict], results: str, cluster: str = "local", parallel: i
     """Run the points that are not done. ``partial``: they are a selection (``--only``) of the study,
     whose every point is ``study``."""
     check_writable(Path(results) / points[0]["study"], "--results", "the study's results")
+    migrate_study(Path(results) / points[0]["study"], log)
     check_existing(results, points, study)
     rows = statuses(results, points)
     todo = [p for p, status, _ in rows if status in ("pending", "failed")]

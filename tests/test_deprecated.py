@@ -30,10 +30,7 @@ def test_the_old_timestep_name_parses_as_logit_normal(tmp_path):
 def test_a_point_and_a_run_stored_under_the_old_names_are_the_same_point(tmp_path):
     point = GRIDS["ablations"].points("smoke", seeds=[0])[0].to_dict()
     assert point["axes"]["z_gate"] is True and point["settings"]["train"]["timesteps"] == "logit_normal"
-    old = json.loads(json.dumps(point))
-    old["axes"]["skip_gate"] = not old["axes"].pop("z_gate")
-    old["axes"]["timesteps"] = old["settings"]["train"]["timesteps"] = "log"
-    old["settings"]["model_args"]["skip_gate"] = not old["settings"]["model_args"].pop("z_gate")
+    old = _old_spelling(point)
     (tmp_path / "point.json").write_text(json.dumps(old))
     check_same_point(tmp_path, point)  # resumes, no PointMismatch
     identity = {"train": {"timesteps": "log"}, "model": {"model": "USM-T/1", "model_args": {"skip_gate": False}}}
@@ -42,3 +39,37 @@ def test_a_point_and_a_run_stored_under_the_old_names_are_the_same_point(tmp_pat
     asked["model"]["model_args"]["z_gate"] = False
     assert identity_differences(identity, asked) == [
         "model.model_args: {'z_gate': True} here, {'z_gate': False} requested"]
+
+
+def _old_spelling(point: dict) -> dict:
+    old = json.loads(json.dumps(point))
+    old["arm"] = old["arm"].replace("z_gate=False", "skip_gate=True")
+    old["axes"]["skip_gate"] = not old["axes"].pop("z_gate")
+    old["axes"]["timesteps"] = old["settings"]["train"]["timesteps"] = "log"
+    old["settings"]["model_args"]["skip_gate"] = not old["settings"]["model_args"].pop("z_gate")
+    old["settings"]["metric"] = "swd"
+    return old
+
+
+def test_a_launch_renames_a_study_folder_of_the_old_arm_and_resumes_it(tmp_path):
+    from experiments.launch import migrate_study, statuses, study_points
+
+    points = study_points("ablations", "smoke", seeds=[0])
+    new = next(p for p in points if p["arm"] == "z_gate=False")
+    study = tmp_path / "ablations"
+    old_dir = study / "skip_gate=True-s0"
+    (old_dir / "metrics").mkdir(parents=True)
+    (old_dir / "point.json").write_text(json.dumps(_old_spelling(new)))
+    (old_dir / "metrics" / "quality.json").write_text('{"shape_coverage": 0.5}')
+    (old_dir / "done").touch()
+    (study / "recipe-s0").mkdir()  # a point already under its new name: untouched
+    (study / "recipe-s0" / "point.json").write_text(json.dumps(points[0]))
+    lines = []
+    assert migrate_study(study, lines.append) == ["z_gate=False-s0"]
+    assert lines == ["renamed skip_gate=True-s0 -> z_gate=False-s0 (the arm's new spelling)"]
+    assert not old_dir.exists()
+    stored = json.loads((study / "z_gate=False-s0" / "point.json").read_text())
+    assert stored["arm"] == "z_gate=False" and stored["settings"]["metric"] == "pixel"
+    status = {p["name"]: s for p, s, _ in statuses(str(tmp_path), points)}
+    assert status["z_gate=False-s0"] == "done"  # resumed as done, not trained again
+    assert migrate_study(study, lines.append) == []  # a second launch has nothing to rename

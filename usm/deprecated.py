@@ -14,7 +14,8 @@
 
 Run folders, checkpoints and study points written before the rename keep resuming: what they
 stored passes through ``upgrade`` before it is compared. A study's arm named after the old axis
-(``skip_gate=True``) is a new folder (``z_gate=False``): its point runs again.
+(``skip_gate=True``) is renamed (``z_gate=False``, folder and point.json) by the next launch of its
+study (``experiments.launch.migrate_study``).
 """
 
 from __future__ import annotations
@@ -55,6 +56,22 @@ def value(setting: str, val):
         _warn(f"{setting} {val!r}", repr(renamed[val]))
         return renamed[val]
     return val
+
+
+def arm(name: str) -> str:
+    """An arm's name (``recipe``, or ``axis=value`` pairs joined by commas) in the new spellings.
+
+        >>> arm("skip_gate=True"), arm("skip_conn=False,timesteps=log"), arm("recipe")
+        ('z_gate=False', 'skip_conn=False,timesteps=logit_normal', 'recipe')
+    """
+    parts = []
+    for part in name.split(","):
+        key, sep, val = part.partition("=")
+        if sep:
+            ((key, val),) = upgrade({key: {"True": True, "False": False}.get(val, val)}).items()
+            part = f"{key}={val}"
+        parts.append(part)
+    return ",".join(parts)
 
 
 def upgrade(stored):

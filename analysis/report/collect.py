@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from usm import deprecated
 from usm.files import point_name, read_json
 from usm.provenance import UNRECORDED
 from usm.training.run_dir import RunDir
@@ -35,7 +36,7 @@ def _numbers(obj: dict) -> dict:
 
 def read_run(path: Path) -> dict:
     run = RunDir(path)
-    point = read_json(path / "point.json", REMEASURE) if (path / "point.json").exists() else {}
+    point = deprecated.upgrade(read_json(path / "point.json", REMEASURE)) if (path / "point.json").exists() else {}
     config = run.read_config() or {}
     stats = run.read_stats()
     identity = config.get("identity", {})

@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from analysis.report.collect import collect_study, learning_curves, loss_curves  # noqa: E402
+from usm import deprecated  # noqa: E402
 from usm.files import atomic_save  # noqa: E402
 
 QUALITY = ("fid", "swd")  # the first one a study has is its quality metric
@@ -143,7 +144,7 @@ def sample_rows(study_dir, frame, count: int = 16) -> list[tuple]:
         run = Path(study_dir) / row["run"]
         path = run / "samples" / "final" / "samples.npz"
         if path.exists() and (run / "point.json").exists():
-            settings = json.loads((run / "point.json").read_text())["settings"]
+            settings = deprecated.upgrade(json.loads((run / "point.json").read_text())["settings"])
             by_data.setdefault((settings["data"], settings["resolution"]), []).append((row, path))
     rows = []
     for (data, resolution), runs in by_data.items():

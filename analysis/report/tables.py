@@ -38,6 +38,7 @@ from tabulate import tabulate
 
 from analysis.metrics.quality import HEADLINE, QUALITY_METRICS
 from analysis.report.collect import collect_study, last_launch, learning_curves
+from usm import deprecated
 from usm.files import atomic_write
 from usm.markdown import latex
 from usm.provenance import stamp_line
@@ -290,7 +291,7 @@ def study_calibrations(study_dir: Path, count: int | None = None) -> dict[str, d
 
     found = {}
     for spec in sorted(Path(study_dir).glob("*/point.json")):
-        settings = json.loads(spec.read_text()).get("settings", {})
+        settings = deprecated.upgrade(json.loads(spec.read_text()).get("settings", {}))
         if settings.get("metric") == "pixel" and settings.get("num_samples") and settings["data"] not in found:
             found[settings["data"]] = calibration(settings["data"], settings["resolution"],
                                                   count or settings["num_samples"])
