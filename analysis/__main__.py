@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from analysis.report.records import PLOTS, TABLES, copy_records
 from experiments.grids import GRIDS
 from usm.cli import parse_assignments
 from usm.devices import default_device
@@ -77,6 +78,9 @@ def table_command(args) -> int:
     paths = write_tables(Path(args.results) / args.study)
     print(paths["md"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
+    if args.record:
+        copies = copy_records(Path(args.results) / args.study, args.record, TABLES)
+        print(f"recorded {', '.join(p.name for p in copies)} in {args.record}")
     return 0
 
 
@@ -85,6 +89,9 @@ def plots_command(args) -> int:
 
     paths = write_plots(Path(args.results) / args.study, args.results)
     print("wrote " + ", ".join(str(p) for p in paths))
+    if args.record:
+        copies = copy_records(Path(args.results) / args.study, args.record, PLOTS)
+        print(f"recorded {', '.join(p.name for p in copies)} in {args.record}")
     return 0
 
 
@@ -125,10 +132,10 @@ def validate_metrics_command(args) -> int:
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "metric_validation.json", json.dumps(record, indent=2))
-    atomic_write(out / "metric_validation.md", text + "\n")
-    atomic_write(out / "metric_validation_verdicts.md", render_verdicts(record) + "\n")
-    print(f"\nwrote metric_validation.json, .md and _verdicts.md in {out}")
+    atomic_write(out / "validation.json", json.dumps(record, indent=2))
+    atomic_write(out / "validation.md", text + "\n")
+    atomic_write(out / "validation_verdicts.md", render_verdicts(record) + "\n")
+    print(f"\nwrote validation.json, validation.md and validation_verdicts.md in {out}")
     return 0
 
 
@@ -190,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--study", required=True, help="study name: the folder results/<study>")
         sub.add_argument("--results", default="results", help="results root (default: results)")
+        sub.add_argument("--record", default=None, metavar="DIR",
+                         help="also copy the checked-in files into DIR, e.g. results/reference/ablations/cpu")
         sub.set_defaults(run=run)
 
     paper = commands.add_parser("paper", help="the paper's claims: published, measured here, verdict")

@@ -120,6 +120,21 @@ def test_plots_are_written_from_the_files(study):
     assert curves.groupby("run")["step"].max()["no-skip-s2"] == 50
 
 
+def test_record_copies_the_checked_in_files_straight_into_the_reference_folder(study, capsys):
+    from analysis.__main__ import main
+
+    dest = study.parent / "reference" / "ablations" / "smoke"
+    results = str(study.parent)
+    assert main(["table", "--study", "ablations", "--results", results, "--record", str(dest)]) == 0
+    assert main(["plots", "--study", "ablations", "--results", results, "--record", str(dest)]) == 0
+    names = {p.name for p in dest.iterdir()}
+    assert {"table.md", "headline.md", "comparisons.md", "runs.csv", "curve.md", "learning_curves.png",
+            "loss_curves.png", "efficiency.png"} <= names
+    assert not names & {"table.tex", "table.csv", "efficiency.pdf"}  # these stay in the study's folder
+    assert (dest / "table.md").read_bytes() == (study / "table.md").read_bytes()
+    assert (dest / "efficiency.png").read_bytes() == (study / "plots" / "efficiency.png").read_bytes()
+
+
 def test_missing_study_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist: run the study first"):
         collect_study(tmp_path / "nope")

@@ -58,7 +58,7 @@ def test_step_profile_counts_every_operator_of_a_step_once():
 
 
 def test_the_targets_are_one_table_that_picks_the_shape_and_mode_specific_rule():
-    """The same names as the checked-in records (results/reference/bench_scan_cpu*.json)."""
+    """The same names as the checked-in records (results/reference/bench/scan_cpu*.json)."""
     import json
     from pathlib import Path
 
@@ -76,33 +76,33 @@ def test_the_targets_are_one_table_that_picks_the_shape_and_mode_specific_rule()
                                                               "triton/mamba_ssm <= 1.5": False}
     assert targets_for(gpu, (2, 1536, 1024, 16), "fwd+bwd")["triton/mamba_ssm <= 2.5"] is True
     root = Path(__file__).resolve().parents[1] / "results" / "reference"
-    for name in ("bench_scan_cpu.json", "bench_scan_cpu_smoke_shape.json", "bench_scan_cpu_1thread.json"):
+    for name in ("bench/scan_cpu.json", "bench/scan_cpu_smoke_shape.json", "bench/scan_cpu_1thread.json"):
         record = json.loads((root / name).read_text())
         speed = {k: v for k, v in record["targets"].items() if "memory" not in k}
         assert targets_for(record["seconds"], tuple(record["shape"].values()), record["mode"]) == speed, name
 
 
 def test_the_docs_benchmark_table_is_the_records_table(capsys):
-    """docs/scan.md's table (results/reference/bench_scan_cpu_table.md) is what --table prints from
+    """docs/scan.md's table (results/reference/bench/scan_cpu_table.md) is what --table prints from
     the three checked-in records."""
     from pathlib import Path
 
     reference = Path(__file__).resolve().parents[1] / "results/reference"
-    records = [str(reference / f"bench_scan_cpu{tail}.json") for tail in ("", "_1thread", "_smoke_shape")]
+    records = [str(reference / f"bench/scan_cpu{tail}.json") for tail in ("", "_1thread", "_smoke_shape")]
     assert main(["--table", *records]) == {}
     printed = capsys.readouterr().out.strip()
-    assert printed == (reference / "bench_scan_cpu_table.md").read_text().strip()
+    assert printed == (reference / "bench/scan_cpu_table.md").read_text().strip()
     for entry in ("numba's (B, D, L) entry", "numba's token-major entry"):  # both layouts, side by side
         assert f"| speed-up of {entry} over torch |" in printed
 
 
 def test_the_targets_record_is_the_commands_output(capsys):
-    """docs/scan.md shows the targets from results/reference/bench_scan_targets.md: the TARGETS table itself."""
+    """docs/scan.md shows the targets from results/reference/bench/scan_targets.md: the TARGETS table itself."""
     from pathlib import Path
 
     from analysis.bench.bench_scan import TARGETS, main
 
     main(["--targets"])
     printed = capsys.readouterr().out
-    assert printed == (Path(__file__).parents[1] / "results/reference/bench_scan_targets.md").read_text()
+    assert printed == (Path(__file__).parents[1] / "results/reference/bench/scan_targets.md").read_text()
     assert all(f"`{target.name}`" in printed for target in TARGETS)

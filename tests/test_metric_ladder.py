@@ -18,7 +18,7 @@ from analysis.report.metric_ladder import (
     validate,
 )
 
-RECORD = Path(__file__).parent.parent / "results" / "reference" / "metric_validation.json"
+RECORD = Path(__file__).parent.parent / "results" / "reference" / "metrics" / "validation.json"
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +63,7 @@ def test_the_checked_in_validation_record_names_exactly_the_headline_metrics():
     assert "| shape coverage " in render(record)
     # the Markdown records are the command's renderings of this JSON (docs/metrics.md shows the verdicts)
     assert RECORD.with_suffix(".md").read_text().strip() == render(record).strip()
-    verdicts = RECORD.with_name("metric_validation_verdicts.md").read_text().strip()
+    verdicts = RECORD.with_name("validation_verdicts.md").read_text().strip()
     assert verdicts == render_verdicts(record).strip() and render(record).startswith(verdicts.split("\n\n")[0])
 
 

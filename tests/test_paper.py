@@ -141,8 +141,8 @@ def test_the_checked_in_report_is_the_commands_output(monkeypatch):
     monkeypatch.chdir(REFERENCE.parents[1])
     records = read_records("results/none-here", "results/reference")
     rows, stamps = rows_of(records), records.stamps()
-    assert (REFERENCE / "paper_claims.md").read_text().strip() == render(rows, "md", stamps).strip()
-    assert (REFERENCE / "paper_summary.md").read_text().strip() == render_summary(rows, stamps).strip()
+    assert (REFERENCE / "paper" / "claims.md").read_text().strip() == render(rows, "md", stamps).strip()
+    assert (REFERENCE / "paper" / "summary.md").read_text().strip() == render_summary(rows, stamps).strip()
     assert "code: `flops@" in render_summary(rows, stamps)
 
 
@@ -175,7 +175,7 @@ def test_flop_conventions_from_the_command_line(capsys):
 
 
 def test_the_conventions_record_is_the_commands_output(capsys):
-    """docs/metrics.md shows results/reference/flop_conventions.md: what `flops --conventions` prints
+    """docs/metrics.md shows results/reference/models/flop_conventions.md: what `flops --conventions` prints
     (the counts are cached from the tests above, so this costs no second count)."""
     assert analysis_main(["flops", "--conventions"]) == 0
-    assert capsys.readouterr().out.strip() == (Path(REFERENCE) / "flop_conventions.md").read_text().strip()
+    assert capsys.readouterr().out.strip() == (Path(REFERENCE) / "models" / "flop_conventions.md").read_text().strip()

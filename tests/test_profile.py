@@ -93,16 +93,16 @@ def test_doc_blocks_through_the_dispatcher_reports_its_result():
 
 
 def test_the_model_table_record_is_the_commands_output(capsys):
-    """The README's parameter table (results/reference/model_parameters.md) is what the command prints now."""
+    """The README's parameter table (results/reference/models/parameters.md) is what the command prints now."""
     from pathlib import Path
 
     assert analysis_main(["models"]) == 0
-    record = Path(__file__).resolve().parents[1] / "results/reference/model_parameters.md"
+    record = Path(__file__).resolve().parents[1] / "results/reference/models/parameters.md"
     assert capsys.readouterr().out.strip() == record.read_text().strip()
 
 
 def test_the_scales_record_is_the_commands_output_and_reads_the_grid(capsys):
-    """docs/ablations.md's scales table (results/reference/ablations_scales.md) is what the command
+    """docs/ablations.md's scales table (results/reference/ablations/scales.md) is what the command
     prints now, and its cells come from the grid's Scale and the recipe model's structure."""
     from pathlib import Path
 
@@ -111,7 +111,7 @@ def test_the_scales_record_is_the_commands_output_and_reads_the_grid(capsys):
     for grid in ("paper", "ablations"):  # docs/comparison.md shows the paper grid's
         assert analysis_main(["scales", "--grid", grid]) == 0
         printed = capsys.readouterr().out
-        record = Path(__file__).resolve().parents[1] / f"results/reference/{grid}_scales.md"
+        record = Path(__file__).resolve().parents[1] / f"results/reference/{grid}/scales.md"
         assert printed.strip() == record.read_text().strip()
     smoke = next(line for line in printed.splitlines() if line.startswith("| `smoke` |"))
     steps = GRIDS["ablations"].scales["smoke"].train["max_steps"]

@@ -25,8 +25,8 @@ from usm.provenance import (
 
 REFERENCE = ROOT / "results" / "reference"
 # Records any machine remakes in about two minutes: their stamp must be the code's.
-CHEAP_RECORDS = ("bench_scan_*.json", "bench_scan_*.md", "model_parameters.md", "flop_conventions.md",
-                 "*_scales.md", "step_batches_cpu.md")
+CHEAP_RECORDS = ("bench/scan_*.json", "bench/scan_*.md", "models/parameters.md", "models/flop_conventions.md",
+                 "*/scales.md", "bench/step_batches_cpu.md")
 
 
 def _tree(root: Path) -> None:

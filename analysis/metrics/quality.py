@@ -64,7 +64,7 @@ QUALITY_METRICS = {
 }
 
 # The study tables' headline: the metrics that passed the validation on sets of known order (python -m
-# analysis validate-metrics; the record: results/reference/metric_validation.md, kept equal by a test).
+# analysis validate-metrics; the record: results/reference/metrics/validation.md, kept equal by a test).
 # SWD, the pixel precision and the classifier's "recognisable" failed it (docs/metrics.md says how).
 HEADLINE = ("shape_coverage", "shape_density")
 

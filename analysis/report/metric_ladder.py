@@ -28,7 +28,7 @@ and, where checkpoint series are given, its mean rank correlation with the steps
 ``PASS_CHECKPOINTS`` (0.8: four checkpoints allow one swap of neighbours; a metric that does not
 move over a run's checkpoints counts 0 for that run: it cannot rank them). Checkpoints are scored
 on as many samples as the fewest of the series has (the learning curve's count). The record
-(``metric_validation.json`` and ``.md``) lists every score with its spread over resamplings of the
+(``validation.json`` and ``.md``) lists every score with its spread over resamplings of the
 set, so a reader sees how far apart the rungs are as well as their order. The study tables' headline
 (``analysis.metrics.quality.HEADLINE``) holds only metrics that pass; tests/test_metric_ladder.py keeps the
 two in agreement.

@@ -13,10 +13,10 @@ the paper it comes from. Measurements come from records, except the rebuilt GFLO
   counted live);
 - quality (FID): a finished ``paper`` study with FID (``results/paper``);
 - quality and costs at laptop scale: the ``paper`` study at its ``cpu`` scale (the T sizes on the
-  embedded 16 px data; ``results/paper``, else the checked-in ``results/reference/paper_cpu_runs.csv``),
+  embedded 16 px data; ``results/paper``, else the checked-in ``results/reference/paper/cpu/runs.csv``),
   each rival compared seed by seed with USM on the same dataset (``analysis.report.tables.summarize``);
 - ablation: the ``ablations`` study (``results/ablations``), else the checked-in per-run records of
-  its ``cpu`` scale (``results/reference/ablations_cpu_runs.csv``).
+  its ``cpu`` scale (``results/reference/ablations/cpu/runs.csv``).
 
 A verdict is ``agrees`` (within the tolerance), ``same direction`` (USM better in both, by another
 amount), ``differs``, or ``not measured yet`` with what it needs. Each row says how and on what
@@ -291,7 +291,7 @@ def quality_rows(claims: list[dict], records: Records) -> list[Row]:
     return rows
 
 
-LAPTOP_RUNS = "paper_cpu_runs.csv"  # the checked-in per-run records of the laptop-scale comparison
+LAPTOP_RUNS = "paper/cpu/runs.csv"  # the checked-in per-run records of the laptop-scale comparison
 LAPTOP_HOW = ("the paper grid at cpu scale: the T sizes at equal parameter counts, 16 px embedded data, one recipe "
               "for all, the final samples of each run ({source}); a pixel-space proxy, not FID")
 
@@ -398,7 +398,7 @@ def ablation_frame(results: Path, reference: Path):
     return (pd.read_csv(path) if path.exists() else None), f"the checked-in cpu-scale study ({path})"
 
 
-ABLATION_RUNS = "ablations_cpu_runs.csv"
+ABLATION_RUNS = "ablations/cpu/runs.csv"
 
 
 def ablation_rows(claims: list[dict], records: Records) -> list[Row]:

@@ -46,12 +46,12 @@ def makers() -> dict[str, object]:
     from analysis.report.scale_table import table as scale_table
     from experiments.grids import GRIDS
 
-    return {"model_parameters.md": lambda: model_table(GRIDS.values()), "flop_conventions.md": report,
-            "ablations_scales.md": lambda: scale_table(GRIDS["ablations"]),
-            "paper_scales.md": lambda: scale_table(GRIDS["paper"]),
-            "bench_scan_targets.md": targets_table,
+    return {"models/parameters.md": lambda: model_table(GRIDS.values()), "models/flop_conventions.md": report,
+            "ablations/scales.md": lambda: scale_table(GRIDS["ablations"]),
+            "paper/scales.md": lambda: scale_table(GRIDS["paper"]),
+            "bench/scan_targets.md": targets_table,
             # the paper report reads the records above (and the studies'): last
-            "paper_claims.md": lambda: _paper(summary=False), "paper_summary.md": lambda: _paper(summary=True)}
+            "paper/claims.md": lambda: _paper(summary=False), "paper/summary.md": lambda: _paper(summary=True)}
 
 
 def main(argv=None) -> int:
