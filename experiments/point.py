@@ -1,4 +1,5 @@
-"""One grid point, start to finish: train -> sample -> metric -> ``done``, safe to run again.
+"""One grid point's lifecycle: its folder, lock, ``point.json``, status, code record and outcome
+(``done`` or ``failed.json``); the work itself is ``experiments.pipeline`` (train -> sample -> measure).
 
     >>> from experiments.point import point_status
     >>> point_status("/nonexistent")
@@ -16,21 +17,15 @@ written only after the metrics.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import time
 import traceback
 from pathlib import Path
 
-import numpy as np
 import submitit
-import torch
 
-from analysis.metrics.run_cost import point_cost, sampling_record
-from experiments.grid import sample_config, trainer_config
+from experiments import pipeline
 from usm import deprecated
-from usm.devices import default_device, device_name
 from usm.files import atomic_write, read_json, remove_dead_temps
 from usm.locks import is_held, try_lock
 from usm.provenance import stamp
@@ -129,119 +124,16 @@ def claim(directory: Path, point: dict):
     return handle
 
 
-def score(s: dict, samples: np.ndarray, sample_dir: Path, swd: bool = True) -> dict:
-    """The quality metrics of a set of the point's samples: computed here on SWD-scale data, else FID.
-    Learning-curve points leave SWD out (``swd=False``): it takes seconds, and it failed the metric
-    validation, so no curve shows it."""
-    if s["metric"] == "pixel":
-        from analysis.metrics.quality import quality, reference_images
-
-        return quality(reference_images(s["data"], s["resolution"], len(samples)), samples, s["data"], s["resolution"],
-                       swd=swd)
-    from analysis.metrics.fid import compute_metrics
-    return compute_metrics(sample_dir, s["data"], num=len(samples), prc=True, device=default_device())
-
-
-def measure(directory: Path, s: dict) -> dict:
-    if s["metric"] == "profile":
-        from analysis.metrics.profile import profile_one
-
-        return {f"{key}@{size}": value for size in s["image_sizes"]
-                for key, value in profile_one(s["model"], size, 1, torch.device("cpu"), throughput=False).items()
-                if isinstance(value, (int, float)) and not isinstance(value, bool)}
-    from analysis.metrics.flops import count_registered
-    from usm.training.run_dir import RunDir
-
-    # the constructor arguments the run trained with (sizes, conditioning, --model-arg), as recorded
-    model_config = RunDir(directory).read_config()["derived"]["model_config"]
-    flops = count_registered(s["model"], **model_config)
-    final = directory / "samples" / "final"
-    samples = np.load(final / "samples.npz")["images"]
-    out = {"gflops": flops.gflops, "params": flops.params, "num_samples": len(samples),
-           **point_cost(directory, s["model"], model_config, s["train"]["batch_size"],
-                        device_name(torch.device(default_device())))}
-    out.update(score(s, samples, final))
-    if s["metric"] == "pixel":  # how much of each score is due to which samples were drawn
-        from analysis.metrics.quality import bootstrap, reference_images
-
-        spread = bootstrap(reference_images(s["data"], s["resolution"], len(samples)), samples, s["data"],
-                           s["resolution"])
-        out.update({f"{name}_sampling_std": value for name, value in spread.items()})
-        if s.get("eval_every"):  # the curve's last point: the first eval_samples final samples, which are
-            # exactly the images an evaluation would have drawn (image i's noise derives from (seed, i))
-            first = samples[:s["eval_samples"]]
-            write_curve_point(directory, s, s["train"]["max_steps"], score(s, first, final, swd=False), first)
-    return out
-
-
-def curve_file(directory: Path, step: int) -> Path:
-    return directory / "metrics" / "curve" / f"step-{step:09d}.json"
-
-
-def write_curve_point(directory: Path, s: dict, step: int, metrics: dict, samples: np.ndarray) -> None:
-    """Record one evaluation of the learning curve, and send it (and 16 of its samples) to the run's
-    trackers when the study has one (``settings.log_with``)."""
-    from usm.training.trackers import log_evaluation
-
-    path = curve_file(directory, step)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"step": step, "images_seen": step * s["train"]["batch_size"], "num_samples": s["eval_samples"],
-              **metrics}
-    atomic_write(path, json.dumps(record, indent=2))
-    log_evaluation(s.get("log_with", "none"), directory, step, metrics, samples[:16],
-                   s["train"].get("mixed_precision", "no"))
-
-
-def evaluate_during_training(directory: Path, s: dict) -> None:
-    """Sample and score the newest checkpoint when it sits at an evaluation step that has no curve
-    point yet (``samples/curve/step-N``, ``metrics/curve/step-N.json``): the learning curve. Only
-    SWD-scale data is scored here; FID-scale curves keep their samples for a later FID."""
-    from usm.training import generate
-    from usm.training.checkpoint import PATTERN, checkpoint_path, list_checkpoints
-    from usm.training.run_dir import RunDir
-
-    checkpoints = RunDir(directory).checkpoints
-    found = list_checkpoints(checkpoints)
-    step = int(PATTERN.match(found[-1].name).group(1)) if found else 0
-    if not step or step % s["eval_every"] or step >= s["train"]["max_steps"] or curve_file(directory, step).exists():
-        return
-    out = directory / "samples" / "curve" / f"step-{step:09d}"
-    generate(dataclasses.replace(sample_config(s, directory), target=str(checkpoint_path(checkpoints, step)),
-                                 num=s["eval_samples"], out=str(out)))
-    samples = np.load(out / "samples.npz")["images"]
-    write_curve_point(directory, s, step, score(s, samples, out, swd=False) if s["metric"] == "pixel" else {}, samples)
-
-
-def train_point(directory: Path, settings: dict, evaluate: bool = True) -> None:
-    """Train the point's run to its last step; with a learning curve (``eval_every``) the trainer
-    pauses at every evaluation step and rank 0 (``evaluate``) samples and scores it there. Any other
-    outcome than "done" or such a pause (a time budget, a divergence) is an error, as before."""
-    from usm.training import train
-
-    config, every = trainer_config(settings, directory), settings.get("eval_every")
-    while True:
-        if every and evaluate:
-            evaluate_during_training(directory, settings)
-        outcome = train(config)
-        if outcome.status == "done":
-            return
-        if outcome.status != "paused" or not every or outcome.step % every:
-            raise RuntimeError(f"training ended {outcome.status} at step {outcome.step} of "
-                               f"{settings['train'].get('max_steps')} (see {directory / 'log.txt'})")
-
-
 def run_point(results: str, point: dict, rank: int = 0) -> str:
     """Run (or finish) one point. Returns its final status. With several tasks (one per GPU), every
     rank trains (DDP); rank 0 alone holds the point's lock, samples, measures and marks it done."""
-    from usm.training import generate
-
     directory = point_dir(results, point)
     if point_status(directory) == "done":
         return "done"
     s = point["settings"]
     if rank > 0:
         if s["metric"] != "profile":
-            train_point(directory, s, evaluate=False)
+            pipeline.train_point(directory, s, evaluate=False)
         return "worker"
     handle = claim(directory, comparable(point))
     try:
@@ -250,14 +142,8 @@ def run_point(results: str, point: dict, rank: int = 0) -> str:
         for folder in (directory, directory / "samples", directory / "metrics", directory / "metrics" / "curve"):
             remove_dead_temps(folder)  # of this point's writers that were killed (the trainer's and sampler's
             # own folders are cleaned by them)
-        if s["metric"] != "profile":
-            train_point(directory, s)
-            sampling = sample_config(s, directory)
-            started = time.monotonic()
-            drawn = generate(sampling)
-            seconds = time.monotonic() - started
-            sampling_record(directory, seconds, drawn.new, device_name(torch.device(sampling.device)))
-        metrics = measure(directory, s)
+        pipeline.produce(directory, s)
+        metrics = pipeline.measure(directory, s)
         broken = sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
         if broken:  # a table would average it away or show it as a number
             raise ValueError(f"the point's {', '.join(broken[:3])} came out non-finite: it is failed, not done; "

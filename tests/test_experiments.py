@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import experiments.point as point_module
+import experiments.pipeline as pipeline
 from experiments.grid import GridError
 from experiments.grids import GRIDS
 from experiments.launch import study_points
@@ -225,20 +225,20 @@ def test_a_point_locked_by_another_launcher_is_left_alone(tmp_path, capsys):
 @pytest.mark.slow
 def test_a_failing_point_is_reported_with_its_log_while_the_others_finish(tmp_path, monkeypatch, capsys):
     results = tmp_path / "results"
-    real_measure = point_module.measure
+    real_measure = pipeline.measure
 
     def measure(directory, settings):
         if settings["model"].startswith("ZigMa"):
             raise RuntimeError("simulated metric failure")
         return real_measure(directory, settings)
 
-    monkeypatch.setattr(point_module, "measure", measure)
+    monkeypatch.setattr(pipeline, "measure", measure)
     assert run(results) == 1
     out = capsys.readouterr().out
     assert "failed  model=ZigMa,dataset=shapes-s0" in out and "simulated metric failure" in out
     assert "log.txt" in out and "done: 2  running: 0  failed: 1" in out
     assert not (results / "paper" / "table.md").exists()  # tables only for a complete study
-    monkeypatch.setattr(point_module, "measure", real_measure)
+    monkeypatch.setattr(pipeline, "measure", real_measure)
     assert run(results) == 0  # the retry runs only the failed point, which resumes from its checkpoint
     assert (results / "paper" / "table.md").exists()
 
@@ -289,7 +289,7 @@ def test_a_points_sampling_and_fid_run_on_the_gpu_when_there_is_one(monkeypatch,
     assert len({sample_config(p.settings, tmp_path).seed for p in GRIDS["ablations"].points("smoke")}) == 1
     asked = {}
     monkeypatch.setattr(analysis.metrics.fid, "compute_metrics", lambda *a, **kw: asked.update(kw) or {"fid": 1.0})
-    assert point_module.score({**settings, "metric": "fid"}, np.zeros((4, 16, 16, 1)), tmp_path) == {"fid": 1.0}
+    assert pipeline.score({**settings, "metric": "fid"}, np.zeros((4, 16, 16, 1)), tmp_path) == {"fid": 1.0}
     assert asked["device"] == "cuda" and asked["prc"] is True
 
 
@@ -301,18 +301,18 @@ def test_a_point_goes_on_only_after_pauses_at_its_evaluation_steps(monkeypatch, 
 
     settings = GRIDS["ablations"].points("smoke", seeds=[0], overrides={"settings.eval_every": 2})[0].settings
     evaluated = []
-    monkeypatch.setattr(point_module, "evaluate_during_training", lambda d, s: evaluated.append(d))
+    monkeypatch.setattr(pipeline, "evaluate_during_training", lambda d, s: evaluated.append(d))
     for outcomes, evaluate, calls in (([Outcome("paused", 2), Outcome("done", 4)], True, 2),
                                       ([Outcome("paused", 2), Outcome("done", 4)], False, 0)):
         evaluated.clear()
         queue = list(outcomes)
         monkeypatch.setattr(usm.training, "train", lambda config, queue=queue: queue.pop(0))
-        point_module.train_point(tmp_path, settings, evaluate=evaluate)
+        pipeline.train_point(tmp_path, settings, evaluate=evaluate)
         assert not queue and len(evaluated) == calls
     for outcome in (Outcome("paused", 3), Outcome("diverged", 2)):
         monkeypatch.setattr(usm.training, "train", lambda config, outcome=outcome: outcome)
         with pytest.raises(RuntimeError, match=f"training ended {outcome.status} at step {outcome.step}"):
-            point_module.train_point(tmp_path, settings)
+            pipeline.train_point(tmp_path, settings)
 
 
 def test_every_scale_a_grid_defines_can_be_launched(tmp_path, capsys):

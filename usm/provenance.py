@@ -50,9 +50,8 @@ SCOPES: dict[str, tuple[str, ...]] = {
 # A grid's scales table depends on its grid; a study on everything that trains, samples and scores it.
 GRID_SCOPE = ("experiments/grid.py", "experiments/grids/{name}.py", "experiments/grids/scales.py",
               "analysis/report/scale_table.py", *_MODELS)
-STUDY_SCOPE = ("usm", "baselines", "experiments/grid.py", "experiments/point.py", "experiments/grids/{name}.py",
-               "experiments/grids/scales.py",
-               *_METRICS)
+STUDY_SCOPE = ("usm", "baselines", "experiments/grid.py", "experiments/point.py", "experiments/pipeline.py",
+               "experiments/grids/{name}.py", "experiments/grids/scales.py", *_METRICS)
 # Records that take under about two minutes to remake: a test fails when their code has changed.
 CHEAP = ("scan", "models", "flops", "step", "grid")
 
