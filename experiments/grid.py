@@ -64,11 +64,10 @@ class Scale:
     train: dict
     num_samples: int
     sample_steps: int = 25
-    metric: str = "pixel"  # "pixel" (the embedded data's metric suite: k-NN, shape features, SWD), "fid" or "profile"
+    metric: str = "pixel"  # "pixel" (the embedded data's metric suite: k-NN, shape features, SWD) or "fid"
     latent: str = "none"
     model_args: dict = field(default_factory=dict)
     datasets: dict = field(default_factory=dict)  # dataset name -> path (paper scale: given with --set)
-    image_sizes: tuple = ()  # profile points
     axis_values: dict = field(default_factory=dict)  # axis name -> values replacing the axis's own here
     seeds: tuple | None = None  # default seeds at this scale (else the grid's)
     eval_every: int | None = None  # learning curve: sample and score the run every N steps as it trains
@@ -210,7 +209,7 @@ class Grid:
                         "train": {**base.train, **train_overrides},
                         "num_samples": base.num_samples, "sample_steps": base.sample_steps, "metric": base.metric,
                         "eval_every": base.eval_every, "eval_samples": base.eval_samples,
-                        "image_sizes": list(base.image_sizes), **top}
+                        **top}
             for name, value in combo.items():
                 axes[name].apply(value, settings)
             if settings["data"] in datasets:
@@ -246,8 +245,6 @@ class Grid:
     def _validate(self, settings: dict, datasets: dict) -> None:
         if settings["model"] not in MODELS:
             raise GridError(f"unknown model {settings['model']!r}; registered: {', '.join(sorted(MODELS))}")
-        if settings["metric"] == "profile":
-            return
         for name, least in (("num_samples", 4), ("sample_steps", 1)):  # k-NN metrics need more than k = 3
             if not isinstance(settings[name], int) or isinstance(settings[name], bool) or settings[name] < least:
                 raise GridError(f"settings.{name}={settings[name]!r}: a whole number >= {least}")

@@ -21,11 +21,9 @@ from usm.files import atomic_write
 
 def produce(directory: Path, s: dict) -> None:
     """Train the point's run to its last step, then draw its final samples (both resume), recording
-    how long the sampling took. Profile-only points (``metric="profile"``) have nothing to produce."""
+    how long the sampling took."""
     from usm.training import generate
 
-    if s["metric"] == "profile":
-        return
     train_point(directory, s)
     sampling = sample_config(s, directory)
     started = time.monotonic()
@@ -48,12 +46,6 @@ def score(s: dict, samples: np.ndarray, sample_dir: Path, swd: bool = True) -> d
 
 
 def measure(directory: Path, s: dict) -> dict:
-    if s["metric"] == "profile":
-        from analysis.metrics.profile import profile_one
-
-        return {f"{key}@{size}": value for size in s["image_sizes"]
-                for key, value in profile_one(s["model"], size, 1, torch.device("cpu"), throughput=False).items()
-                if isinstance(value, (int, float)) and not isinstance(value, bool)}
     from analysis.metrics.flops import count_registered
     from usm.training.run_dir import RunDir
 

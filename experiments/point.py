@@ -132,8 +132,7 @@ def run_point(results: str, point: dict, rank: int = 0) -> str:
         return "done"
     s = point["settings"]
     if rank > 0:
-        if s["metric"] != "profile":
-            pipeline.train_point(directory, s, evaluate=False)
+        pipeline.train_point(directory, s, evaluate=False)
         return "worker"
     handle = claim(directory, comparable(point))
     try:

@@ -48,6 +48,7 @@ def _old_spelling(point: dict) -> dict:
     old["axes"]["timesteps"] = old["settings"]["train"]["timesteps"] = "log"
     old["settings"]["model_args"]["skip_gate"] = not old["settings"]["model_args"].pop("z_gate")
     old["settings"]["metric"] = "swd"
+    old["settings"]["image_sizes"] = []  # every point stored it while profile-only points were grids
     return old
 
 

@@ -95,7 +95,7 @@ def test_adding_seeds_runs_only_the_new_points(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: study_points("nope"), "unknown grid 'nope'; grids: ablations, control, paper, scaling"),
+    (lambda: study_points("nope"), "unknown grid 'nope'; grids: ablations, control, paper"),
     (lambda: GRIDS["ablations"].points("huge"), "no scale 'huge'; valid: \\['cpu', 'mini', 'paper', 'smoke'\\]"),
     (lambda: GRIDS["ablations"].points("smoke", overrides={"model": "x"}), "--set model"),
     (lambda: GRIDS["paper"].points("paper"), "dataset 'afhq' is not a folder: give its path with --set data.afhq="),
@@ -263,15 +263,16 @@ def test_the_text_arm_trains_on_captions_and_samples_from_them(tmp_path, capsys)
 @pytest.mark.slow
 def test_local_executor_runs_points_in_subprocesses(tmp_path):
     results = tmp_path / "results"
-    assert run_main(["--grid", "scaling", "--cluster", "local", "--results", str(results)]) == 0
-    assert (results / "scaling" / "table.md").exists()
-    launch = json.loads((results / "scaling" / "launches.jsonl").read_text().splitlines()[-1])
-    points = list((results / "scaling").glob("*/point.json"))
+    assert run_main(["--grid", "paper", "--cluster", "local", "--parallel", "2", "--results", str(results),
+                     "--only", "model=DiT,dataset=*-s0", *TINY]) == 0
+    assert (results / "paper" / "table.md").exists()
+    launch = json.loads((results / "paper" / "launches.jsonl").read_text().splitlines()[-1])
+    points = list((results / "paper").glob("*/point.json"))
     assert len(launch["points"]) == len(points)
     assert launch["seconds"] >= max(launch["points"].values()) > 0
     assert f"Wall time of the last launch ({launch['date']}): {len(points)} points" in (
-        results / "scaling" / "table.md").read_text()
-    shutil.rmtree(results / "scaling" / ".submitit")
+        results / "paper" / "table.md").read_text()
+    shutil.rmtree(results / "paper" / ".submitit")
 
 
 def test_a_points_sampling_and_fid_run_on_the_gpu_when_there_is_one(monkeypatch, tmp_path):
@@ -321,8 +322,8 @@ def test_every_scale_a_grid_defines_can_be_launched(tmp_path, capsys):
     afhq.mkdir()
     assert run_main(["--grid", "ablations", "--scale", "mini", "--dry-run", "--set", f"data.afhq={afhq}"]) == 0
     assert "6 points (ablations, mini scale, local)" in capsys.readouterr().out  # one seed per arm there
-    assert run_main(["--grid", "scaling", "--scale", "mini", "--dry-run"]) == 2
-    assert "no scale 'mini'; valid: ['paper', 'smoke']" in capsys.readouterr().err
+    assert run_main(["--grid", "control", "--scale", "mini", "--dry-run"]) == 2
+    assert "no scale 'mini'; valid: ['cpu', 'smoke']" in capsys.readouterr().err
 
 
 def test_only_selects_by_name_arm_or_glob_never_by_substring(capsys):

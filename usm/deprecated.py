@@ -26,6 +26,8 @@ import warnings
 # old constructor argument -> (new argument, how the value maps)
 MODEL_ARGS = {"skip_gate": ("z_gate", operator.not_)}
 # trainer setting -> {old value: new value}
+# settings a point no longer stores -> the value every stored point held (profile-only points left the grids)
+DROPPED = {"image_sizes": []}
 VALUES = {"timesteps": {"log": "logit_normal"}, "metric": {"swd": "pixel"}}
 
 
@@ -84,4 +86,4 @@ def upgrade(stored):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         renamed = model_args(stored)
-        return {k: value(k, upgrade(v)) for k, v in renamed.items()}
+        return {k: value(k, upgrade(v)) for k, v in renamed.items() if not (k in DROPPED and v == DROPPED[k])}

@@ -20,13 +20,10 @@ QUALITY = {"pixel": "the k-NN metrics (pixels, shape features) and SWD", "fid": 
 
 
 def model_input(scale) -> tuple[int, int] | None:
-    """(side, channels) of what the scale's model sees, or None where it depends on a dataset path
-    or the scale only profiles models."""
+    """(side, channels) of what the scale's model sees, or None where it depends on a dataset path."""
     from usm.data.datasets import open_dataset
     from usm.data.embedded import EMBEDDED
 
-    if scale.metric == "profile":  # measured at its image sizes, not trained on its data (no input)
-        return None
     if scale.latent != "none":
         return scale.resolution // 8, 4
     if scale.data in EMBEDDED:
@@ -46,9 +43,7 @@ def scale_row(name: str, scale, recipe_args: dict, grid_seeds: tuple) -> list[st
         structure = model.structure() if hasattr(model, "structure") else {}
         config = model.config
     t = scale.train
-    profile = scale.metric == "profile"  # measured at its image sizes, not trained on its data
-    data = "-" if profile else (scale.data + ("" if scale.latent == "none" else f" through {scale.latent}")
-                                + f" at {scale.resolution} px")
+    data = scale.data + ("" if scale.latent == "none" else f" through {scale.latent}") + f" at {scale.resolution} px"
     seen = f"{shape[0]}x{shape[0]}x{shape[1]}" if shape else "-"
     if structure:
         grid = f"patch {structure['patch']}, {structure['tokens']:,} tokens"
@@ -61,11 +56,7 @@ def scale_row(name: str, scale, recipe_args: dict, grid_seeds: tuple) -> list[st
     recipe = (f"batch {t['batch_size']}, {t['max_steps']:,} steps, lr {t['lr']:g}, EMA {t['ema_decay']:g}"
               if trained else "-")
     curve = f", a curve point every {scale.eval_every:,} steps" if scale.eval_every else ""
-    if profile:
-        quality = "no samples: parameters, GFLOPs, memory and throughput at " + ", ".join(
-            f"{size} px" for size in scale.image_sizes)
-    else:
-        quality = f"{QUALITY[scale.metric]} on {scale.num_samples:,} samples, {scale.sample_steps} Euler steps{curve}"
+    quality = f"{QUALITY[scale.metric]} on {scale.num_samples:,} samples, {scale.sample_steps} Euler steps{curve}"
     seeds = len(scale.seeds or grid_seeds)
     return [f"`{name}`", scale.model, data, seen, grid, depth, bottleneck, mixer,
             recipe, quality, str(seeds)]
