@@ -5,7 +5,7 @@
     >>> list(dict.fromkeys(p.arm for p in points))[:3], sorted({p.seed for p in points})
     (['recipe', 'skip_conn=False', 'upsampler=pixelshuffle'], [0, 1])
 
-An ``Axis`` maps each of its values onto trainer settings (``model_args`` or a ``train`` field). A
+An ``Axis`` sets one dotted path of a point's settings (``model_args.skip_conn``, ``train.timesteps``). A
 grid names its axes, the recipe (the value of every axis in the reference arm), and how arms are
 formed: ``one_change`` (the recipe plus one arm per changed value, the paper's ablation table) or
 ``factorial`` (every combination). A ``Scale`` holds what does not vary: model, data, steps,
@@ -35,24 +35,38 @@ class GridError(ValueError):
 
 @dataclass(frozen=True)
 class Axis:
+    """One axis of a grid: ``path`` is the setting its values set, dotted into a point's settings:
+    ``model_args.skip_conn`` (a constructor argument), ``train.timesteps`` (a trainer field),
+    ``model`` (the model's name) or ``data`` (a dataset's name, or a dict of it and trainer settings,
+    e.g. a text dataset's tokens)."""
     name: str
-    target: str  # "model_args", "train", "model" (the model name) or "data" (a name, or a dict with trainer settings)
-    key: str
+    path: str
     values: dict  # shown value -> setting value
+
+    def __post_init__(self):
+        if not (self.path in ("model", "data") or self.section in ("model_args", "train") and self.key):
+            raise GridError(f"axis {self.name!r}: path {self.path!r} is none of model, data, model_args.ARG or "
+                            "train.FIELD")
+
+    @property
+    def section(self) -> str:
+        return self.path.partition(".")[0]
+
+    @property
+    def key(self) -> str:
+        return self.path.partition(".")[2]
 
     def apply(self, value, settings: dict) -> None:
         if value not in self.values:
             raise GridError(f"axis {self.name!r} has no value {value!r}; valid: {list(self.values)}")
         setting = self.values[value]
-        if self.target == "model":
-            settings["model"] = setting
-        elif self.target == "data" and isinstance(setting, dict):  # a dataset with trainer settings (text)
+        if self.key:
+            settings.setdefault(self.section, {})[self.key] = setting
+        elif self.section == "data" and isinstance(setting, dict):  # a dataset with trainer settings (text)
             settings["data"] = setting["data"]
             settings["train"].update({k: v for k, v in setting.items() if k != "data"})
-        elif self.target == "data":
-            settings["data"] = setting
         else:
-            settings.setdefault(self.target, {})[self.key] = setting
+            settings[self.section] = setting
 
 
 @dataclass(frozen=True)
@@ -196,9 +210,9 @@ class Grid:
                             "folder with data.NAME=PATH")
         self._check_dataset_names(base, datasets, {k.removeprefix("data.") for k in overrides if k.startswith("data.")})
         for axis in self.axes:  # an axis sets its key in every point: a --set of it would be dropped
-            given = {"model_args": model_overrides, "train": train_overrides}.get(axis.target, {})
+            given = {"model_args": model_overrides, "train": train_overrides}.get(axis.section, {})
             if axis.key in given:
-                prefix = "model" if axis.target == "model_args" else "train"
+                prefix = "model" if axis.section == "model_args" else "train"
                 raise GridError(f"--set {prefix}.{axis.key}: the axis {axis.name!r} sets it in every point "
                                 f"({', '.join(map(str, axis.values))}); pick arms with --only instead")
         axes = {a.name: a for a in self.scaled_axes(base)}
@@ -226,7 +240,7 @@ class Grid:
     def dataset_names(self, scale: Scale) -> set[str]:
         """Every dataset (and text-token) name the points of ``scale`` read: what data.NAME=PATH may set."""
         names = {scale.data, *scale.datasets}
-        for axis in (a for a in self.scaled_axes(scale) if a.target == "data"):
+        for axis in (a for a in self.scaled_axes(scale) if a.path == "data"):
             for value in axis.values.values():
                 names |= {value["data"], value.get("context")} if isinstance(value, dict) else {value}
         return {n for n in names if n}

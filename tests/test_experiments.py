@@ -121,6 +121,18 @@ def test_grids_are_validated_before_anything_launches(call, message):
         call()
 
 
+def test_an_axis_sets_one_dotted_path_of_the_settings():
+    from experiments.grid import Axis
+
+    settings = {"model": "USM-T/1", "model_args": {}, "train": {}}
+    Axis("skip_conn", "model_args.skip_conn", {False: False}).apply(False, settings)
+    Axis("timesteps", "train.timesteps", {"uniform": "uniform"}).apply("uniform", settings)
+    Axis("model", "model", {"DiT": "DiT-T/2"}).apply("DiT", settings)
+    assert settings == {"model": "DiT-T/2", "model_args": {"skip_conn": False}, "train": {"timesteps": "uniform"}}
+    with pytest.raises(GridError, match="axis 'depth': path 'modle_args.depth' is none of"):
+        Axis("depth", "modle_args.depth", {7: 7})
+
+
 def test_a_model_argument_set_for_the_study_reaches_every_point():
     points = GRIDS["ablations"].points("smoke", overrides={"model.expand": 1})
     assert {p.settings["model_args"]["expand"] for p in points} == {1}

@@ -114,7 +114,7 @@ def first_point(grid, scale: str):
     from usm.data.embedded import EMBEDDED
 
     base = grid.scales[scale]
-    names = {base.data, *base.datasets, *(a.values.get(v) for a in grid.axes if a.target == "data" for v in a.values)}
+    names = {base.data, *base.datasets, *(a.values.get(v) for a in grid.axes if a.path == "data" for v in a.values)}
     stand_ins = {f"data.{name}": tempfile.mkdtemp() for name in names if isinstance(name, str) and name not in EMBEDDED}
     return grid.points(scale, overrides=stand_ins)[0]
 

@@ -67,7 +67,7 @@ def table(grid) -> str:
     from usm.markdown import table as markdown
 
     recipe_args = {axis.key: axis.values[grid.recipe[axis.name]] for axis in grid.axes
-                   if axis.target == "model_args" and axis.name in grid.recipe}
+                   if axis.section == "model_args" and axis.name in grid.recipe}
     header = ["scale", "model", "data", "model sees", "tokens", "depth", "bottleneck", "mixer", "recipe",
               "quality", "seeds"]
     rows = [scale_row(name, scale, recipe_args, grid.seeds) for name, scale in grid.scales.items()]

@@ -12,13 +12,13 @@ from dataclasses import replace
 from experiments.grid import Axis, Grid, Scale
 from experiments.grids.scales import MINI, PAPER_SCALE
 
-MODELS_AXIS = Axis("model", "model", "model", {"USM": "USM-B/1", "ZigMa": "ZigMa-B/1", "DiT": "DiT-B/2"})
+MODELS_AXIS = Axis("model", "model", {"USM": "USM-B/1", "ZigMa": "ZigMa-B/1", "DiT": "DiT-B/2"})
 TEXT = dict(cond="text")  # trainer settings of a text-conditioned dataset
 
 PAPER = Grid(
     name="paper",
     description="USM vs ZigMa vs DiT per dataset",
-    axes=(MODELS_AXIS, Axis("dataset", "data", "data", {
+    axes=(MODELS_AXIS, Axis("dataset", "data", {
         "afhq": "afhq", "celebahq": "celebahq", "coco": dict(data="coco", context="coco-tokens", **TEXT)})),
     recipe={"model": "USM", "dataset": "afhq"},
     arms="factorial",
