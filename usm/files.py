@@ -31,6 +31,12 @@ HOST = socket.gethostname().replace("/", "_")
 TEMP = re.compile(r"^\..+\.tmp\.(?P<host>.+)\.(?P<pid>\d+)$")
 
 
+def cache_dir() -> Path:
+    """Where derived data is cached (rendered shapes, metric calibrations, classifiers, FID statistics):
+    ``$USM_BENCH_CACHE``, else ``~/.cache/usm-bench``."""
+    return Path(os.environ.get("USM_BENCH_CACHE", Path.home() / ".cache" / "usm-bench"))
+
+
 def safe_name(text: str) -> str:
     """``text`` as a file name: every character outside [A-Za-z0-9=.,_+-] becomes '_'."""
     return re.sub(r"[^A-Za-z0-9=.,_+-]", "_", text)

@@ -107,7 +107,7 @@ def compute_metrics(samples: str | Path, reference: str | Path, num: int | None 
     import torch
     import torch_fidelity
 
-    from usm.data.shapes import cache_dir
+    from usm.files import cache_dir
 
     weights_path = inception_weights(weights)
     with tempfile.TemporaryDirectory() as tmp:

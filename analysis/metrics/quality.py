@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from usm.data.embedded import EMBEDDED
-from usm.data.shapes import VARIANTS, cache_dir
-from usm.files import atomic_write, read_cache
+from usm.data.shapes import VARIANTS
+from usm.files import atomic_write, cache_dir, read_cache
 
 VERSION = 3  # 2: held-out floor set, precision / recall / density / coverage; 3: in classifier features too
 PIXEL_MANIFOLD_MAX_SIDE = 64  # beyond this, pixel distances measure texture and alignment, not content

@@ -36,8 +36,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from analysis.metrics.frechet import fitted_frechet
-from usm.data.shapes import CLASSES, HELD_OUT_SEED, RENDERER, VARIANTS, cache_dir, load_shapes, render_shapes
-from usm.files import atomic_save, atomic_write
+from usm.data.shapes import CLASSES, HELD_OUT_SEED, RENDERER, VARIANTS, load_shapes, render_shapes
+from usm.files import atomic_save, atomic_write, cache_dir
 
 VERSION = 3
 HELD_OUT_COUNT = 1024

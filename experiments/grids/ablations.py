@@ -13,10 +13,9 @@ from experiments.grids.scales import MINI, PAPER_SCALE
 # stages a side, the same scan schemes, and a bottleneck that holds at least as many numbers as the
 # velocity target (2x2x64 = 256 for 16x16x1; USM-B/1 on 32x32x4 latents: 4x4x768 = 12,288 for
 # 4,096), so the no-skip arm can still carry the image (see USM.structure() and docs/ablations.md).
-# Its mixer is narrower than Mamba's default (expand 1: E = D; 8 states instead of 16): a training
-# step has half the FLOPs and takes less CPU time, and per image it learns nearly as fast (docs/control.md,
-# "The lean mixer", has the measurements), so the study trains three times
-# the images of the previous smoke scale in about the same wall time.
+# Its mixer is narrower than Mamba's default (expand 1: E = D; 8 states instead of 16), which costs
+# less per step and learns about as fast per image (docs/control.md, "The lean mixer", has the
+# measurements).
 # Two seeds per arm; two points at a time, one CPU each. EMA 0.98 (a horizon of 50 steps).
 # Learning curve: 64 samples at steps 320 and 640 (and the first 64 final samples at 960).
 LEAN = dict(expand=1, d_state=8)

@@ -3,8 +3,8 @@
 Is a slow learning curve USM's or the trainer's? Both models get the same trainer, recipe, data
 order, seeds, sampler and metrics; only the model differs. On ``shapes-gray`` (drawn here) and
 ``digits`` (UCI handwritten digits from scikit-learn: real data nobody here drew), both 16x16x1.
-The ``UNet-T`` control (``baselines/unet.py``) has 1.06 M parameters and 0.062 GFLOPs per image,
-USM-T/1 0.49 M and 0.040.
+The ``UNet-T`` control is ``baselines/unet.py``; both models' parameters and GFLOPs are in the
+study's table (``results/reference/control/``).
 """
 
 from experiments.grid import Axis, Grid, Scale

@@ -18,20 +18,15 @@ shape on a dark background), which the smoke study uses at 16x16 (see ``experime
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 
-from usm.files import atomic_save, remove_dead_temps
+from usm.files import atomic_save, cache_dir, remove_dead_temps
 
 CLASSES = ("disc", "square", "triangle", "ring")
 DEFAULT_COUNT, SIZE = 4096, 32
 HELD_OUT_SEED = 1  # the seed of the scenes no model trains on (the tables' "data" row, the classifier's test set)
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("USM_BENCH_CACHE", Path.home() / ".cache" / "usm-bench"))
 
 
 def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
