@@ -231,8 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     fid.add_argument("--prc", action="store_true", help="precision and recall (k = 3) in the Inception features")
     fid.add_argument("--device", default=default_device())
     fid.set_defaults(run=fid_command)
-    for name, (_, text) in TOOLS.items():  # listed here for --help; main() hands their arguments over
-        commands.add_parser(name, help=text, add_help=False)
+    for name, (_, text) in TOOLS.items():  # their own parsers read what follows their name (--help too)
+        commands.add_parser(name, help=text, add_help=False).set_defaults(run=None)
     return parser
 
 
@@ -242,10 +242,13 @@ def main(argv=None) -> int:
     from usm.files import DamagedFile, WriteError
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
     try:  # every command, those with a command line of their own too, fails in one line
-        if argv and argv[0] in TOOLS:
-            return run_tool(argv[0], argv[1:])
-        args = build_parser().parse_args(argv)
+        args, rest = parser.parse_known_args(argv)
+        if args.command in TOOLS:
+            return run_tool(args.command, rest)
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return args.run(args)
     except (UsageError, FileNotFoundError, FIDWeightsMissing, WriteError, DamagedFile) as exc:  # one line each
         print(f"error: {exc}", file=sys.stderr)

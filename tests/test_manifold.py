@@ -59,6 +59,7 @@ def test_pixel_precision_is_high_for_held_out_real_images_and_zero_for_noise():
     assert noise["recall"] > 0.5
 
 
+@pytest.mark.slow
 def test_pixel_precision_agrees_with_a_brute_force_knn_over_the_whole_training_set():
     """The study's precision: every sample against all 4,096 training images, k = 3."""
     training = features(reference_images("shapes-gray", 16, 4096))

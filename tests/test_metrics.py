@@ -131,6 +131,7 @@ def test_swd_same_distribution_is_small_and_deterministic(shapes_sets):
     assert first["mean"] < 0.5 * swd(a, torch.zeros_like(b) + 128, seed=3, patches_per_image=32)["mean"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("corrupt", ["noise", "colour"])
 def test_swd_grows_monotonically_with_corruption(shapes_sets, corrupt):
     a, b = shapes_sets

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 # what a GPU image without network lacks (docs/gpu.md); blocked in a child process by a finder
 LACKING = ("submitit", "diffusers", "fvcore", "iopath", "yacs", "torch_fidelity", "nbformat", "nbclient")
@@ -18,6 +20,7 @@ sys.meta_path.insert(0, Block())
 """
 
 
+@pytest.mark.slow
 def test_cuda_tests_collect_where_the_optional_packages_are_missing(tmp_path):
     (tmp_path / "sitecustomize.py").write_text(BLOCKER)
     done = subprocess.run([sys.executable, "-m", "pytest", "-m", "cuda", "--collect-only", "-q", "-p",

@@ -55,6 +55,7 @@ def test_gpu_check_records_take_precedence_for_speed_and_memory(tmp_path):
     assert "NVIDIA H100" in row(rows, "memory").how and row(rows, "memory").measured == "0.65"
 
 
+@pytest.mark.slow
 def test_quality_not_measured_then_from_a_finished_fid_study(tmp_path):
     rows = paper_rows(tmp_path, REFERENCE)
     assert row(rows, "AFHQ").verdict.startswith("not measured yet")

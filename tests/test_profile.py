@@ -46,6 +46,7 @@ def test_parameters_are_not_activations():
     assert activation_bytes(lambda: model(x).sum(), model) == 1000 * 4  # the input only, not the weight
 
 
+@pytest.mark.slow
 def test_profile_command_writes_records_table_and_plot(tmp_path, capsys):
     out = tmp_path / "profile"
     assert analysis_main(["profile", "--models", "USM-T/2", "ZigMa-T/2", "--image-size", "128", "256",

@@ -79,6 +79,7 @@ def test_a_folders_calibration_is_keyed_by_its_images_not_its_path(tmp_path):
     assert len(list(cache.glob("folder-*.json"))) == 2 and changed["noise"] != first["noise"]
 
 
+@pytest.mark.slow
 def test_a_damaged_calibration_cache_is_computed_again_with_a_warning(tmp_path, caplog):
     record = calibration("shapes-gray", 16, 64)
     (cached,) = (tmp_path / "cache" / "calibration").glob("*.json")

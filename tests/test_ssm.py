@@ -126,6 +126,7 @@ def test_numba_matches_reference_across_channel_blocks(channels, form, groups):
     assert_close_grads(g_ref, g, GRAD_TOL)
 
 
+@pytest.mark.slow
 def test_numba_results_do_not_depend_on_the_thread_count():
     """Items run on any thread and every shared sum goes through per-item buffers: one thread and two
     give the same bits."""

@@ -282,6 +282,7 @@ def test_an_image_broken_mid_run_in_a_loader_worker_is_one_line(tmp_path, capsys
     assert len(errors) == 1 and "000.png cannot be read" in errors[0] and "Original Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_damaged_fid_weights_file_is_one_line(tmp_path, capsys):
     from analysis.__main__ import main as analysis_main
 

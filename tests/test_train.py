@@ -259,6 +259,7 @@ def test_tiny_models_learn_on_the_embedded_data(tmp_path, model):
     assert after < 0.8 * before, (before, after)
 
 
+@pytest.mark.slow
 def test_the_diffusers_control_model_learns_the_digits_through_the_same_trainer(tmp_path):
     run = tmp_path / "run"
     assert main(args(run, "--data", "digits", "--resolution", "16", "--lr", "1e-3", "--batch-size", "8",
@@ -295,6 +296,7 @@ def test_conditional_training(tmp_path, cond):
     assert (derived["num_classes"], derived["d_context"]) == ((4, 0) if cond == "class" else (0, 8))
 
 
+@pytest.mark.slow
 def test_latent_training_through_a_local_vae_and_cache(tmp_path):
     from tests.test_data import tiny_vae_dir
 
