@@ -1,11 +1,24 @@
-"""Shared fixtures: the shape classifiers are trained once per test session, not once per test."""
+"""Shared fixtures: the shape classifiers are trained once, not once per test."""
+
+import os
+from pathlib import Path
 
 import pytest
 
 
 @pytest.fixture(scope="session")
-def classifier_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("classifiers")
+def classifier_cache():
+    """Where the tests' shape classifiers live: kept between test sessions, in a folder named after the
+    digest of the code that trains them (``usm/data``, the metrics) and the torch release, so a change
+    to either trains them again. ``$USM_TEST_CACHE`` moves it (default ``~/.cache/usm-bench-tests``)."""
+    import torch
+
+    from usm.provenance import code_digest
+
+    root = Path(os.environ.get("USM_TEST_CACHE", Path.home() / ".cache" / "usm-bench-tests"))
+    path = root / f"classifiers-{code_digest('metrics')}-torch{torch.__version__}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @pytest.fixture
