@@ -123,6 +123,7 @@ def shapes_sets():
     return torch.from_numpy(images[:128]), torch.from_numpy(images[128:])
 
 
+@pytest.mark.slow
 def test_swd_same_distribution_is_small_and_deterministic(shapes_sets):
     a, b = shapes_sets
     first, again = swd(a, b, seed=3, patches_per_image=32), swd(a, b, seed=3, patches_per_image=32)

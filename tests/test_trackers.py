@@ -20,6 +20,7 @@ def args(run, *extra):
             "--ckpt-every", "2", "--log-every", "1", *extra]
 
 
+@pytest.mark.slow
 def test_tensorboard_gets_the_stats_and_the_config(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -242,8 +242,9 @@ def plan(budget: float, quick: bool, device: str) -> str:
 
 def run_stage(name: str, work, report: dict, out: Path, device: str) -> None:
     """Run one stage, whatever it raises (a CUDA fault included), and write its record at once:
-    a line of ``gpu_check.jsonl``, and ``gpu_check.json`` / ``.md`` refreshed with every stage so far,
-    so a kill or a time limit leaves the finished stages on disk. Torch's thread count and the
+    ``gpu_check.json`` / ``.md`` refreshed with every stage so far, then a line of ``gpu_check.jsonl``
+    (so a stage with a line is in the other two), and a kill or a time limit leaves the finished
+    stages on disk. Torch's thread count and the
     device's peak-memory counter are reset for every stage."""
     threads, started = torch.get_num_threads(), time.monotonic()
     try:
@@ -261,10 +262,10 @@ def run_stage(name: str, work, report: dict, out: Path, device: str) -> None:
                 report.setdefault("faults", []).append(f"{name}: empty_cache: {type(exc).__name__}: {exc}")
     seconds = round(time.monotonic() - started, 1)
     report.setdefault("stage_seconds", {})[name] = seconds
-    with open(out / "gpu_check.jsonl", "a") as f:  # one short line per stage: an append is enough
-        f.write(json.dumps({"stage": name, "seconds": seconds, "record": report[name]}, default=str) + "\n")
     atomic_write(out / "gpu_check.json", json.dumps(report, indent=2, default=str))
     atomic_write(out / "gpu_check.md", markdown(report))
+    with open(out / "gpu_check.jsonl", "a") as f:  # last: a stage's line means the JSON and Markdown hold it
+        f.write(json.dumps({"stage": name, "seconds": seconds, "record": report[name]}, default=str) + "\n")
     summary = report[name].get("error") or report[name].get("summary") or report[name].get("skipped") \
         if isinstance(report[name], dict) else f"{len(report[name])} records"
     print(f"[{name}] {seconds} s: {summary or 'done'}", flush=True)
