@@ -25,10 +25,10 @@ import warnings
 
 # old constructor argument -> (new argument, how the value maps)
 MODEL_ARGS = {"skip_gate": ("z_gate", operator.not_)}
-# trainer setting -> {old value: new value}
+# setting -> {old value: new value}
+VALUES = {"timesteps": {"log": "logit_normal"}, "metric": {"swd": "pixel"}}
 # settings a point no longer stores -> the value every stored point held (profile-only points left the grids)
 DROPPED = {"image_sizes": []}
-VALUES = {"timesteps": {"log": "logit_normal"}, "metric": {"swd": "pixel"}}
 
 
 def _warn(old: str, new: str) -> None:
