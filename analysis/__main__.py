@@ -78,9 +78,7 @@ def table_command(args) -> int:
     paths = write_tables(Path(args.results) / args.study)
     print(paths["md"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
-    if args.record:
-        copies = copy_records(Path(args.results) / args.study, args.record, TABLES)
-        print(f"recorded {', '.join(p.name for p in copies)} in {args.record}")
+    record(args, TABLES)
     return 0
 
 
@@ -89,10 +87,15 @@ def plots_command(args) -> int:
 
     paths = write_plots(Path(args.results) / args.study, args.results)
     print("wrote " + ", ".join(str(p) for p in paths))
-    if args.record:
-        copies = copy_records(Path(args.results) / args.study, args.record, PLOTS)
-        print(f"recorded {', '.join(p.name for p in copies)} in {args.record}")
+    record(args, PLOTS)
     return 0
+
+
+def record(args, names: tuple[str, ...]) -> None:
+    """With ``--record DIR``: copy the study's checked-in files among ``names`` into DIR."""
+    if args.record:
+        copies = copy_records(Path(args.results) / args.study, args.record, names)
+        print(f"recorded {', '.join(p.name for p in copies)} in {args.record}")
 
 
 def fid_command(args) -> int:
@@ -232,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     fid.add_argument("--device", default=default_device())
     fid.set_defaults(run=fid_command)
     for name, (_, text) in TOOLS.items():  # their own parsers read what follows their name (--help too)
-        commands.add_parser(name, help=text, add_help=False).set_defaults(run=None)
+        commands.add_parser(name, help=text, add_help=False)
     return parser
 
 
