@@ -41,33 +41,33 @@ def flops_command(args) -> int:
         return 0
     if args.model is None:
         raise UsageError("flops needs --model NAME (or --conventions for the paper's two models)")
-    overrides = parse_assignments(args.model_arg, "--model-arg")
-    report = count_registered(args.model, args.image_size, latent=not args.pixels, **overrides)
+    model_args = parse_assignments(args.model_arg, "--model-arg")
+    report = count_registered(args.model, args.image_size, latent=not args.pixels, **model_args)
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
     return 0
 
 
 def models_command(args) -> int:
-    from analysis.report.model_table import table
+    from analysis.report.model_table import render
     from experiments.grids import GRIDS
 
-    print(table(GRIDS.values()))
+    print(render(GRIDS.values()))
     return 0
 
 
 def scales_command(args) -> int:
-    from analysis.report.scale_table import table
+    from analysis.report.scale_table import render
     from experiments.grids import GRIDS
 
-    print(table(GRIDS[args.grid]))
+    print(render(GRIDS[args.grid]))
     return 0
 
 
 def profile_command(args) -> int:
-    from analysis.metrics.profile import run_profile, table
+    from analysis.metrics.profile import render, run_profile
 
     records = run_profile(args.models, args.image_size, args.batch, args.device, args.out, args.throughput_max_size)
-    print(table(records))
+    print(render(records))
     print(f"\nwrote {len(records)} JSON files, table.md and scaling.png/.pdf to {args.out}")
     return 0
 
@@ -176,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="image side in pixels (latent side = size / 8); default: the model's input")
     flops.add_argument("--pixels", action="store_true", help="the model sees pixels, not SD-VAE latents")
     flops.add_argument("--model-arg", action="extend", nargs="*", metavar="KEY=VALUE",
-                       help="constructor overrides, e.g. num_classes=1000 learn_sigma=true (DiT's ImageNet setting)")
+                       help="constructor arguments replacing the defaults, e.g. num_classes=1000 learn_sigma=true "
+                            "(DiT's ImageNet setting)")
     flops.add_argument("--json", action="store_true", help="print one JSON object")
     flops.add_argument("--conventions", action="store_true",
                        help="the model (default: USM-B/1 and ZigMa-B/1) at 256 px, unconditional and text, under "

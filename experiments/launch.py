@@ -20,7 +20,7 @@ from pathlib import Path
 
 import submitit
 
-from analysis.report.collect import stray
+from analysis.report.collect import stored_point, stray
 from experiments.grid import GridError
 from experiments.grids import GRIDS
 from experiments.point import (
@@ -45,10 +45,10 @@ SLURM_FLAGS = {  # launcher flag -> submitit parameter
 }
 
 
-def study_points(grid: str, scale: str = "smoke", seeds=None, factorial: bool = False, overrides=None) -> list[dict]:
+def study_points(grid: str, scale: str = "smoke", seeds=None, factorial: bool = False, sets=None) -> list[dict]:
     if grid not in GRIDS:
         raise GridError(f"unknown grid {grid!r}; grids: {', '.join(sorted(GRIDS))}")
-    points = GRIDS[grid].points(scale, seeds, factorial, overrides)
+    points = GRIDS[grid].points(scale, seeds, factorial, sets)
     # order: the arm's row in tables. It depends on the arm alone, so adding seeds to a study leaves
     # the points already run (and their point.json) as they were.
     arms = list(dict.fromkeys(p.arm for p in points))
@@ -105,21 +105,22 @@ def migrate_study(study_dir: Path, log=print) -> list[str]:
     already, is left as it is (and named). Returns the new names."""
     renamed = []
     for spec in sorted(study_dir.glob("*/point.json")) if study_dir.is_dir() else []:
-        try:
-            stored = json.loads(spec.read_text())
-            arm = deprecated.arm(stored["arm"])
-            if spec.parent.name != point_name(stored["arm"], stored["seed"]) or arm == stored["arm"]:
-                continue  # a copy (collect's stray) or nothing to rename
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # a damaged point.json: its own point's check names it when that point runs
-        target = study_dir / point_name(arm, stored["seed"])
-        if target.exists() or is_held(spec.parent / "lock"):
+        stored = stored_point(spec.parent)  # None: damaged; its own point's check names it when that point runs
+        if stored is None or stray(spec.parent, warn=False):
+            continue  # a copy (check_existing warns about it) or a damaged point.json
+        arm = deprecated.arm(stored["arm"])
+        old, target = spec.parent, study_dir / point_name(arm, stored["seed"])
+        if old == target:
+            continue  # nothing to rename
+        if target.exists() or is_held(old / "lock"):
             why = f"its new folder {target.name} exists" if target.exists() else "it is running"
-            log(f"left {spec.parent.name} as it is: {why}")
+            log(f"left {old.name} as it is: {why}")
             continue
-        atomic_write(spec, json.dumps({**deprecated.upgrade(stored), "arm": arm}, indent=2))
-        spec.parent.rename(target)
-        log(f"renamed {spec.parent.name} -> {target.name} (the arm's new spelling)")
+        # the folder first: a point.json still in the old spelling reads as the same point (upgrade), and
+        # the point's next run writes it again
+        old.rename(target)
+        atomic_write(target / "point.json", json.dumps({**deprecated.upgrade(stored), "arm": arm}, indent=2))
+        log(f"renamed {old.name} -> {target.name} (the arm's new spelling)")
         renamed.append(target.name)
     return renamed
 
@@ -138,15 +139,15 @@ def check_existing(results: str, points: list[dict], study: list[dict] | None = 
         if stray(spec.parent):
             continue
         try:
-            other = json.loads(spec.read_text())
-        except (OSError, ValueError):
+            other = comparable(json.loads(spec.read_text()))  # in today's spellings
+        except (OSError, ValueError, AttributeError):
             continue  # a damaged point.json: its own point's check names it when that point runs
         mine = by_arm.get(other.get("arm"))
         if mine is None:
             raise PointMismatch(f"{study_dir} holds {spec.parent.name}, an arm this launch does not have (another "
                                 "scale, grid or --factorial): one study folder holds one launch's settings; use "
                                 "another --results")
-        differing = setting_differences(comparable(other).get("settings", {}), comparable(mine)["settings"])
+        differing = setting_differences(other.get("settings", {}), comparable(mine)["settings"])
         if differing:
             raise PointMismatch(f"{study_dir} holds {spec.parent.name}, trained with other settings ("
                                 + "; ".join(differing[:4]) + (" ..." if len(differing) > 4 else "")

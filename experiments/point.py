@@ -25,6 +25,7 @@ from pathlib import Path
 import submitit
 
 from experiments import pipeline
+from experiments.settings import Settings
 from usm import deprecated
 from usm.files import atomic_write, read_json, remove_dead_temps
 from usm.locks import is_held, try_lock
@@ -73,6 +74,8 @@ def comparable(point: dict) -> dict:
     """A point as ``point.json`` records and compares it: without its name, and without the settings
     in WATCHING (a finished study can be rerun with a tracker without being a different study)."""
     kept = deprecated.upgrade({k: v for k, v in point.items() if k != "name"})
+    if isinstance(kept.get("arm"), str):
+        kept["arm"] = deprecated.arm(kept["arm"])
     if "settings" in kept:
         kept["settings"] = {k: v for k, v in kept["settings"].items() if k not in WATCHING}
     return kept
@@ -102,15 +105,15 @@ def setting_differences(theirs: dict, ours: dict, prefix: str = "") -> list[str]
 def check_same_point(directory: Path, point: dict) -> None:
     """PointMismatch, naming the settings that differ, if ``directory`` holds another point."""
     spec = directory / "point.json"
-    theirs = comparable(read_json(spec, POINT_FIX)) if spec.exists() else None
-    if theirs is not None and theirs != comparable(point):  # holds_other, with point.json read once
-        differing = setting_differences(theirs, comparable(point)) or ["its arm, axes or seed"]
+    theirs, ours = (comparable(read_json(spec, POINT_FIX)) if spec.exists() else None), comparable(point)
+    if theirs is not None and theirs != ours:  # holds_other, with point.json read once
+        differing = setting_differences(theirs, ours) or ["its arm, axes or seed"]
         raise PointMismatch(f"{directory} holds a different point ({'; '.join(differing[:4])}"
                             f"{' ...' if len(differing) > 4 else ''}): results are never overwritten; use another "
                             "--results, the same settings, or remove the folder")
 
 
-def claim(directory: Path, point: dict):
+def take(directory: Path, point: dict):
     """Take the point's lock (PointBusy if another process holds it), then check or write point.json.
     The lock comes first, so a process that loses the race leaves nothing behind."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -130,19 +133,19 @@ def run_point(results: str, point: dict, rank: int = 0) -> str:
     directory = point_dir(results, point)
     if point_status(directory) == "done":
         return "done"
-    s = point["settings"]
+    s = Settings.from_dict(point["settings"])
     if rank > 0:
         pipeline.train_point(directory, s, evaluate=False)
         return "worker"
-    handle = claim(directory, comparable(point))
+    handle = take(directory, comparable(point))
     try:
         (directory / "failed.json").unlink(missing_ok=True)
         record_code(directory, point["study"])
         for folder in (directory, directory / "samples", directory / "metrics", directory / "metrics" / "curve"):
             remove_dead_temps(folder)  # of this point's writers that were killed (the trainer's and sampler's
             # own folders are cleaned by them)
-        pipeline.produce(directory, s)
-        metrics = pipeline.measure(directory, s)
+        model_config = pipeline.produce(directory, s)
+        metrics = pipeline.measure(directory, s, model_config)
         broken = sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
         if broken:  # a table would average it away or show it as a number
             raise ValueError(f"the point's {', '.join(broken[:3])} came out non-finite: it is failed, not done; "

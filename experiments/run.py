@@ -45,11 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", action="extend", nargs="+", default=None, metavar="NAME",
                         help="only these points: a point's name (recipe-s1), an arm's (recipe: every seed), or a "
                              "glob of either ('*pixelshuffle*'); --dry-run lists the names")
-    parser.add_argument("--set", action="extend", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="data.NAME=PATH (dataset folders), train.FIELD=VALUE (e.g. train.max_steps=50), "
-                             "model.ARG=VALUE (e.g. model.d_state=8), settings.num_samples=N, "
-                             "settings.sample_steps=N, settings.eval_every=N, settings.eval_samples=N; "
-                             "what an axis or --seeds sets is refused")
+    parser.add_argument("--set", action="extend", nargs="*", default=[], metavar="PATH=VALUE",
+                        help="train.FIELD (e.g. train.max_steps=50), model_args.ARG (a constructor argument, e.g. "
+                             "model_args.d_state=8), num_samples, sample_steps, eval_every, eval_samples, log_with; "
+                             "data.NAME=PATH gives a dataset's folder. What an axis or --seeds sets is refused")
     parser.add_argument("--results", default="results", help="results root (default: results)")
     parser.add_argument("--parallel", type=int, default=None,
                         help="points at once; local default: one per CPU, each pinned to its share "

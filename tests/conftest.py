@@ -1,5 +1,6 @@
-"""Shared fixtures: the shape classifiers are trained once, not once per test."""
+"""Shared fixtures: what the tests compute once (shape classifiers, FLOP conventions) is kept between sessions."""
 
+import json
 import os
 from pathlib import Path
 
@@ -11,14 +12,7 @@ def classifier_cache():
     """Where the tests' shape classifiers live: kept between test sessions, in a folder named after the
     digest of the code that trains them (``usm/data``, the metrics) and the torch release, so a change
     to either trains them again. ``$USM_TEST_CACHE`` moves it (default ``~/.cache/usm-bench-tests``)."""
-    import torch
-
-    from usm.provenance import code_digest
-
-    root = Path(os.environ.get("USM_TEST_CACHE", Path.home() / ".cache" / "usm-bench-tests"))
-    path = root / f"classifiers-{code_digest('metrics')}-torch{torch.__version__}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return kept_cache("classifiers", "metrics")
 
 
 @pytest.fixture
@@ -32,8 +26,46 @@ def no_debugger(monkeypatch):
     monkeypatch.setitem(sys.modules, "ipdb", types.SimpleNamespace(post_mortem=lambda *a, **k: None))
 
 
+def kept_cache(kind: str, scope: str) -> Path:
+    """``$USM_TEST_CACHE/<kind>-<digest of the code in scope>-torch<release>/`` (default root
+    ``~/.cache/usm-bench-tests``): what the tests compute once and keep between sessions, which a
+    change to that code or to torch computes again."""
+    import torch
+
+    from usm.provenance import code_digest
+
+    root = Path(os.environ.get("USM_TEST_CACHE", Path.home() / ".cache" / "usm-bench-tests"))
+    path = root / f"{kind}-{code_digest(scope)}-torch{torch.__version__}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 @pytest.fixture(autouse=True)
 def shared_classifiers(classifier_cache, monkeypatch):
     import analysis.metrics.shape_classifier as shape_classifier
 
     monkeypatch.setattr(shape_classifier, "classifier_dir", lambda: classifier_cache)
+
+
+@pytest.fixture(scope="session")
+def conventions_cache():
+    """The FLOP conventions of the paper's two models (two real B/1 forwards, about 25 s), kept like
+    the classifiers under the digest of the code they count (the ``flops`` records' scope)."""
+    return kept_cache("conventions", "flops")
+
+
+@pytest.fixture(autouse=True)
+def shared_conventions(conventions_cache, monkeypatch):
+    import analysis.metrics.flop_conventions as flop_conventions
+
+    computed = flop_conventions.conventions
+
+    def cached(name: str, text: bool = False) -> dict:
+        path = conventions_cache / f"{name.replace('/', '_')}-{'text' if text else 'uncond'}.json"
+        if not path.exists():
+            partial = path.with_suffix(".tmp")
+            partial.write_text(json.dumps(computed(name, text)))
+            partial.replace(path)
+        return json.loads(path.read_text())
+
+    monkeypatch.setattr(flop_conventions, "conventions", cached)

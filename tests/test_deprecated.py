@@ -1,4 +1,5 @@
-"""Renamed spellings (``skip_gate`` -> ``z_gate``, timesteps ``log`` -> ``logit_normal``): the old ones
+"""Renamed spellings (``skip_gate`` -> ``z_gate``, timesteps ``log`` -> ``logit_normal``, ``--set model.ARG``
+-> ``model_args.ARG``): the old ones
 work for one release with a warning, and what was stored under them still resumes."""
 
 import json
@@ -25,6 +26,16 @@ def test_the_old_timestep_name_parses_as_logit_normal(tmp_path):
         cfg = parse_args(["--run-dir", str(tmp_path), "--timesteps", "log"])
     assert cfg.train.timesteps == "logit_normal"
     assert parse_args(["--run-dir", str(tmp_path)]).train.timesteps == "logit_normal"
+
+
+def test_a_studys_old_set_spellings_make_the_same_points_with_a_warning():
+    new = GRIDS["ablations"].points("smoke", sets={"model_args.expand": 2, "num_samples": 96})
+    with pytest.warns(FutureWarning) as caught:
+        old = GRIDS["ablations"].points("smoke", sets={"model.expand": 2, "settings.num_samples": 96})
+    assert [str(w.message).split(";")[0] for w in caught] == [
+        "--set model.expand is now spelled model_args.expand", "--set settings.num_samples is now spelled num_samples"]
+    assert [p.to_dict() for p in old] == [p.to_dict() for p in new]
+    assert {p.settings.model_args["expand"] for p in new} == {2} and {p.settings.num_samples for p in new} == {96}
 
 
 def test_a_point_and_a_run_stored_under_the_old_names_are_the_same_point(tmp_path):
@@ -74,3 +85,21 @@ def test_a_launch_renames_a_study_folder_of_the_old_arm_and_resumes_it(tmp_path)
     status = {p["name"]: s for p, s, _ in statuses(str(tmp_path), points)}
     assert status["z_gate=False-s0"] == "done"  # resumed as done, not trained again
     assert migrate_study(study, lines.append) == []  # a second launch has nothing to rename
+
+
+def test_a_rename_interrupted_before_its_point_json_was_rewritten_is_the_same_point(tmp_path):
+    """migrate_study renames the folder first: one killed before it rewrote point.json leaves the new
+    folder holding the old spelling, which is neither a stray copy nor another point."""
+    from analysis.report.collect import stray
+    from experiments.launch import check_existing, study_points
+
+    points = study_points("ablations", "smoke", seeds=[0])
+    new = next(p for p in points if p["arm"] == "z_gate=False")
+    folder = tmp_path / "ablations" / "z_gate=False-s0"
+    folder.mkdir(parents=True)
+    (folder / "point.json").write_text(json.dumps(_old_spelling(new)))
+    assert not stray(folder)
+    check_existing(str(tmp_path), points)  # no PointMismatch
+    (tmp_path / "ablations" / "recipe-s9").mkdir()
+    (tmp_path / "ablations" / "recipe-s9" / "point.json").write_text(json.dumps(_old_spelling(new)))
+    assert stray(tmp_path / "ablations" / "recipe-s9", warn=False)  # a copy under another point's name

@@ -28,10 +28,10 @@ def test_ablation_grid_arms():
     assert [p.arm for p in points] == ["recipe", "skip_conn=False", "upsampler=pixelshuffle", "pos_emb=fixed",
                                        "timesteps=uniform", "z_gate=False"]
     recipe, pixelshuffle = points[0].settings, points[2].settings
-    assert recipe["model_args"] == {"skip_conn": True, "use_convtranspose": True, "learn_pos_emb": True,
+    assert recipe.model_args == {"skip_conn": True, "use_convtranspose": True, "learn_pos_emb": True,
                                     "z_gate": True, "expand": 1, "d_state": 8}  # the scale's lean mixer
-    assert pixelshuffle["model_args"]["use_convtranspose"] is False
-    assert points[4].settings["train"]["timesteps"] == "uniform"
+    assert pixelshuffle.model_args["use_convtranspose"] is False
+    assert points[4].settings.train["timesteps"] == "uniform"
     assert len(GRIDS["ablations"].points("smoke", seeds=[0], factorial=True)) == 32
     assert [p.seed for p in GRIDS["ablations"].points("smoke", seeds=[0, 1])][:2] == [0, 1]
 
@@ -43,8 +43,8 @@ def test_smoke_scale_keeps_the_papers_structure():
     from usm.models.registry import build_model
 
     settings = GRIDS["ablations"].points("smoke")[0].settings
-    channels = open_dataset(settings["data"], settings["resolution"]).channels
-    smoke = build_model(settings["model"], input_size=settings["resolution"], in_channels=channels).structure()
+    channels = open_dataset(settings.data, settings.resolution).channels
+    smoke = build_model(settings.model, input_size=settings.resolution, in_channels=channels).structure()
     paper = build_model("USM-B/1").structure()
     assert smoke["bottleneck_numbers"] >= smoke["target_numbers"]
     assert paper["bottleneck_over_target"] == 3.0
@@ -56,26 +56,25 @@ def test_mini_scale_keeps_the_papers_structure_on_real_latents(tmp_path):
     from usm.models.registry import build_model
 
     (tmp_path / "afhq").mkdir()
-    points = GRIDS["ablations"].points("mini", overrides={"data.afhq": str(tmp_path / "afhq")})
+    points = GRIDS["ablations"].points("mini", sets={"data.afhq": str(tmp_path / "afhq")})
     settings = points[0].settings
-    assert settings["latent"] == "sd-vae-ft-ema" and settings["resolution"] == 256 and settings["metric"] == "fid"
-    mini = build_model(settings["model"], input_size=settings["resolution"] // 8, in_channels=4).structure()
+    assert settings.latent == "sd-vae-ft-ema" and settings.resolution == 256 and settings.metric == "fid"
+    mini = build_model(settings.model, input_size=settings.resolution // 8, in_channels=4).structure()
     assert mini["patch"] == 1 and mini["tokens"] == 1024 and mini["blocks_per_stage"] >= 2
     assert mini["bottleneck_numbers"] >= mini["target_numbers"]
 
 
 def test_a_latent_studys_points_share_one_latent_cache_per_dataset(tmp_path):
     """The VAE encodes each image once for the whole study, not once per step of every point."""
-    from experiments.grid import trainer_config
 
     (tmp_path / "afhq").mkdir()
-    points = GRIDS["ablations"].points("mini", overrides={"data.afhq": str(tmp_path / "afhq")})
-    caches = {trainer_config(p.settings, tmp_path / "ablations" / p.name).data.latent_cache for p in points}
+    points = GRIDS["ablations"].points("mini", sets={"data.afhq": str(tmp_path / "afhq")})
+    caches = {p.settings.trainer_config(tmp_path / "ablations" / p.name).data.latent_cache for p in points}
     assert len(caches) == 1
     cache = Path(caches.pop())
     assert cache.parent == tmp_path / "ablations" / "latents" and "256px-sd-vae-ft-ema" in cache.name
     smoke = GRIDS["ablations"].points("smoke")[0]
-    assert trainer_config(smoke.settings, tmp_path / "x" / smoke.name).data.latent_cache is None  # pixel space
+    assert smoke.settings.trainer_config(tmp_path / "x" / smoke.name).data.latent_cache is None  # pixel space
 
 
 @pytest.mark.slow
@@ -97,24 +96,24 @@ def test_adding_seeds_runs_only_the_new_points(tmp_path, capsys):
 @pytest.mark.parametrize("call, message", [
     (lambda: study_points("nope"), "unknown grid 'nope'; grids: ablations, control, paper"),
     (lambda: GRIDS["ablations"].points("huge"), "no scale 'huge'; valid: \\['cpu', 'mini', 'paper', 'smoke'\\]"),
-    (lambda: GRIDS["ablations"].points("smoke", overrides={"model": "x"}), "--set model"),
+    (lambda: GRIDS["ablations"].points("smoke", sets={"model": "x"}), "--set model"),
     (lambda: GRIDS["paper"].points("paper"), "dataset 'afhq' is not a folder: give its path with --set data.afhq="),
     (lambda: GRIDS["ablations"].axis("depth"), "no axis 'depth'; axes: \\['skip_conn'"),
-    (lambda: GRIDS["ablations"].points("smoke", overrides={"settings.num_samples": 8}),
-     "settings.eval_samples=64: with eval_every, a whole number from 4"),
-    (lambda: GRIDS["ablations"].points("smoke", overrides={"settings.eval_every": 0}), "settings.eval_every=0"),
-    (lambda: GRIDS["ablations"].points("smoke", overrides={"settings.eval_eery": 5}),
-     "settings.NAME=VALUE with NAME one of num_samples, sample_steps, eval_every, eval_samples, log_with"),
-    (lambda: GRIDS["ablations"].points("smoke", overrides={"train.timesteps": "uniform"}),
+    (lambda: GRIDS["ablations"].points("smoke", sets={"num_samples": 8}),
+     "eval_samples=64: with eval_every, a whole number from 4"),
+    (lambda: GRIDS["ablations"].points("smoke", sets={"eval_every": 0}), "eval_every=0"),
+    (lambda: GRIDS["ablations"].points("smoke", sets={"eval_eery": 5}),
+     "'eval_eery' names no setting; settings are model, data"),
+    (lambda: GRIDS["ablations"].points("smoke", sets={"train.timesteps": "uniform"}),
      "--set train.timesteps: the axis 'timesteps' sets it in every point"),
-    (lambda: GRIDS["ablations"].points("smoke", overrides={"model.skip_conn": False}),
-     "--set model.skip_conn: the axis 'skip_conn' sets it in every point"),
-    (lambda: GRIDS["ablations"].points("smoke", overrides={"train.seed": 5}), "use --seeds"),
-    (lambda: GRIDS["ablations"].points("smoke", overrides={"train.model_args": {"expand": 1}}), "model.ARG=VALUE"),
-    (lambda: GRIDS["ablations"].points("smoke", overrides={"model.expnd": 1}), "no constructor argument 'expnd'"),
-    (lambda: GRIDS["ablations"].points("smoke", overrides={"settings.num_samples": "abc"}),
-     "settings.num_samples='abc': a whole number >= 4"),
-    (lambda: GRIDS["ablations"].points("smoke", overrides={"settings.sample_steps": 0}), "settings.sample_steps=0"),
+    (lambda: GRIDS["ablations"].points("smoke", sets={"model_args.skip_conn": False}),
+     "--set model_args.skip_conn: the axis 'skip_conn' sets it in every point"),
+    (lambda: GRIDS["ablations"].points("smoke", sets={"train.seed": 5}), "use --seeds"),
+    (lambda: GRIDS["ablations"].points("smoke", sets={"train.model_args": {"expand": 1}}), "model_args.ARG decides it"),
+    (lambda: GRIDS["ablations"].points("smoke", sets={"model_args.expnd": 1}), "no constructor argument 'expnd'"),
+    (lambda: GRIDS["ablations"].points("smoke", sets={"num_samples": "abc"}),
+     "num_samples='abc': a whole number >= 4"),
+    (lambda: GRIDS["ablations"].points("smoke", sets={"sample_steps": 0}), "sample_steps=0"),
 ])
 def test_grids_are_validated_before_anything_launches(call, message):
     with pytest.raises(GridError, match=message):
@@ -122,38 +121,44 @@ def test_grids_are_validated_before_anything_launches(call, message):
 
 
 def test_an_axis_sets_one_dotted_path_of_the_settings():
-    from experiments.grid import Axis
+    from experiments.grid import Axis, Several
+    from experiments.settings import Settings
 
-    settings = {"model": "USM-T/1", "model_args": {}, "train": {}}
-    Axis("skip_conn", "model_args.skip_conn", {False: False}).apply(False, settings)
-    Axis("timesteps", "train.timesteps", {"uniform": "uniform"}).apply("uniform", settings)
-    Axis("model", "model", {"DiT": "DiT-T/2"}).apply("DiT", settings)
-    assert settings == {"model": "DiT-T/2", "model_args": {"skip_conn": False}, "train": {"timesteps": "uniform"}}
-    with pytest.raises(GridError, match="axis 'depth': path 'modle_args.depth' is none of"):
+    settings = Settings(model="USM-T/1", data="shapes", resolution=16, train={}, num_samples=8)
+    settings = Axis("skip_conn", "model_args.skip_conn", {False: False}).apply(False, settings)
+    settings = Axis("timesteps", "train.timesteps", {"uniform": "uniform"}).apply("uniform", settings)
+    settings = Axis("model", "model", {"DiT": "DiT-T/2"}).apply("DiT", settings)
+    assert (settings.model, settings.model_args, settings.train) == ("DiT-T/2", {"skip_conn": False},
+                                                                     {"timesteps": "uniform"})
+    text = Axis("dataset", "data", {"coco": Several({"data": "coco", "train.cond": "text"})}).apply("coco", settings)
+    assert (text.data, text.train) == ("coco", {"timesteps": "uniform", "cond": "text"})
+    with pytest.raises(GridError, match="axis 'depth': 'modle_args.depth' names no setting; settings are model"):
         Axis("depth", "modle_args.depth", {7: 7})
+    with pytest.raises(GridError, match="axis 'dataset': 'train' names no setting"):
+        Axis("dataset", "data", {"coco": Several({"data": "coco", "train": {"cond": "text"}})})
 
 
 def test_a_model_argument_set_for_the_study_reaches_every_point():
-    points = GRIDS["ablations"].points("smoke", overrides={"model.expand": 1})
-    assert {p.settings["model_args"]["expand"] for p in points} == {1}
-    assert {p.settings["model_args"]["use_convtranspose"] for p in points} == {True, False}  # axes still apply
+    points = GRIDS["ablations"].points("smoke", sets={"model_args.expand": 1})
+    assert {p.settings.model_args["expand"] for p in points} == {1}
+    assert {p.settings.model_args["use_convtranspose"] for p in points} == {True, False}  # axes still apply
 
 
 def test_paper_grid_takes_dataset_paths_and_text_tokens(tmp_path):
     for name in ("afhq", "celeba", "coco"):
         (tmp_path / name).mkdir()
     tokens = tmp_path / "tokens.npy"
-    overrides = {"data.afhq": str(tmp_path / "afhq"), "data.celebahq": str(tmp_path / "celeba"),
+    datasets = {"data.afhq": str(tmp_path / "afhq"), "data.celebahq": str(tmp_path / "celeba"),
                  "data.coco": str(tmp_path / "coco")}
     with pytest.raises(GridError, match="--set data.coco-tokens="):
-        GRIDS["paper"].points("paper", overrides=overrides)
+        GRIDS["paper"].points("paper", sets=datasets)
     np.save(tokens, np.zeros((2, 77, 768), np.float32))
-    points = GRIDS["paper"].points("paper", overrides={**overrides, "data.coco-tokens": str(tokens)})
+    points = GRIDS["paper"].points("paper", sets={**datasets, "data.coco-tokens": str(tokens)})
     assert len(points) == 9
-    assert {p.settings["data"] for p in points} == {str(tmp_path / n) for n in ("afhq", "celeba", "coco")}
-    assert {p.settings["model"] for p in points} == {"USM-B/1", "ZigMa-B/1", "DiT-B/2"}
-    coco = [p for p in points if p.settings["data"].endswith("coco")]
-    assert all(p.settings["train"]["cond"] == "text" and p.settings["train"]["context"] == str(tokens) for p in coco)
+    assert {p.settings.data for p in points} == {str(tmp_path / n) for n in ("afhq", "celeba", "coco")}
+    assert {p.settings.model for p in points} == {"USM-B/1", "ZigMa-B/1", "DiT-B/2"}
+    coco = [p for p in points if p.settings.data.endswith("coco")]
+    assert all(p.settings.train["cond"] == "text" and p.settings.train["context"] == str(tokens) for p in coco)
 
 
 UNCONDITIONAL = ("--only", "*dataset=shapes-s*")  # the paper grid's smoke points without text
@@ -219,7 +224,7 @@ def test_a_point_locked_by_another_launcher_is_left_alone(tmp_path, capsys):
     results = tmp_path / "results"
     from usm.cli import parse_assignments
 
-    points = study_points("paper", "smoke", overrides=parse_assignments(TINY[1:], "--set"))
+    points = study_points("paper", "smoke", sets=parse_assignments(TINY[1:], "--set"))
     directory = results / "paper" / points[0]["name"]
     directory.mkdir(parents=True)
     with open(directory / "lock", "a") as held:
@@ -239,10 +244,10 @@ def test_a_failing_point_is_reported_with_its_log_while_the_others_finish(tmp_pa
     results = tmp_path / "results"
     real_measure = pipeline.measure
 
-    def measure(directory, settings):
-        if settings["model"].startswith("ZigMa"):
+    def measure(directory, settings, model_config):
+        if settings.model.startswith("ZigMa"):
             raise RuntimeError("simulated metric failure")
-        return real_measure(directory, settings)
+        return real_measure(directory, settings, model_config)
 
     monkeypatch.setattr(pipeline, "measure", measure)
     assert run(results) == 1
@@ -292,17 +297,16 @@ def test_a_points_sampling_and_fid_run_on_the_gpu_when_there_is_one(monkeypatch,
     import torch
 
     import analysis.metrics.fid
-    from experiments.grid import sample_config
 
     settings = GRIDS["ablations"].points("smoke", seeds=[0])[0].settings
-    assert sample_config(settings, tmp_path).device == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert settings.sample_config(tmp_path).device == ("cuda" if torch.cuda.is_available() else "cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert sample_config(settings, tmp_path).device == "cuda"
-    assert len({sample_config(p.settings, tmp_path).seed for p in GRIDS["ablations"].points("smoke")}) == 1
+    assert settings.sample_config(tmp_path).device == "cuda"
+    assert len({p.settings.sample_config(tmp_path).seed for p in GRIDS["ablations"].points("smoke")}) == 1
     asked = {}
     monkeypatch.setattr(analysis.metrics.fid, "compute_metrics", lambda *a, **kw: asked.update(kw) or {"fid": 1.0})
-    assert pipeline.score({**settings, "metric": "fid"}, np.zeros((4, 16, 16, 1)), tmp_path) == {"fid": 1.0}
+    assert pipeline.score(settings.set("metric", "fid"), np.zeros((4, 16, 16, 1)), tmp_path) == {"fid": 1.0}
     assert asked["device"] == "cuda" and asked["prc"] is True
 
 
@@ -312,7 +316,7 @@ def test_a_point_goes_on_only_after_pauses_at_its_evaluation_steps(monkeypatch, 
     import usm.training
     from usm.training.loop import Outcome
 
-    settings = GRIDS["ablations"].points("smoke", seeds=[0], overrides={"settings.eval_every": 2})[0].settings
+    settings = GRIDS["ablations"].points("smoke", seeds=[0], sets={"eval_every": 2})[0].settings
     evaluated = []
     monkeypatch.setattr(pipeline, "evaluate_during_training", lambda d, s: evaluated.append(d))
     for outcomes, evaluate, calls in (([Outcome("paused", 2), Outcome("done", 4)], True, 2),
@@ -423,18 +427,17 @@ def test_a_damaged_point_json_is_one_line_before_anything_launches(tmp_path, cap
 
 
 def test_a_study_sends_its_runs_to_a_tracker_without_becoming_another_study(tmp_path):
-    """settings.log_with reaches every point's trainer; it is checked before launch, and a finished
+    """log_with reaches every point's trainer; it is checked before launch, and a finished
     point rerun with a tracker is the same point (point.json leaves it out)."""
-    from experiments.grid import trainer_config
-    from experiments.point import claim, comparable, holds_other
+    from experiments.point import comparable, holds_other, take
 
     plain = GRIDS["ablations"].points("smoke", seeds=[0])[0]
-    watched = GRIDS["ablations"].points("smoke", seeds=[0], overrides={"settings.log_with": "tensorboard"})[0]
-    assert trainer_config(watched.settings, tmp_path).run.log_with == "tensorboard"
-    assert trainer_config(plain.settings, tmp_path).run.log_with == "none"
+    watched = GRIDS["ablations"].points("smoke", seeds=[0], sets={"log_with": "tensorboard"})[0]
+    assert watched.settings.trainer_config(tmp_path).run.log_with == "tensorboard"
+    assert plain.settings.trainer_config(tmp_path).run.log_with == "none"
     with pytest.raises(GridError, match="tensorbored"):
-        GRIDS["ablations"].points("smoke", seeds=[0], overrides={"settings.log_with": "tensorbored"})
-    claim(tmp_path, comparable(plain.to_dict())).close()
+        GRIDS["ablations"].points("smoke", seeds=[0], sets={"log_with": "tensorbored"})
+    take(tmp_path, comparable(plain.to_dict())).close()
     assert not holds_other(tmp_path, {**watched.to_dict(), "name": watched.name})
-    other = GRIDS["ablations"].points("smoke", seeds=[0], overrides={"settings.num_samples": 64})[0]
+    other = GRIDS["ablations"].points("smoke", seeds=[0], sets={"num_samples": 64})[0]
     assert holds_other(tmp_path, {**other.to_dict(), "name": other.name})

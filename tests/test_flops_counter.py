@@ -28,17 +28,17 @@ def test_counter_on_usm_b1_matches_fvcore_on_the_reference():
     assert report.uncounted == {}
 
 
-@pytest.mark.parametrize("name, overrides", [
+@pytest.mark.parametrize("name, model_args", [
     ("USM-B/1", {}), ("ZigMa-B/1", {}), ("DiT-B/2", {}),
     ("USM-T/2", dict(use_convtranspose=False, skip_conn=False, z_gate=False)),
     ("USM-T/2", dict(use_convtranspose=False, upsample_kernel=5, upsample_groups=4)),
     ("USM-T/2", dict(has_text=True, d_context=32)), ("ZigMa-T/2", dict(num_classes=10, has_text=False)),
     ("ZigMa-T/2", dict(has_text=True, d_context=16)), ("DiT-T/2", dict(has_text=True, d_context=16)),
 ])
-def test_counter_equals_each_models_formula(name, overrides):
-    report = count_registered(name, **overrides)
+def test_counter_equals_each_models_formula(name, model_args):
+    report = count_registered(name, **model_args)
     with torch.device("meta"):
-        formula = build_model(name, **overrides).flop_formula()
+        formula = build_model(name, **model_args).flop_formula()
     assert report.gflops * 1e9 == pytest.approx(formula["total"], rel=5e-3)
     assert report.gflops_scan * 1e9 == pytest.approx(formula.get("scan", 0), rel=5e-3)
     assert report.uncounted == {}

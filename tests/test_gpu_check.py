@@ -102,7 +102,7 @@ def test_the_trainer_rate_runs_a_latent_points_real_trainer_on_synthetic_data(tm
     from experiments.grids import GRIDS
 
     point = first_point(GRIDS["ablations"], "mini")
-    settings = {**point.settings, "model": "USM-T/2", "resolution": 128}
+    settings = point.settings.set("model", "USM-T/2").set("resolution", 128)
     vae = sd_vae_shaped(tmp_path / "vae", block_out_channels=(8, 8, 8, 8), norm_num_groups=4, layers_per_block=1)
     record = measure(settings, tmp_path, steps=3, warmup=2, vae=str(vae), images=8, mixed_precision="no",
                      batch_size=4)

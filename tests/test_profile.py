@@ -115,11 +115,11 @@ def test_the_scales_record_is_the_commands_output_and_reads_the_grid(capsys):
         record = Path(__file__).resolve().parents[1] / f"results/reference/{grid}/scales.md"
         assert printed.strip() == record.read_text().strip()
     smoke = next(line for line in printed.splitlines() if line.startswith("| `smoke` |"))
-    steps = GRIDS["ablations"].scales["smoke"].train["max_steps"]
+    steps = GRIDS["ablations"].scales["smoke"].settings.train["max_steps"]
     assert f"{steps:,} steps" in smoke and "2x2x64, 1x the target" in smoke and "expand 1, 8 states" in smoke
     paper = next(line for line in printed.splitlines() if line.startswith("| `paper` |"))
     assert "4x4x768, 3x the target" in paper and "32x32x4" in paper
-    from analysis.report.scale_table import table
+    from analysis.report.scale_table import render
 
     for grid in GRIDS.values():  # every grid's scales render, profile-only ones included
-        assert table(grid).count("\n| `") == len(grid.scales)
+        assert render(grid).count("\n| `") == len(grid.scales)

@@ -24,8 +24,8 @@ def slurm_running() -> str:
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(slurm_running()), reason=slurm_running() or "ok")]
 
-TINY = ["train.max_steps=4", "train.ckpt_every=2", "settings.num_samples=8", "settings.sample_steps=2",
-        "settings.eval_samples=8"]
+TINY = ["train.max_steps=4", "train.ckpt_every=2", "num_samples=8", "sample_steps=2",
+        "eval_samples=8"]
 
 
 def slurm(results, *extra, sets=TINY, grid="paper"):
@@ -73,8 +73,8 @@ def test_a_signalled_job_requeues_and_resumes(tmp_path, capsys):
     run_dir = tmp_path / "ablations" / "recipe-s0"
     signaller = threading.Thread(target=preempt_once, args=(run_dir,), daemon=True)
     signaller.start()
-    sets = ["train.max_steps=100", "train.ckpt_every=10", "settings.num_samples=8", "settings.sample_steps=2",
-        "settings.eval_samples=8"]
+    sets = ["train.max_steps=100", "train.ckpt_every=10", "num_samples=8", "sample_steps=2",
+        "eval_samples=8"]
     code = run_main(["--grid", "ablations", "--only", "recipe", "--seeds", "0", "--cluster", "slurm",
                      "--results", str(tmp_path), "--cpus", "2", "--time", "30", "--set", *sets])
     assert code == 0, capsys.readouterr().out
@@ -84,8 +84,8 @@ def test_a_signalled_job_requeues_and_resumes(tmp_path, capsys):
 
 def test_a_point_can_train_on_several_tasks(tmp_path, capsys):
     """Two tasks on the one node: submitit's environment becomes torch.distributed's (gloo on CPU)."""
-    sets = ["train.max_steps=4", "train.ckpt_every=2", "settings.num_samples=8", "settings.sample_steps=2",
-        "settings.eval_samples=8"]
+    sets = ["train.max_steps=4", "train.ckpt_every=2", "num_samples=8", "sample_steps=2",
+        "eval_samples=8"]
     code = run_main(["--grid", "ablations", "--only", "recipe", "--seeds", "0", "--cluster", "slurm",
                      "--results", str(tmp_path), "--tasks", "2", "--cpus", "1", "--time", "10", "--set", *sets])
     assert code == 0, capsys.readouterr().out

@@ -29,7 +29,7 @@ def test_an_unselected_point_of_other_settings_refuses_the_launch(tmp_path):
     the two launches select disjoint points."""
     first = study_points("ablations", "smoke")
     write_point_json(tmp_path, next(p for p in first if p["name"] == "recipe-s0"))
-    second = study_points("ablations", "smoke", overrides={"train.lr": 0.05, "settings.num_samples": 96})
+    second = study_points("ablations", "smoke", sets={"train.lr": 0.05, "num_samples": 96})
     chosen = [p for p in second if p["arm"] == "skip_conn=False"]
     with pytest.raises(PointMismatch, match=r"recipe-s0, trained with other settings \(num_samples: 128 there, 96 "
                                             r"now; train.lr: 0.001 there, 0.05 now\)"):
@@ -52,7 +52,7 @@ def test_a_point_of_another_scale_in_the_folder_refuses_the_launch(tmp_path):
 
 def test_repeated_set_flags_all_reach_the_points(capsys):
     assert run_main(["--grid", "ablations", "--set", "train.lr=0.5", "--set", "train.max_steps=3", "--dry-run"]) == 0
-    points = study_points("ablations", "smoke", overrides={"train.lr": 0.5, "train.max_steps": 3})
+    points = study_points("ablations", "smoke", sets={"train.lr": 0.5, "train.max_steps": 3})
     assert {(p["settings"]["train"]["lr"], p["settings"]["train"]["max_steps"]) for p in points} == {(0.5, 3)}
     with pytest.raises(SystemExit) as stop:
         run_main(["--grid", "ablations", "--set", "train.lr=0.5", "--set", "train.lr=0.1", "--dry-run"])
@@ -68,10 +68,10 @@ def test_repeated_set_flags_all_reach_the_points(capsys):
     (["--grid", "paper", "--scale", "cpu", "--set", "data.shapes-gray=/tmp"], "shapes-gray is embedded"),
     (["--grid", "ablations", "--seeds", "0", "0"], "seed 0 is given twice"),
     (["--grid", "ablations", "--seeds", "-1"], "seed -1 is negative"),
-    (["--grid", "ablations", "--set", "model.input_size=32"], "the trainer sets input_size from the data"),
+    (["--grid", "ablations", "--set", "model_args.input_size=32"], "the trainer sets input_size from the data"),
     (["--grid", "ablations", "--no-wait"], "--no-wait is for --cluster slurm"),
-    (["--grid", "ablations", "--set", "model.init=xavier"], "init must be one of"),
-    (["--grid", "paper", "--scale", "cpu", "--set", "model.depth=8"], "USM depth must be 6k + 1"),
+    (["--grid", "ablations", "--set", "model_args.init=xavier"], "init must be one of"),
+    (["--grid", "paper", "--scale", "cpu", "--set", "model_args.depth=8"], "USM depth must be 6k + 1"),
 ])
 def test_a_setting_that_would_not_reach_its_point_is_one_line(argv, needle, capsys):
     assert run_main([*argv, "--dry-run"]) == 2
@@ -145,7 +145,7 @@ def test_a_copy_of_a_point_folder_is_left_out_with_a_warning(tmp_path, caplog):
     old = study_points("paper", "cpu")[0]  # a point of other settings, kept under another name
     write_point_json(results, old)
     point_dir(results, old).rename(point_dir(results, old).with_name("old run"))
-    points = study_points("paper", "cpu", overrides={"train.lr": 0.01})
+    points = study_points("paper", "cpu", sets={"train.lr": 0.01})
     check_existing(str(results), points[:1], points)  # a stray folder neither counts nor blocks a launch
 
 

@@ -67,7 +67,7 @@ def test_stats_record_what_the_run_costs(tmp_path):
 
 @pytest.mark.slow
 def test_a_study_point_sends_its_learning_curve_and_samples_to_tensorboard(tmp_path, no_debugger):
-    """--set settings.log_with=tensorboard: every point's trainer stats, and each learning-curve
+    """--set log_with=tensorboard: every point's trainer stats, and each learning-curve
     evaluation's quality numbers and samples at its step."""
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -75,7 +75,7 @@ def test_a_study_point_sends_its_learning_curve_and_samples_to_tensorboard(tmp_p
     from tests.tiny_study import ONE_POINT, run_one_point
 
     results = tmp_path / "results"
-    assert run_one_point(results, "settings.log_with=tensorboard") == 0  # TINY ends with its --set
+    assert run_one_point(results, "log_with=tensorboard") == 0  # TINY ends with its --set
     point = results / "paper" / ONE_POINT
     scalars, images = {}, {}
     for event_file in sorted((point / "trackers").rglob("events.out.tfevents.*")):

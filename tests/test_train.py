@@ -400,19 +400,19 @@ def test_two_process_ddp_on_cpu(tmp_path):
     assert RunDir(tmp_path / "ddp").read_stats()[-1]["images_seen"] == 4 * 4 * 2
 
 
-@pytest.mark.parametrize("name, overrides, cond", [
+@pytest.mark.parametrize("name, model_args, cond", [
     ("USM-T/1", {}, None), ("USM-T/1", {"num_classes": 4}, "class"),
     ("USM-T/1", {"has_text": True, "d_context": 16}, "text"), ("ZigMa-T/2", {"num_classes": 4}, "class"),
     ("ZigMa-T/2", {"has_text": True, "d_context": 16}, "text"), ("DiT-T/2", {"num_classes": 4}, "class"),
     ("UNet-T", {}, None)])
-def test_every_trainable_parameter_gets_a_gradient_so_ddp_need_not_search(name, overrides, cond):
+def test_every_trainable_parameter_gets_a_gradient_so_ddp_need_not_search(name, model_args, cond):
     """The trainer asks DDP for no per-step search for unused parameters (find_unused_parameters)
     unless a model sets ``leaves_parameters_unused``: each trainable parameter of every family, in
     each conditioning mode, takes part in a training step, classifier-free dropout included."""
     from usm.models.registry import build_model
 
     torch.manual_seed(0)
-    model = build_model(name, **overrides)
+    model = build_model(name, **model_args)
     assert not getattr(model, "leaves_parameters_unused", False)
     side, channels = model.config["input_size"], model.config["in_channels"]
     labels = {None: None, "class": torch.tensor([0, 1, 2, 3]), "text": torch.randn(4, 5, 16)}[cond]

@@ -3,8 +3,8 @@ tests that run the launcher end to end)."""
 
 from pathlib import Path
 
-TINY = ["--set", "train.max_steps=4", "train.ckpt_every=2", "settings.num_samples=8", "settings.sample_steps=2",
-        "settings.eval_every=2", "settings.eval_samples=4"]
+TINY = ["--set", "train.max_steps=4", "train.ckpt_every=2", "num_samples=8", "sample_steps=2",
+        "eval_every=2", "eval_samples=4"]
 ONE_POINT = "model=DiT,dataset=shapes-s0"  # of the paper grid at smoke scale: the fastest point
 
 

@@ -9,6 +9,8 @@
 - ``skip_gate=True`` (no z gate, a negative beside ``skip_conn``, which *adds* skip connections) is
   ``z_gate=False``; the gate is on by default, as before.
 - ``timesteps="log"`` is ``"logit_normal"``: t = sigmoid(n) with n ~ N(0, 1), not a log-normal.
+- A study's ``--set model.ARG`` is ``model_args.ARG`` (the one name of constructor arguments) and
+  ``--set settings.NAME`` is ``NAME`` (a setting's path, as an axis names it).
 - A scale's ``metric="swd"`` is ``"pixel"``: the suite scored on the embedded data (k-NN metrics on
   pixels and shape features, and SWD), which was named after its one metric that failed validation.
 
@@ -27,6 +29,8 @@ import warnings
 MODEL_ARGS = {"skip_gate": ("z_gate", operator.not_)}
 # setting -> {old value: new value}
 VALUES = {"timesteps": {"log": "logit_normal"}, "metric": {"swd": "pixel"}}
+# old --set prefix -> new one (constructor arguments are model_args everywhere; settings are paths)
+SET_PREFIXES = {"model.": "model_args.", "settings.": ""}
 # settings a point no longer stores -> the value every stored point held (profile-only points left the grids)
 DROPPED = {"image_sizes": []}
 
@@ -58,6 +62,16 @@ def value(setting: str, val):
         _warn(f"{setting} {val!r}", repr(renamed[val]))
         return renamed[val]
     return val
+
+
+def set_path(key: str) -> str:
+    """A study's ``--set`` key in its new spelling (``model.expand`` -> ``model_args.expand``,
+    ``settings.num_samples`` -> ``num_samples``)."""
+    for old, new in SET_PREFIXES.items():
+        if key.startswith(old):
+            _warn(f"--set {key}", f"{new}{key.removeprefix(old)}")
+            return new + key.removeprefix(old)
+    return key
 
 
 def arm(name: str) -> str:

@@ -37,7 +37,8 @@ _METRICS = (*(f"analysis/metrics/{name}.py" for name in
 # The files each kind of record depends on (paths relative to the repository, folders whole).
 SCOPES: dict[str, tuple[str, ...]] = {
     "scan": ("usm/ssm", "analysis/bench/bench_scan.py"),
-    "models": (*_MODELS, "analysis/report/model_table.py", "experiments/grid.py", "experiments/grids"),
+    "models": (*_MODELS, "analysis/report/model_table.py", "experiments/grid.py", "experiments/settings.py",
+               "experiments/grids"),
     "flops": (*_MODELS, *(f"analysis/metrics/{name}" for name in
                           ("flop_conventions.py", "calflops_view.py", "claims.py", "paper_claims.json"))),
     "step": (*_MODELS, "usm/training", "usm/rectified_flow.py", "usm/precision.py", "usm/threads.py",
@@ -48,10 +49,10 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "metrics": ("usm/data", *_METRICS, "analysis/report/metric_ladder.py"),
 }
 # A grid's scales table depends on its grid; a study on everything that trains, samples and scores it.
-GRID_SCOPE = ("experiments/grid.py", "experiments/grids/{name}.py", "experiments/grids/scales.py",
-              "analysis/report/scale_table.py", *_MODELS)
-STUDY_SCOPE = ("usm", "baselines", "experiments/grid.py", "experiments/point.py", "experiments/pipeline.py",
-               "experiments/grids/{name}.py", "experiments/grids/scales.py", *_METRICS)
+GRID_SCOPE = ("experiments/grid.py", "experiments/settings.py", "experiments/grids/{name}.py",
+              "experiments/grids/scales.py", "analysis/report/scale_table.py", *_MODELS)
+STUDY_SCOPE = ("usm", "baselines", "experiments/grid.py", "experiments/settings.py", "experiments/point.py",
+               "experiments/pipeline.py", "experiments/grids/{name}.py", "experiments/grids/scales.py", *_METRICS)
 # Records that take under about two minutes to remake: a test fails when their code has changed.
 CHEAP = ("scan", "models", "flops", "step", "grid")
 

@@ -132,7 +132,7 @@ def mini_scale_cost(deadline: float, steps: int) -> dict:
     """Steps/s of the ablation grid's mini scale on this GPU and the projected hours of one arm."""
     from experiments.grids import GRIDS
 
-    mini = GRIDS["ablations"].scales["mini"]
+    mini = GRIDS["ablations"].scales["mini"].settings
     batch, max_steps = mini.train["batch_size"], mini.train["max_steps"]
     record = training_profile([mini.model], batch=batch, steps=steps, deadline=deadline)[0]
     if "train_steps_per_s" in record:
@@ -158,7 +158,7 @@ def mini_through_trainer(deadline: float, steps: int, scale: str = "mini") -> di
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
     if record["trainer_steps_per_s"]:
-        record["max_steps"] = point.settings["train"]["max_steps"]
+        record["max_steps"] = point.settings.train["max_steps"]
         record["hours_per_arm"] = record["max_steps"] / record["trainer_steps_per_s"] / 3600
     return record
 

@@ -29,10 +29,10 @@ from usm.rectified_flow import training_loss
 from usm.training.ema import make_ema, update_ema
 
 
-def make_step(model_name: str, image_size: int, channels: int, batch: int, backend: str, **overrides):
+def make_step(model_name: str, image_size: int, channels: int, batch: int, backend: str, **model_args):
     torch.manual_seed(0)
     scan = {} if backend == "none" else {"scan_backend": backend}  # "none": a model without a scan
-    model = build_model(model_name, input_size=image_size, in_channels=channels, **scan, **overrides)
+    model = build_model(model_name, input_size=image_size, in_channels=channels, **scan, **model_args)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)  # as the trainer builds it
     ema = make_ema(model)
     x = torch.randn(batch, channels, image_size, image_size)
@@ -62,11 +62,11 @@ def _seconds(fn) -> float:
     return time.perf_counter() - start
 
 
-def step_gflop(model_name: str, image_size: int, channels: int, batch: int, **overrides) -> float:
+def step_gflop(model_name: str, image_size: int, channels: int, batch: int, **model_args) -> float:
     """GFLOP of one training step: forward multiply-adds x 2 FLOPs x 3 (forward + backward) x batch."""
     from analysis.metrics.flops import count_registered
 
-    forward = count_registered(model_name, input_size=image_size, in_channels=channels, **overrides).gflops
+    forward = count_registered(model_name, input_size=image_size, in_channels=channels, **model_args).gflops
     return forward * 2 * 3 * batch
 
 
@@ -115,16 +115,17 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", type=int, default=12)
     parser.add_argument("--backends", nargs="+", default=["torch", "numba"])
     parser.add_argument("--model-arg", action="extend", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="constructor overrides, e.g. expand=1 d_state=8 (the smoke study's lean mixer)")
+                        help="constructor arguments replacing the defaults, e.g. expand=1 d_state=8 (the smoke "
+                             "study's lean mixer)")
     args = parser.parse_args(argv)
-    overrides = parse_assignments(args.model_arg, "--model-arg")
+    model_args = parse_assignments(args.model_arg, "--model-arg")
     torch.set_num_threads(args.threads)
-    steps = {backend: make_step(args.model, args.image_size, args.channels, args.batch, backend, **overrides)
+    steps = {backend: make_step(args.model, args.image_size, args.channels, args.batch, backend, **model_args)
              for backend in args.backends}
     rates = steps_per_second(steps, args.steps)
     limit = matmul_gflops()
-    work = step_gflop(args.model, args.image_size, args.channels, args.batch, **overrides)
-    model = args.model + "".join(f" {k}={v}" for k, v in overrides.items())
+    work = step_gflop(args.model, args.image_size, args.channels, args.batch, **model_args)
+    model = args.model + "".join(f" {k}={v}" for k, v in model_args.items())
     print(f"machine limit: {limit:.1f} GFLOP/s (2048x2048 float32 matrix product, {args.threads} thread(s)); "
           f"one step: {work:.3f} GFLOP\n")
     for backend, step in steps.items():

@@ -6,7 +6,7 @@ The microbenchmark of ``analysis.bench.gpu_check`` times forward, backward and A
 a study point runs ``usm.training.train``: the data loader, the latent cache (one VAE pass per image,
 shared by the study's points), the EMA, gradient clipping, the stop checks and the checkpoints. This
 runs exactly that ``train(Config)`` a point would -- its model, batch, precision, recipe and the
-study's latent-cache path (``experiments.grid.trainer_config``) -- for a few steps, and reads the
+study's latent-cache path (``Settings.trainer_config``) -- for a few steps, and reads the
 rate off ``stats.jsonl`` after a warm-up, the time the cache takes to build measured apart.
 
 Off-line machines have neither the point's dataset nor the SD-VAE weights, so by default it draws a
@@ -18,6 +18,7 @@ random weights (``sd_vae_shaped``): encoding costs what the real one costs, the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -60,31 +61,29 @@ def synthetic_images(folder: Path, count: int, resolution: int) -> Path:
     return folder
 
 
-def measure(settings: dict, workdir: Path, steps: int, warmup: int, data: str | None = None,
-            vae: str | None = None, images: int | None = None, **train_overrides) -> dict:
+def measure(settings, workdir: Path, steps: int, warmup: int, data: str | None = None,
+            vae: str | None = None, images: int | None = None, **train_fields) -> dict:
     """Train a point with ``settings`` in ``workdir`` for about ``warmup + steps`` steps; its steps/s.
     The trainer logs (a host sync and a stats line) at the study's ``log_every``, or every ``steps``
     steps when that is fewer, so the timing pays what a study pays, not a sync every step: the first
     log window holds the warm-up (at least ``warmup`` steps), the rate is the median of the others.
     ``images``: how many synthetic images to draw (default: two batches' worth, at least 64)."""
-    from experiments.grid import trainer_config
     from usm.data.embedded import EMBEDDED
     from usm.training import train
 
-    window = max(1, min(settings["train"].get("log_every", steps), steps))
+    window = max(1, min(settings.train.get("log_every", steps), steps))
     warmup = window * math.ceil(warmup / window)
     total = warmup + window * math.ceil(steps / window)
-    settings = {**settings, "eval_every": None,
-                "train": {**settings["train"], "max_steps": total, "log_every": window,
-                          "ckpt_every": total, **train_overrides}}
-    synthetic_data = data is None and settings["data"] not in EMBEDDED
-    images = images or max(64, 2 * settings["train"]["batch_size"])
+    settings = dataclasses.replace(settings, eval_every=None, train={
+        **settings.train, "max_steps": total, "log_every": window, "ckpt_every": total, **train_fields})
+    synthetic_data = data is None and settings.data not in EMBEDDED
+    images = images or max(64, 2 * settings.train["batch_size"])
     if data is not None or synthetic_data:
-        settings["data"] = data or str(synthetic_images(workdir / "images", images, settings["resolution"]))
-    synthetic_vae = settings["latent"] != "none" and vae is None
-    if settings["latent"] != "none":
-        settings["latent"] = vae or str(sd_vae_shaped(workdir / "vae"))
-    config = trainer_config(settings, workdir / "study" / "point")
+        settings = settings.set("data", data or str(synthetic_images(workdir / "images", images, settings.resolution)))
+    synthetic_vae = settings.latent != "none" and vae is None
+    if settings.latent != "none":
+        settings = settings.set("latent", vae or str(sd_vae_shaped(workdir / "vae")))
+    config = settings.trainer_config(workdir / "study" / "point")
     started = time.monotonic()
     if config.data.latent_cache:  # build the cache first, so that its time is not the steps'
 
@@ -100,9 +99,9 @@ def measure(settings: dict, workdir: Path, steps: int, warmup: int, data: str | 
     stats = [json.loads(line) for line in (workdir / "study" / "point" / "stats.jsonl").read_text().splitlines()]
     rates = [s["steps_per_s"] for s in stats if s["step"] > warmup]
     rate = statistics.median(rates) if rates else None
-    return {"model": settings["model"], "batch": config.train.batch_size, "resolution": settings["resolution"],
-            "latent": "SD-VAE architecture, random weights" if synthetic_vae else settings["latent"],
-            "data": f"{images} synthetic images" if synthetic_data else settings["data"],
+    return {"model": settings.model, "batch": config.train.batch_size, "resolution": settings.resolution,
+            "latent": "SD-VAE architecture, random weights" if synthetic_vae else settings.latent,
+            "data": f"{images} synthetic images" if synthetic_data else settings.data,
             "mixed_precision": config.train.mixed_precision, "steps_timed": window * len(rates), "warmup_steps": warmup,
             "log_every": window,
             "trainer_steps_per_s": rate, "latent_cache_seconds": round(cache_seconds, 2), "status": outcome.status}
@@ -113,10 +112,9 @@ def first_point(grid, scale: str):
     measurement draws its own images; the names only have to resolve)."""
     from usm.data.embedded import EMBEDDED
 
-    base = grid.scales[scale]
-    names = {base.data, *base.datasets, *(a.values.get(v) for a in grid.axes if a.path == "data" for v in a.values)}
-    stand_ins = {f"data.{name}": tempfile.mkdtemp() for name in names if isinstance(name, str) and name not in EMBEDDED}
-    return grid.points(scale, overrides=stand_ins)[0]
+    names = grid.dataset_names(grid.scales[scale])
+    stand_ins = {f"data.{name}": tempfile.mkdtemp() for name in sorted(names - set(EMBEDDED))}
+    return grid.points(scale, sets=stand_ins)[0]
 
 
 def main(argv=None) -> int:
@@ -138,7 +136,7 @@ def main(argv=None) -> int:
     point = first_point(grid, args.scale)
     with tempfile.TemporaryDirectory() as workdir:
         record = measure(point.settings, Path(workdir), args.steps, args.warmup, args.data, args.vae)
-    max_steps = point.settings["train"]["max_steps"]
+    max_steps = point.settings.train["max_steps"]
     if record["trainer_steps_per_s"]:
         record["hours_per_arm"] = max_steps / record["trainer_steps_per_s"] / 3600
     print(json.dumps(record, indent=2) if args.json else

@@ -110,7 +110,7 @@ def format_report(report: FlopReport) -> str:
     return "\n".join(lines)
 
 
-def count_registered(name: str, image_size: int | None = None, latent: bool = True, **overrides) -> FlopReport:
+def count_registered(name: str, image_size: int | None = None, latent: bool = True, **model_args) -> FlopReport:
     """FLOPs of a registered model; ``image_size`` in pixels (latent side = image_size / 8)."""
     from usm.cli import UsageError
 
@@ -118,11 +118,11 @@ def count_registered(name: str, image_size: int | None = None, latent: bool = Tr
         if image_size < 1 or (latent and image_size % 8):
             raise UsageError(f"--image-size {image_size}: must be a positive multiple of 8 for SD-VAE latents "
                              "(the latent is 8x smaller), or add --pixels")
-        overrides.setdefault("input_size", image_size // 8 if latent else image_size)
+        model_args.setdefault("input_size", image_size // 8 if latent else image_size)
     try:
-        model = build_model(name, **overrides)
+        model = build_model(name, **model_args)
     except (ValueError, TypeError) as exc:  # unknown or mistyped arguments, sizes the model cannot take
-        raise UsageError(f"{name} cannot be built with {overrides}: {exc}") from None
+        raise UsageError(f"{name} cannot be built with {model_args}: {exc}") from None
     side, channels = model.config["input_size"], model.config["in_channels"]
     x, t = torch.randn(1, channels, side, side), torch.rand(1)
     return count_flops(model, x, t, example_cond(model), name=name, image_size=image_size)

@@ -38,16 +38,16 @@ from usm.rectified_flow import training_loss
 from usm.ssm import resolve_backend
 
 
-def model_activation_bytes(name: str, side: int, batch: int, checkpoint: bool, device="meta", **overrides) -> int:
+def model_activation_bytes(name: str, side: int, batch: int, checkpoint: bool, device="meta", **model_args) -> int:
     """Activation bytes of one training step, built on ``device`` ("meta": shapes only, instant),
-    with constructor ``overrides`` (a run's recorded model config). Scans run on the pure-PyTorch
+    with constructor ``model_args`` (a run's recorded model config). Scans run on the pure-PyTorch
     backend, whose saved tensors are the same on every device (the compiled CPU kernels save less:
     their inputs and every 16th state)."""
-    overrides = {k: v for k, v in overrides.items() if k not in ("input_size", "use_checkpoint", "scan_backend")}
+    model_args = {k: v for k, v in model_args.items() if k not in ("input_size", "use_checkpoint", "scan_backend")}
     accepted = inspect.signature(MODELS[name].cls).parameters  # a family without a scan or checkpointing
     fixed = {k: v for k, v in (("scan_backend", "torch"), ("use_checkpoint", checkpoint)) if k in accepted}
     with torch.device(device):
-        model = build_model(name, input_size=side, **fixed, **overrides)
+        model = build_model(name, input_size=side, **fixed, **model_args)
         x = torch.randn(batch, model.config["in_channels"], side, side)
         return activation_bytes(lambda: training_loss(model, x, example_cond(model, batch)), model)
 
@@ -85,7 +85,7 @@ def ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
 
-def table(records: list[dict]) -> str:
+def render(records: list[dict]) -> str:
     """Markdown: one row per model and size, then USM/ZigMa ratios per size."""
     header = ["model", "image", "params (M)", "GFLOPs", "scan GFLOPs", "act. mem (MiB)", "act. mem ckpt (MiB)",
               "train steps/s", "sample img/s"]
@@ -156,7 +156,7 @@ def run_profile(models, sizes, batch=1, device="cpu", out="results/profile", thr
             path = out / f"{name.replace('/', '_')}_{size}.json"
             atomic_write(path, json.dumps(record, indent=2))
     records = load_records(out)  # every record in the folder: a partial re-profile updates the table
-    atomic_write(out / "table.md", table(records) + "\n")
+    atomic_write(out / "table.md", render(records) + "\n")
     scaling_plot(records, out)
     return records
 

@@ -71,19 +71,30 @@ def code_stamps(path: Path, study: str | None) -> list[str]:
     return [f"study:{study or path.parent.name}@{UNRECORDED}"]
 
 
-def stray(path: Path) -> bool:
-    """Whether a folder inside a study holds a point that is not its own (a copy such as
-    'recipe-s0 (copy)', or a renamed folder): warned about and left out, since it would count its point
-    twice. Folders without point.json (runs trained by hand) are kept as they are."""
+def stored_point(path: Path) -> dict | None:
+    """The point ``path/point.json`` records, or None without one or with a damaged one."""
     try:
         point = json.loads((path / "point.json").read_text())
-        expected = point_name(point["arm"], point["seed"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return False  # no point.json, or a damaged one: read_run names it
-    if path.name == expected:
+        point_name(deprecated.arm(point["arm"]), point["seed"])
+        return point
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def stray(path: Path, warn: bool = True) -> bool:
+    """Whether a folder inside a study holds a point that is not its own (a copy such as
+    'recipe-s0 (copy)', or a renamed folder): warned about and left out, since it would count its point
+    twice. A folder named after its arm's old or new spelling is its own. Folders without point.json
+    (runs trained by hand) are kept as they are; a damaged point.json is named by ``read_run``."""
+    point = stored_point(path)
+    if point is None:
         return False
-    log.warning("%s holds point %s (a copy or a renamed folder?): left out of the study's tables and launches",
-                path, expected)
+    names = {point_name(arm, point["seed"]) for arm in (point["arm"], deprecated.arm(point["arm"]))}
+    if path.name in names:
+        return False
+    if warn:
+        log.warning("%s holds point %s (a copy or a renamed folder?): left out of the study's tables and launches",
+                    path, point_name(deprecated.arm(point["arm"]), point["seed"]))
     return True
 
 

@@ -152,7 +152,7 @@ def validate(data: str = "shapes-gray", resolution: int = 16, count: int = 128, 
     for run, points in found.items():
         if len(points) < 3:
             raise FileNotFoundError(f"{run}: {len(points)} evaluated checkpoint(s) under samples/; a series needs "
-                                    "at least 3 (run its study with settings.eval_every, e.g. the smoke scale)")
+                                    "at least 3 (run its study with eval_every, e.g. the smoke scale)")
     reference = reference_images(data, resolution, count)
     sets = known_sets(data, resolution, count)
     scores, spread = {}, {}
@@ -182,7 +182,7 @@ def validate(data: str = "shapes-gray", resolution: int = 16, count: int = 128, 
 
 
 def _verdict_table(record: dict) -> str:
-    from tabulate import tabulate
+    from usm.markdown import table
 
     verdict_rows = []
     for m, v in record["verdicts"].items():
@@ -192,7 +192,7 @@ def _verdict_table(record: dict) -> str:
         verdict_rows.append([QUALITY_METRICS[m].label, f"{v['ladder_spearman']:.2f}", impostors, rhos,
                              "passes" if v["passes"] else "fails"])
     headers = ["metric", "ladder Spearman", "impostors (noise 0, real 1)", "checkpoint Spearman", "verdict"]
-    return tabulate(verdict_rows, headers=headers, tablefmt="github", disable_numparse=True)
+    return table(headers, verdict_rows, padded=True)
 
 
 def _thresholds(record: dict) -> str:
@@ -212,9 +212,8 @@ def render_verdicts(record: dict) -> str:
 def render(record: dict) -> str:
     """The record as Markdown: the verdict table, then every set's scores with their spread, then
     each run's checkpoints."""
-    from tabulate import tabulate
-
     from analysis.report.tables import human
+    from usm.markdown import table
 
     metrics = list(record["verdicts"])
     lines = [_verdict_table(record), ""]
@@ -222,11 +221,11 @@ def render(record: dict) -> str:
     rows = [[name, *[f"{human(record['scores'][name][m])} ± {human(record['spread'][name][m])}"
                      if m in record["spread"][name] else human(record["scores"][name][m]) for m in metrics]]
             for name in names]
-    lines.append(tabulate(rows, headers=["set", *[QUALITY_METRICS[m].label for m in metrics]], tablefmt="github"))
+    lines.append(table(["set", *[QUALITY_METRICS[m].label for m in metrics]], rows, padded=True, numbers=True))
     for run, points in record["checkpoints"].items():
         lines += ["", f"Checkpoints of {run}:", "",
-                  tabulate([[p["step"], *[human(p[m]) for m in metrics]] for p in points],
-                           headers=["step", *[QUALITY_METRICS[m].label for m in metrics]], tablefmt="github")]
+                  table(["step", *[QUALITY_METRICS[m].label for m in metrics]],
+                        [[p["step"], *[human(p[m]) for m in metrics]] for p in points], padded=True, numbers=True)]
     lines += ["", _thresholds(record), "", _stamp(record)]
     return "\n".join(lines)
 

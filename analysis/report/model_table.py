@@ -23,9 +23,9 @@ from usm.provenance import stamp, stamp_line
 SIZE_ORDER = ("T", "S", "B", "L", "XL")  # DiT's size names, smallest first
 
 
-def parameters(name: str, **overrides) -> int:
+def parameters(name: str, **model_args) -> int:
     with torch.device("meta"):
-        model = build_model(name, **overrides)
+        model = build_model(name, **model_args)
     return sum(p.numel() for p in model.parameters())
 
 
@@ -41,13 +41,13 @@ def _shape(config: dict) -> str:
 
 
 def smoke_models(grids) -> list[tuple[str, str, dict]]:
-    """(grid, model, overrides) of each grid's smoke scale, at the data's size and channels."""
+    """(grid, model, model_args) of each grid's smoke scale, at the data's size and channels."""
     from usm.data.datasets import open_dataset
     from usm.data.embedded import EMBEDDED
 
     rows = []
     for grid in grids:
-        scale = grid.scales.get("smoke")
+        scale = grid.scales["smoke"].settings if "smoke" in grid.scales else None
         if scale is None or scale.data not in EMBEDDED:
             continue
         channels = open_dataset(scale.data, scale.resolution).channels  # what the trainer builds the model for
@@ -56,7 +56,7 @@ def smoke_models(grids) -> list[tuple[str, str, dict]]:
     return rows
 
 
-def table(grids=()) -> str:
+def render(grids=()) -> str:
     """Every registered model's parameters, then the smoke models of ``grids`` (``Grid`` objects)."""
     families: dict[str, list[str]] = {}
     for name in sorted(MODELS, key=_order):

@@ -20,7 +20,8 @@ QUALITY = {"pixel": "the k-NN metrics (pixels, shape features) and SWD", "fid": 
 
 
 def model_input(scale) -> tuple[int, int] | None:
-    """(side, channels) of what the scale's model sees, or None where it depends on a dataset path."""
+    """(side, channels) of what the points of ``scale`` (their settings) see, or None where it depends
+    on a dataset path."""
     from usm.data.datasets import open_dataset
     from usm.data.embedded import EMBEDDED
 
@@ -34,6 +35,8 @@ def model_input(scale) -> tuple[int, int] | None:
 def scale_row(name: str, scale, recipe_args: dict, grid_seeds: tuple) -> list[str]:
     from usm.models.registry import build_model
 
+    seeds = len(scale.seeds or grid_seeds)
+    scale = scale.settings
     shape = model_input(scale)
     args = {**recipe_args, **scale.model_args}
     structure, config = {}, {}
@@ -57,12 +60,11 @@ def scale_row(name: str, scale, recipe_args: dict, grid_seeds: tuple) -> list[st
               if trained else "-")
     curve = f", a curve point every {scale.eval_every:,} steps" if scale.eval_every else ""
     quality = f"{QUALITY[scale.metric]} on {scale.num_samples:,} samples, {scale.sample_steps} Euler steps{curve}"
-    seeds = len(scale.seeds or grid_seeds)
     return [f"`{name}`", scale.model, data, seen, grid, depth, bottleneck, mixer,
             recipe, quality, str(seeds)]
 
 
-def table(grid) -> str:
+def render(grid) -> str:
     """The Markdown table of ``grid``'s (a ``Grid``) scales, stamped with the grid's code."""
     from usm.markdown import table as markdown
 

@@ -34,13 +34,12 @@ import math
 from pathlib import Path
 
 import pandas as pd
-from tabulate import tabulate
 
 from analysis.metrics.quality import HEADLINE, QUALITY_METRICS
 from analysis.report.collect import collect_study, last_launch, learning_curves
 from usm import deprecated
 from usm.files import atomic_write
-from usm.markdown import latex
+from usm.markdown import latex, table
 from usm.provenance import stamp_line
 
 CURVE_METRICS = (*HEADLINE, "precision")  # precision: unvalidated (†), but it exists for every dataset up to 64 px
@@ -210,7 +209,7 @@ def render(summary: pd.DataFrame, metrics: list[str], calibrations: dict[str, di
                              str(r["incomplete"])])
     for name, values in calibration_rows(calibrations):
         body.append([name, "", *[human(values[m]) if m in values else "" for m in metrics], "", ""])
-    markdown = tabulate(body, headers=header, tablefmt="github", disable_numparse=True)
+    markdown = table(header, body, padded=True)
     return markdown, latex(header, body)
 
 
@@ -228,9 +227,9 @@ def comparisons(summary: pd.DataFrame, metrics: list[str]) -> str:
             rows.append([r["arm"], *([r["reference"]] if several else []), _label(m), human(r[f"{m}_diff"]), interval,
                          r[f"{m}_outcome"],
                          "-" if pd.isna(needed) else "> 100,000" if math.isinf(needed) else f"{int(needed):,}"])
-    return tabulate(rows, headers=["arm", *(["compared with"] if several else []), "metric",
-                                   "difference to " + ("it" if several else "recipe"), f"{LEVEL:.0%} interval",
-                                   "outcome", "seeds to resolve it"], tablefmt="github", disable_numparse=True)
+    return table(["arm", *(["compared with"] if several else []), "metric",
+                  "difference to " + ("it" if several else "recipe"), f"{LEVEL:.0%} interval", "outcome",
+                  "seeds to resolve it"], rows, padded=True)
 
 
 def curve_table(curves: pd.DataFrame, metrics: list[str], calibrations: dict[str, dict] | None = None) -> str:
@@ -249,9 +248,8 @@ def curve_table(curves: pd.DataFrame, metrics: list[str], calibrations: dict[str
             if m in values:
                 rows.append([name, human(values[m]), *[""] * (len(steps) - 1)])
         images = dict(zip(curves["step"], curves["images_seen"]))
-        blocks.append(f"{_label(m)}:\n\n" + tabulate(rows, headers=["arm", *[f"step {s} ({images[s]:,} images)"
-                                                                            for s in steps]],
-                                                    tablefmt="github", disable_numparse=True))
+        header = ["arm", *[f"step {s} ({images[s]:,} images)" for s in steps]]
+        blocks.append(f"{_label(m)}:\n\n" + table(header, rows, padded=True))
     return "\n\n".join(blocks)
 
 

@@ -42,8 +42,8 @@ def makers() -> dict[str, object]:
     """record name -> a function giving its text (what the command in its marker prints)."""
     from analysis.bench.bench_scan import targets_table
     from analysis.metrics.flop_conventions import report
-    from analysis.report.model_table import table as model_table
-    from analysis.report.scale_table import table as scale_table
+    from analysis.report.model_table import render as model_table
+    from analysis.report.scale_table import render as scale_table
     from experiments.grids import GRIDS
 
     return {"models/parameters.md": lambda: model_table(GRIDS.values()), "models/flop_conventions.md": report,

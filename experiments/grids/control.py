@@ -8,17 +8,20 @@ study's table (``results/reference/control/``).
 """
 
 from experiments.grid import Axis, Grid, Scale
+from experiments.settings import Settings
 
 # The ablations' smoke recipe (batch 8, lr 1e-3, EMA 0.98), three times as many steps, one seed:
 # a curve point every 160 steps (64 samples), 128 final samples.
-SMOKE = Scale(model="USM-T/1", data="shapes-gray", resolution=16, num_samples=128, sample_steps=25, metric="pixel",
-              seeds=(0,), eval_every=160, eval_samples=64,
-              train=dict(max_steps=960, batch_size=8, lr=1e-3, ema_decay=0.98, ckpt_every=320, log_every=10))
+SMOKE = Scale(Settings(model="USM-T/1", data="shapes-gray", resolution=16, num_samples=128, sample_steps=25,
+                       metric="pixel", eval_every=160, eval_samples=64,
+                       train=dict(max_steps=960, batch_size=8, lr=1e-3, ema_decay=0.98, ckpt_every=320, log_every=10)),
+              seeds=(0,))
 # cpu: about half an hour of this project's 2-core machine, two points at a time (the table's caption
 # records each launch's wall time). EMA 0.995: a horizon of 200 of 6,400 steps.
-CPU = Scale(model="USM-T/1", data="shapes-gray", resolution=16, num_samples=256, sample_steps=25, metric="pixel",
-            seeds=(0,), eval_every=800, eval_samples=128,
-            train=dict(max_steps=6400, batch_size=8, lr=1e-3, ema_decay=0.995, ckpt_every=800, log_every=50))
+CPU = Scale(Settings(model="USM-T/1", data="shapes-gray", resolution=16, num_samples=256, sample_steps=25,
+                     metric="pixel", eval_every=800, eval_samples=128,
+                     train=dict(max_steps=6400, batch_size=8, lr=1e-3, ema_decay=0.995, ckpt_every=800, log_every=50)),
+            seeds=(0,))
 
 CONTROL = Grid(
     name="control",

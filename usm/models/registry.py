@@ -50,6 +50,6 @@ def model_spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-def build_model(name: str, **overrides) -> nn.Module:
-    """Build a registered model; ``overrides`` replace its defaults (input_size, in_channels, ...)."""
-    return model_spec(name).build(**overrides)
+def build_model(name: str, **model_args) -> nn.Module:
+    """Build a registered model; ``model_args`` replace its defaults (input_size, in_channels, ...)."""
+    return model_spec(name).build(**model_args)

@@ -9,15 +9,16 @@
     >>> spec = ModelSpec("Toy", Toy, dict(in_features=2), "a toy")
     >>> spec.build(out_features=5).config
     {'in_features': 2, 'out_features': 5, 'bias': True}
-    >>> spec.check_overrides({"bias": "flase"})
+    >>> spec.check_model_args({"bias": "flase"})
     Traceback (most recent call last):
     ...
     usm.models.spec.ModelArgError: Toy: bias='flase' is not a bool; use true or false
 
 ``records_config`` captures every constructor argument, defaults included, as ``model.config``:
 the constructor is the one place a model's arguments are listed, and checkpoints and run
-directories store that record to rebuild the model. ``check_overrides`` checks names and types of
-overrides (``--model-arg``) against the constructor's signature before anything is built.
+directories store that record to rebuild the model. ``check_model_args`` checks the names and types
+of constructor arguments (``model_args``; ``--model-arg`` on a command line) against the
+constructor's signature before anything is built.
 Each model family ends its module with a ``{name: ModelSpec}`` table; ``usm.models.registry``
 merges them.
 """
@@ -87,18 +88,18 @@ class ModelSpec:
         signature = getattr(self.cls, "init_signature", None) or inspect.signature(self.cls)
         return {n: p for n, p in signature.parameters.items() if n != "self"}
 
-    def check_overrides(self, overrides: dict) -> dict:
-        """The overrides with checked types; ModelArgError names an unknown or mistyped one."""
+    def check_model_args(self, model_args: dict) -> dict:
+        """``model_args`` with checked types; ModelArgError names an unknown or mistyped one."""
         parameters, checked = self.parameters(), {}
-        for key, value in deprecated.model_args(overrides).items():
+        for key, value in deprecated.model_args(model_args).items():
             if key not in parameters:
                 raise ModelArgError(f"{self.name} has no constructor argument {key!r}; "
                                     f"valid: {', '.join(sorted(parameters))}")
             checked[key] = check_arg(self.name, parameters[key], value)
         return checked
 
-    def build(self, **overrides) -> nn.Module:
-        return self.cls(**{**self.defaults, **self.check_overrides(overrides)})
+    def build(self, **model_args) -> nn.Module:
+        return self.cls(**{**self.defaults, **self.check_model_args(model_args)})
 
 
 LATENT_256 = dict(input_size=32, in_channels=4)  # every table's default input: a 256 px image's SD-VAE latent

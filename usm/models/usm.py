@@ -230,7 +230,7 @@ class USM(nn.Module):
 # --------------------------------------------------------------------------------------------------
 # Sizes (docs/models.md). Defaults: the reference's configuration for a 256x256 image's SD-VAE
 # latent (32x32x4), unconditional, with the paper's recipe (skip connections, ConvTranspose,
-# learned positions). ``build_model(name, **overrides)`` changes any of them.
+# learned positions). ``build_model(name, **model_args)`` changes any of them.
 
 USM_MODELS = family_table(USM, [
     ("USM-T/2", "tiny CPU variant: D=64, depth 7 (k=1), 0.5 M params on 32x32x3",

@@ -57,7 +57,7 @@ def _opt(default, help, **kw):
 @dataclass
 class ModelConfig:
     model: str = _opt("USM-T/2", "registered model name", choices=sorted(MODELS), metavar="NAME")
-    model_args: dict = _opt(None, "constructor overrides KEY=VALUE, e.g. skip_conn=false (ablation arms)",
+    model_args: dict = _opt(None, "constructor arguments KEY=VALUE replacing the defaults, e.g. skip_conn=false",
                             action="extend", nargs="*", metavar="KEY=VALUE", flag="--model-arg")
     class_dropout_prob: float = _opt(0.1, "label/caption dropout for classifier-free guidance (DiT's 0.1)")
 
@@ -221,7 +221,7 @@ class Config:
             raise ConfigError(f"--model-arg {key}={self.model.model_args[key]}: the trainer sets {key} from the "
                               f"data ({DERIVED_FROM_DATA[key]}); change that instead")
         try:
-            self.model.model_args = MODELS[self.model.model].check_overrides(self.model.model_args)
+            self.model.model_args = MODELS[self.model.model].check_model_args(self.model.model_args)
         except ModelArgError as exc:
             raise ConfigError(f"--model-arg: {exc}") from None
 

@@ -34,13 +34,14 @@ that do not verify are set aside, never overwritten.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -69,6 +70,7 @@ class NoVerifiedCheckpoint(RuntimeError):
 class Outcome:
     status: str  # "done" (max_steps reached), "paused" (invocation limit), "diverged", "dry-run"
     step: int
+    model_config: dict | None = field(default=None, repr=False, compare=False)  # the built model's arguments
 
 
 @dataclass
@@ -215,12 +217,12 @@ def setup(cfg: Config) -> Session:
 
 
 # --------------------------------------------------------------------------------------------------
-# Stage 2: claim the run directory and resume from its newest verified checkpoint.
+# Stage 2: write the run's config (and its latent cache), then resume from the newest verified checkpoint.
 
-def claim(s: Session) -> None:
+def write_run_config(s: Session) -> None:
     """Write (or check) config.json: only now, after every check of ``setup`` passed."""
     if s.accelerator.is_main_process:
-        s.run.claim(s.resolved)
+        s.run.write_config(s.resolved)
     s.accelerator.wait_for_everyone()
     cfg = s.cfg
     if s.vae is not None and cfg.data.latent_cache:
@@ -512,16 +514,17 @@ def lr_factor(t):
 
 def train(cfg: Config) -> Outcome:
     s = setup(cfg)
+    built = s.resolved["derived"]["model_config"]  # what the run's caller measures the model by
     if cfg.run.dry_run:
         print(json.dumps(s.resolved, indent=2))
-        return Outcome("dry-run", 0)
+        return Outcome("dry-run", 0, built)
     lock = s.run.locked() if s.accelerator.is_main_process else contextlib.nullcontext()
     with lock:
         if s.accelerator.is_main_process:  # a writer killed mid-write left these; none can be running now
             for path in (remove_dead_temps(s.run.path) + remove_dead_temps(s.run.checkpoints)
                          + remove_orphan_checksums(s.run.checkpoints)):
                 log.info("removed %s, left by a writer that was killed", path)
-        claim(s)
+        write_run_config(s)
         ema = make_ema(s.model).to(s.accelerator.device)
         trainable = [p for p in s.model.parameters() if p.requires_grad]
         # fused: one kernel for every tensor's update (CPU and CUDA); a loop of small kernels per tensor otherwise
@@ -530,6 +533,6 @@ def train(cfg: Config) -> Outcome:
         step = resume(s, ema, optimizer, scheduler)
         trackers.start(s.accelerator, cfg.run.log_with, s.run.path.name, s.resolved)
         try:
-            return run_steps(s, step, ema, optimizer, scheduler)
+            return dataclasses.replace(run_steps(s, step, ema, optimizer, scheduler), model_config=built)
         finally:
             trackers.end(s.accelerator, cfg.run.log_with)

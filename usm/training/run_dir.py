@@ -79,7 +79,7 @@ class RunDir:
         return read_json(self.config_path, "delete it and rerun the same command: it is written again, and "
                                            "checked against the config the checkpoints hold")
 
-    def claim(self, resolved: dict) -> None:
+    def write_config(self, resolved: dict) -> None:
         """Write ``resolved`` as this directory's config, or check it equals the one already there
         (apart from runtime fields, which the caller leaves out of ``resolved['identity']``)."""
         existing = self.read_config()
@@ -164,8 +164,8 @@ def check_checkpoint_identity(state: dict, path: Path, identity: dict, asked_as:
                              + f"\nMove it out of {path.parent}: the run then uses its own newest checkpoint.")
 
 
-def model_overrides(identity: dict, derived: dict) -> dict:
-    """The constructor overrides a run's settings imply: data sizes, conditioning, ``--model-arg``."""
+def model_args(identity: dict, derived: dict) -> dict:
+    """The constructor arguments a run's settings imply: data sizes, conditioning, and its own ``model_args``."""
     model_cfg = identity["model"]
     kwargs = dict(input_size=derived["input_size"], in_channels=derived["in_channels"],
                   num_classes=derived["num_classes"], class_dropout_prob=model_cfg["class_dropout_prob"])
@@ -181,5 +181,5 @@ def model_from_config(resolved: dict):
     name, derived = resolved["identity"]["model"]["model"], resolved["derived"]
     if "model_config" in derived:
         spec = model_spec(name)
-        return spec.cls(**spec.check_overrides(derived["model_config"]))
-    return build_model(name, **model_overrides(resolved["identity"], derived))
+        return spec.cls(**spec.check_model_args(derived["model_config"]))
+    return build_model(name, **model_args(resolved["identity"], derived))

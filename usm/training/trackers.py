@@ -6,7 +6,7 @@
     >>> hyperparameters({"identity": {"train": {"lr": 1e-4, "timesteps": "logit_normal"}, "model": {"model_args": {}}}})
     {'identity.train.lr': 0.0001, 'identity.train.timesteps': 'logit_normal'}
 
-``--log-with NAME`` (a study: ``--set settings.log_with=NAME``) hands the trainer's ``stats.jsonl``
+``--log-with NAME`` (a study: ``--set log_with=NAME``) hands the trainer's ``stats.jsonl``
 records (loss, learning rate, gradient norm, speed, memory) to the tracker at the same steps, with
 the run's resolved config as its hyper-parameters. Files go to ``RUN/trackers/``. Weights & Biases
 runs offline unless ``WANDB_MODE`` says otherwise: nothing here makes a network call by itself. The
