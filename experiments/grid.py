@@ -119,7 +119,9 @@ FIXED = {"model": "the grid's axis or scale", "data": "the grid's axis or scale:
          "data.NAME=PATH", "resolution": "the scale", "latent": "the scale's VAE", "metric": "the scale",
          "train.data": "the dataset", "train.resolution": "the scale's image size", "train.latent": "the scale's VAE",
          "train.context": "the dataset's text tokens", "train.cond": "the dataset", "train.model": "the grid",
-         "train.model_args": "model_args.ARG", "train.seed": "the study's seeds: use --seeds 0 1 2"}
+         "train.model_args": "model_args.ARG", "train.seed": "the study's seeds: use --seeds 0 1 2",
+         "train.run_dir": "the point's folder", "train.pause_every": "eval_every", "train.log_with": "log_with",
+         "train.latent_cache": "the study's latent cache"}
 
 
 @dataclass(frozen=True)

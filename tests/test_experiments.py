@@ -109,6 +109,8 @@ def test_adding_seeds_runs_only_the_new_points(tmp_path, capsys):
     (lambda: GRIDS["ablations"].points("smoke", sets={"model_args.skip_conn": False}),
      "--set model_args.skip_conn: the axis 'skip_conn' sets it in every point"),
     (lambda: GRIDS["ablations"].points("smoke", sets={"train.seed": 5}), "use --seeds"),
+    (lambda: GRIDS["ablations"].points("smoke", sets={"train.run_dir": "/tmp/x"}), "the point's folder decides it"),
+    (lambda: GRIDS["ablations"].points("smoke", sets={"train.model": "DiT-T/2"}), "the grid decides it"),
     (lambda: GRIDS["ablations"].points("smoke", sets={"train.model_args": {"expand": 1}}), "model_args.ARG decides it"),
     (lambda: GRIDS["ablations"].points("smoke", sets={"model_args.expnd": 1}), "no constructor argument 'expnd'"),
     (lambda: GRIDS["ablations"].points("smoke", sets={"num_samples": "abc"}),

@@ -2,7 +2,7 @@
 
     >>> import torch
     >>> from analysis.metrics.swd import swd
-    >>> a = torch.rand(64, 3, 32, 32) * 2 - 1
+    >>> a = torch.rand(16, 3, 16, 16) * 2 - 1
     >>> result = swd(a, a.flip(0), seed=0)
     >>> sorted(result), result["levels"][0] >= 0
     (['levels', 'mean', 'resolutions'], True)

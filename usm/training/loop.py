@@ -49,6 +49,7 @@ from tqdm import tqdm
 
 from usm.data.datasets import ImageDataset, StepBatches, open_dataset
 from usm.data.folder import DataError
+from usm.devices import default_device
 from usm.files import remove_dead_temps
 from usm.precision import use_tf32
 from usm.rectified_flow import training_loss
@@ -184,7 +185,7 @@ def setup(cfg: Config) -> Session:
     # DDP walks the autograd graph every step looking for unused parameters only for a model that
     # says it may leave some out (``leaves_parameters_unused``; set once the model is built, below):
     # every registered model gives each trainable parameter a gradient in every step (tested).
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.train.mixed_precision,
+    accelerator = Accelerator(cpu=default_device() == "cpu", mixed_precision=cfg.train.mixed_precision,
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
                               **trackers.accelerator_kwargs(cfg.run.log_with, cfg.run.run_dir))
     run = RunDir(cfg.run.run_dir)

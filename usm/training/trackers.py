@@ -79,10 +79,11 @@ def log_evaluation(log_with: str, run_dir: str | Path, step: int, metrics: dict,
     if log_with == "none":
         return
     import numpy as np
-    import torch
     from accelerate import Accelerator
 
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision,
+    from usm.devices import default_device
+
+    accelerator = Accelerator(cpu=default_device() == "cpu", mixed_precision=mixed_precision,
                               **accelerator_kwargs(log_with, run_dir))
     accelerator.init_trackers(Path(run_dir).name)
     accelerator.log({f"eval/{k}": v for k, v in metrics.items()
