@@ -110,8 +110,11 @@ def migrate_study(study_dir: Path, log=print) -> list[str]:
             continue  # a copy (check_existing warns about it) or a damaged point.json
         arm = deprecated.arm(stored["arm"])
         old, target = spec.parent, study_dir / point_name(arm, stored["seed"])
-        if old == target:
-            continue  # nothing to rename
+        if old == target:  # nothing to rename; a rename killed before it rewrote point.json is finished
+            if arm != stored["arm"] and not is_held(old / "lock"):
+                atomic_write(spec, json.dumps({**deprecated.upgrade(stored), "arm": arm}, indent=2))
+                log(f"rewrote {spec.parent.name}/point.json in the arm's new spelling")
+            continue
         if target.exists() or is_held(old / "lock"):
             why = f"its new folder {target.name} exists" if target.exists() else "it is running"
             log(f"left {old.name} as it is: {why}")

@@ -91,7 +91,7 @@ def test_a_rename_interrupted_before_its_point_json_was_rewritten_is_the_same_po
     """migrate_study renames the folder first: one killed before it rewrote point.json leaves the new
     folder holding the old spelling, which is neither a stray copy nor another point."""
     from analysis.report.collect import stray
-    from experiments.launch import check_existing, study_points
+    from experiments.launch import check_existing, migrate_study, study_points
 
     points = study_points("ablations", "smoke", seeds=[0])
     new = next(p for p in points if p["arm"] == "z_gate=False")
@@ -100,6 +100,10 @@ def test_a_rename_interrupted_before_its_point_json_was_rewritten_is_the_same_po
     (folder / "point.json").write_text(json.dumps(_old_spelling(new)))
     assert not stray(folder)
     check_existing(str(tmp_path), points)  # no PointMismatch
+    lines = []
+    assert migrate_study(tmp_path / "ablations", lines.append) == []  # the next launch finishes it
+    assert lines == ["rewrote z_gate=False-s0/point.json in the arm's new spelling"]
+    assert json.loads((folder / "point.json").read_text())["arm"] == "z_gate=False"
     (tmp_path / "ablations" / "recipe-s9").mkdir()
     (tmp_path / "ablations" / "recipe-s9" / "point.json").write_text(json.dumps(_old_spelling(new)))
     assert stray(tmp_path / "ablations" / "recipe-s9", warn=False)  # a copy under another point's name
