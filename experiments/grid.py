@@ -122,6 +122,10 @@ FIXED = {"model": "the grid's axis or scale", "data": "the grid's axis or scale:
          "train.model_args": "model_args.ARG", "train.seed": "the study's seeds: use --seeds 0 1 2",
          "train.run_dir": "the point's folder", "train.pause_every": "eval_every", "train.log_with": "log_with",
          "train.latent_cache": "the study's latent cache"}
+# Trainer fields that end one invocation early or change how it starts: a point trains to its end and
+# resumes when its job is requeued (the path -> what to use instead).
+PER_INVOCATION = {"train.time_budget": "the job's --time", "train.max_steps_per_invocation": "the job's --time",
+                  "train.dry_run": "run.py --dry-run", "train.from_scratch": "removing the point's folder"}
 
 
 @dataclass(frozen=True)
@@ -188,6 +192,9 @@ class Grid:
         if path in FIXED:
             raise GridError(f"--set {path}: it changes what a point is, while its name and scoring stay; "
                             f"{FIXED[path]} decides it")
+        if path in PER_INVOCATION:
+            raise GridError(f"--set {path}: it stops or restarts one invocation of the trainer, while a point "
+                            f"trains to its end and resumes when requeued; use {PER_INVOCATION[path]}")
         for axis in self.axes:
             if path in axis.paths():
                 raise GridError(f"--set {path}: the axis {axis.name!r} sets it in every point "
