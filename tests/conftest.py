@@ -63,7 +63,7 @@ def shared_conventions(conventions_cache, monkeypatch):
     def cached(name: str, text: bool = False) -> dict:
         path = conventions_cache / f"{name.replace('/', '_')}-{'text' if text else 'uncond'}.json"
         if not path.exists():
-            partial = path.with_suffix(".tmp")
+            partial = path.with_suffix(f".{os.getpid()}.tmp")  # two test sessions at once write apart
             partial.write_text(json.dumps(computed(name, text)))
             partial.replace(path)
         return json.loads(path.read_text())
