@@ -28,8 +28,8 @@ def test_counter_on_usm_b1_matches_fvcore_on_the_reference():
     assert report.uncounted == {}
 
 
-@pytest.mark.parametrize("name, model_args", [
-    ("USM-B/1", {}), ("ZigMa-B/1", {}), ("DiT-B/2", {}),
+@pytest.mark.parametrize("name, model_args", [  # the paper's B sizes are slow (about 3 s each); T sizes test the same
+    *(pytest.param(name, {}, marks=pytest.mark.slow) for name in ("USM-B/1", "ZigMa-B/1", "DiT-B/2")),
     ("USM-T/2", dict(use_convtranspose=False, skip_conn=False, z_gate=False)),
     ("USM-T/2", dict(use_convtranspose=False, upsample_kernel=5, upsample_groups=4)),
     ("USM-T/2", dict(has_text=True, d_context=32)), ("ZigMa-T/2", dict(num_classes=10, has_text=False)),
