@@ -47,12 +47,12 @@ def smoke_models(grids) -> list[tuple[str, str, dict]]:
 
     rows = []
     for grid in grids:
-        scale = grid.scales["smoke"].settings if "smoke" in grid.scales else None
-        if scale is None or scale.data not in EMBEDDED:
+        smoke = grid.scales["smoke"].settings if "smoke" in grid.scales else None
+        if smoke is None or smoke.data not in EMBEDDED:
             continue
-        channels = open_dataset(scale.data, scale.resolution).channels  # what the trainer builds the model for
-        size = dict(input_size=scale.resolution, in_channels=channels)
-        rows.append((grid.name, scale.model, size, dict(scale.model_args)))
+        channels = open_dataset(smoke.data, smoke.resolution).channels  # what the trainer builds the model for
+        size = dict(input_size=smoke.resolution, in_channels=channels)
+        rows.append((grid.name, smoke.model, size, dict(smoke.model_args)))
     return rows
 
 

@@ -19,34 +19,33 @@ from usm.provenance import stamp, stamp_line
 QUALITY = {"pixel": "the k-NN metrics (pixels, shape features) and SWD", "fid": "FID"}
 
 
-def model_input(scale) -> tuple[int, int] | None:
-    """(side, channels) of what the points of ``scale`` (their settings) see, or None where it depends
-    on a dataset path."""
+def model_input(settings) -> tuple[int, int] | None:
+    """(side, channels) of what a model trained with ``settings`` (a scale's template) sees, or None
+    where it depends on a dataset path."""
     from usm.data.datasets import open_dataset
     from usm.data.embedded import EMBEDDED
 
-    if scale.latent != "none":
-        return scale.resolution // 8, 4
-    if scale.data in EMBEDDED:
-        return scale.resolution, open_dataset(scale.data, scale.resolution).channels
+    if settings.latent != "none":
+        return settings.resolution // 8, 4
+    if settings.data in EMBEDDED:
+        return settings.resolution, open_dataset(settings.data, settings.resolution).channels
     return None
 
 
 def scale_row(name: str, scale, recipe_args: dict, grid_seeds: tuple) -> list[str]:
     from usm.models.registry import build_model
 
-    seeds = len(scale.seeds or grid_seeds)
-    scale = scale.settings
-    shape = model_input(scale)
-    args = {**recipe_args, **scale.model_args}
+    seeds, s = len(scale.seeds or grid_seeds), scale.settings
+    shape = model_input(s)
+    args = {**recipe_args, **s.model_args}
     structure, config = {}, {}
     if shape is not None:
         with torch.device("meta"):
-            model = build_model(scale.model, input_size=shape[0], in_channels=shape[1], **args)
+            model = build_model(s.model, input_size=shape[0], in_channels=shape[1], **args)
         structure = model.structure() if hasattr(model, "structure") else {}
         config = model.config
-    t = scale.train
-    data = scale.data + ("" if scale.latent == "none" else f" through {scale.latent}") + f" at {scale.resolution} px"
+    t = s.train
+    data = s.data + ("" if s.latent == "none" else f" through {s.latent}") + f" at {s.resolution} px"
     seen = f"{shape[0]}x{shape[0]}x{shape[1]}" if shape else "-"
     if structure:
         grid = f"patch {structure['patch']}, {structure['tokens']:,} tokens"
@@ -58,9 +57,9 @@ def scale_row(name: str, scale, recipe_args: dict, grid_seeds: tuple) -> list[st
     trained = all(key in t for key in ("batch_size", "max_steps", "lr", "ema_decay"))
     recipe = (f"batch {t['batch_size']}, {t['max_steps']:,} steps, lr {t['lr']:g}, EMA {t['ema_decay']:g}"
               if trained else "-")
-    curve = f", a curve point every {scale.eval_every:,} steps" if scale.eval_every else ""
-    quality = f"{QUALITY[scale.metric]} on {scale.num_samples:,} samples, {scale.sample_steps} Euler steps{curve}"
-    return [f"`{name}`", scale.model, data, seen, grid, depth, bottleneck, mixer,
+    curve = f", a curve point every {s.eval_every:,} steps" if s.eval_every else ""
+    quality = f"{QUALITY[s.metric]} on {s.num_samples:,} samples, {s.sample_steps} Euler steps{curve}"
+    return [f"`{name}`", s.model, data, seen, grid, depth, bottleneck, mixer,
             recipe, quality, str(seeds)]
 
 
